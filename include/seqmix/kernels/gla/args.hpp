@@ -1,0 +1,53 @@
+// Argument checks shared by every GLA policy.
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#include "../../error.hpp"
+#include "../../tensor/view.hpp"
+
+namespace seqmix::kernels::gla {
+
+/// Options of the GLA op.
+template <class T>
+struct options {
+  T scale = T(0);  ///< multiplies q; 0 means K^-1/2
+};
+
+namespace detail {
+
+// Largest decay span (in log space) factorised as e^{-G} · e^{G}: e^{span} times k stays far from
+// overflow and e^{-span} is a normal number.
+template <class T>
+inline const T span_limit = std::log(std::numeric_limits<T>::max()) / 2;
+
+// Token-major pointers of one head: element (t, i) at p[t * ts + i].
+template <class T>
+struct head_rows {
+  T* p;
+  index_t ts;
+  T* row(index_t t) const { return p + t * ts; }
+};
+
+}  // namespace detail
+
+/// Validates shapes q, k, g [B,T,H,K], v, o [B,T,H,V], state [B,H,K,V] and unit last-axis
+/// strides; returns the scale to use.
+template <class T>
+T check_args(const tensor_view<const T, 4>& q, const tensor_view<const T, 4>& k,
+             const tensor_view<const T, 4>& v, const tensor_view<const T, 4>& g,
+             const tensor_view<T, 4>& o, const tensor_view<T, 4>& state, const options<T>& opt) {
+  const index_t B = q.extent(0), T_ = q.extent(1), H = q.extent(2), K = q.extent(3), V = v.extent(3);
+  check_shape("gla", "k", k.extents(), q.extents());
+  check_shape("gla", "g", g.extents(), q.extents());
+  check_shape("gla", "v", v.extents(), {B, T_, H, V});
+  check_shape("gla", "o", o.extents(), {B, T_, H, V});
+  check_shape("gla", "state", state.extents(), {B, H, K, V});
+  const bool unit = (K <= 1 || (q.stride(3) == 1 && k.stride(3) == 1 && g.stride(3) == 1 && state.stride(2) >= V)) &&
+                    (V <= 1 || (v.stride(3) == 1 && o.stride(3) == 1 && state.stride(3) == 1));
+  require(unit, "gla", "q, k, g, v, o and state need unit stride along their last axis");
+  return opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(T(K));
+}
+
+}  // namespace seqmix::kernels::gla

@@ -1,0 +1,174 @@
+// GLA, recurrent policy: one pass over the tokens with the [K,V] state kept in cache. This is the
+// decode path and, for K = V = 64, the fastest prefill too.
+//
+// Deferred decay: within a run of up to `run_length` tokens starting from state S0, the state is
+// S_t = diag(e^{G_t}) · S~_t with G_t the cumulative log decay since the run started, so a token
+// costs two FMAs per state element instead of three:
+//   S~_t = S~_{t-1} + (k_t ⊙ e^{-G_t}) v_tᵀ,   o_t = S~_tᵀ (scale · q_t ⊙ e^{G_t}).
+// The last token of a run takes the explicit step S_t = e^{G_t} ⊙ S~_{t-1} + k_t v_tᵀ, which folds
+// the decay back in. A run also ends before G would drop below -span_limit, so e^{-G} stays
+// finite; rounding is relative to the newest terms because e^{G_t - G_j} ≤ 1. Two deferred tokens
+// share one pass over the state, which halves the state loads and stores. See docs/gla.md.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "../../policy/execution.hpp"
+#include "../../policy/threads.hpp"
+#include "../../simd/math.hpp"
+#include "../../simd/vec.hpp"
+#include "args.hpp"
+
+namespace seqmix::kernels::gla {
+
+namespace detail {
+
+inline constexpr index_t run_length = 32;
+
+// Vectors of V per state-row pass: 4 with 32 vector registers (AVX-512), 2 with 16.
+template <class T>
+inline constexpr index_t row_vectors = sizeof(simd::batch<T>) >= 64 ? 4 : 2;
+
+// NT tokens (1 or 2) on a tile of NV vectors of the value axis. Per token n and state row i:
+//   S[i, tile] = a[i] * S[i, tile] + b_n[i] * v_n[tile];  o_n[tile] = Σ_i c_n[i] * S[i, tile]
+// with a = 1 unless Decay. v and o stay in registers; each state row is loaded and stored once.
+template <bool Decay, index_t NT, index_t NV, class T>
+inline void tokens_tile(index_t K, const T* a, const T* const* b, const T* const* c, const T* const* v, T* S,
+                        index_t lds, T* const* o) {
+  constexpr index_t L = simd::lanes<T>;
+  simd::batch<T> vv[NT][NV], acc[NT][NV];
+  SEQMIX_UNROLL for (index_t n = 0; n < NT; ++n)
+    SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) vv[n][j] = simd::load(v[n] + j * L), acc[n][j] = T(0);
+  for (index_t i = 0; i < K; ++i) {
+    T* row = S + i * lds;
+    simd::batch<T> s[NV];
+    SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] = simd::load(row + j * L);
+    if constexpr (Decay) {
+      const simd::batch<T> ai(a[i]);
+      SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] *= ai;
+    }
+    SEQMIX_UNROLL for (index_t n = 0; n < NT; ++n) {
+      const simd::batch<T> bi(b[n][i]), ci(c[n][i]);
+      SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) {
+        s[j] = xsimd::fma(bi, vv[n][j], s[j]);
+        acc[n][j] = xsimd::fma(ci, s[j], acc[n][j]);
+      }
+    }
+    SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) simd::store(row + j * L, s[j]);
+  }
+  SEQMIX_UNROLL for (index_t n = 0; n < NT; ++n)
+    SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) simd::store(o[n] + j * L, acc[n][j]);
+}
+
+// NT tokens over the whole value axis: full tiles, single vectors, then scalar columns.
+template <bool Decay, index_t NT, class T>
+inline void tokens(index_t K, index_t V, const T* a, const T* const* b, const T* const* c, const T* const* v, T* S,
+                   index_t lds, T* const* o) {
+  constexpr index_t L = simd::lanes<T>, NV = row_vectors<T>;
+  const T* vj[NT];
+  T* oj[NT];
+  auto at = [&](index_t j) {
+    for (index_t n = 0; n < NT; ++n) vj[n] = v[n] + j, oj[n] = o[n] + j;
+  };
+  index_t j = 0;
+  for (; j + NV * L <= V; j += NV * L) at(j), tokens_tile<Decay, NT, NV>(K, a, b, c, vj, S + j, lds, oj);
+  for (; j + L <= V; j += L) at(j), tokens_tile<Decay, NT, 1>(K, a, b, c, vj, S + j, lds, oj);
+  for (; j < V; ++j)
+    for (index_t n = 0; n < NT; ++n) {
+      T acc = 0;
+      for (index_t i = 0; i < K; ++i) {
+        T& s = S[i * lds + j];
+        s = (Decay && n == 0 ? a[i] * s : s) + b[n][i] * v[n][j];
+        acc += c[n][i] * s;
+      }
+      o[n][j] = acc;
+    }
+}
+
+template <class T>
+struct run_workspace {
+  std::vector<T> G, kd, qd, decay;
+  explicit run_workspace(index_t K)
+      : G(std::size_t(run_length * K)), kd(G.size()), qd(G.size()), decay(std::size_t(K)) {}
+};
+
+// Runs tokens [t0, L) of one head in runs of at most run_length; S [K,V] (row stride lds) is the
+// true state before and after.
+template <class T>
+void head(run_workspace<T>& w, index_t t0, index_t L, index_t K, index_t V, T scale, head_rows<const T> q,
+          head_rows<const T> k, head_rows<const T> v, head_rows<const T> g, head_rows<T> o, T* S, index_t lds) {
+  auto& [G, kd, qd, decay] = w;
+  auto row = [K](std::vector<T>& buf, index_t n) { return buf.data() + n * K; };
+  for (index_t t = t0; t < L;) {
+    // Grow the run while the cumulative decay stays within span_limit.
+    index_t n = 0;
+    for (; n < run_length && t + n < L; ++n) {
+      T* Gn = row(G, n);
+      if (n == 0) std::copy_n(g.row(t), K, Gn);
+      else simd::transform(row(G, n - 1), g.row(t + n), Gn, K, [](auto a, auto b) { return a + b; });
+      if (n > 0 && simd::min_element(Gn, K) < -span_limit<T>) break;
+      simd::transform(q.row(t + n), Gn, row(qd, n), K, [scale](auto x, auto G_) { return x * simd::exp(G_) * scale; });
+      simd::transform(k.row(t + n), Gn, row(kd, n), K, [](auto x, auto G_) { return x * simd::exp(-G_); });
+    }
+    // Tokens 0 .. n-2 deferred, two per pass; token n-1 explicit with decay e^{G_{n-1}}.
+    index_t i = 0;
+    for (; i + 2 <= n - 1; i += 2) {
+      const T* b[2] = {row(kd, i), row(kd, i + 1)};
+      const T* c[2] = {row(qd, i), row(qd, i + 1)};
+      const T* vv[2] = {v.row(t + i), v.row(t + i + 1)};
+      T* oo[2] = {o.row(t + i), o.row(t + i + 1)};
+      tokens<false, 2, T>(K, V, nullptr, b, c, vv, S, lds, oo);
+    }
+    if (i < n - 1) {
+      const T* b[1] = {row(kd, i)};
+      const T* c[1] = {row(qd, i)};
+      const T* vv[1] = {v.row(t + i)};
+      T* oo[1] = {o.row(t + i)};
+      tokens<false, 1, T>(K, V, nullptr, b, c, vv, S, lds, oo);
+    }
+    simd::transform(row(G, n - 1), decay.data(), K, [](auto x) { return simd::exp(x); });
+    simd::transform(q.row(t + n - 1), row(qd, n - 1), K, [scale](auto x) { return x * scale; });
+    const T* b[1] = {k.row(t + n - 1)};
+    const T* c[1] = {row(qd, n - 1)};
+    const T* vv[1] = {v.row(t + n - 1)};
+    T* oo[1] = {o.row(t + n - 1)};
+    tokens<true, 1, T>(K, V, decay.data(), b, c, vv, S, lds, oo);
+    t += n;
+  }
+}
+
+}  // namespace detail
+
+/// GLA op, token by token. Shapes as in ref(); state [B,H,K,V] is updated in place.
+template <class T>
+void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k,
+               tensor_view<const T, 4> v, tensor_view<const T, 4> g, tensor_view<T, 4> o,
+               tensor_view<T, 4> state, options<T> opt = {}) {
+  const T scale = check_args(q, k, v, g, o, state, opt);
+  const index_t B = q.extent(0), L = q.extent(1), H = q.extent(2), K = q.extent(3), V = v.extent(3);
+  // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent in memory,
+  // so each block streams through the inputs once instead of once per head.
+  parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
+    detail::run_workspace<T> w(K);
+    for (index_t t0 = 0; t0 < L; t0 += detail::run_length) {
+      for (index_t bh = begin; bh < end; ++bh) {  // next block's rows, into L2
+        const index_t b = bh / H, h = bh % H;
+        for (index_t t = t0 + detail::run_length; t < std::min(L, t0 + 2 * detail::run_length); ++t) {
+          simd::prefetch(q.ptr(b, t, h), K), simd::prefetch(k.ptr(b, t, h), K);
+          simd::prefetch(g.ptr(b, t, h), K), simd::prefetch(v.ptr(b, t, h), V);
+        }
+      }
+      for (index_t bh = begin; bh < end; ++bh) {
+        const index_t b = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::run_length);
+        detail::head<T>(w, t0, t1, K, V, scale, {q.ptr(b, 0, h), q.stride(1)}, {k.ptr(b, 0, h), k.stride(1)},
+                        {v.ptr(b, 0, h), v.stride(1)}, {g.ptr(b, 0, h), g.stride(1)},
+                        {o.ptr(b, 0, h), o.stride(1)}, state.ptr(b, h), state.stride(2));
+      }
+    }
+  });
+}
+
+}  // namespace seqmix::kernels::gla

@@ -1,0 +1,35 @@
+// Eigen interop: a rank-2 view as an Eigen::Map (no copy), and an Eigen matrix as a view.
+#pragma once
+
+#include <Eigen/Core>
+#include <type_traits>
+
+#include "view.hpp"
+
+namespace seqmix {
+
+template <class T>
+using row_major_matrix = Eigen::Matrix<std::remove_const_t<T>, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+/// A rank-2 view [rows, cols] as an Eigen::Map with the view's strides (any strides).
+template <class T>
+auto as_matrix(tensor_view<T, 2> v) {
+  using matrix = std::conditional_t<std::is_const_v<T>, const row_major_matrix<T>, row_major_matrix<T>>;
+  using stride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
+  return Eigen::Map<matrix, Eigen::Unaligned, stride>(v.data(), v.extent(0), v.extent(1),
+                                                      stride(v.stride(0), v.stride(1)));
+}
+
+/// A view of any Eigen dense object with direct access (Matrix, Map, Block), keeping its strides.
+template <class Derived>
+auto as_view(Eigen::PlainObjectBase<Derived>& m) {
+  using T = typename Derived::Scalar;
+  return tensor_view<T, 2>(m.data(), {m.rows(), m.cols()}, {m.rowStride(), m.colStride()});
+}
+template <class Derived>
+auto as_view(const Eigen::PlainObjectBase<Derived>& m) {
+  using T = const typename Derived::Scalar;
+  return tensor_view<T, 2>(m.data(), {m.rows(), m.cols()}, {m.rowStride(), m.colStride()});
+}
+
+}  // namespace seqmix

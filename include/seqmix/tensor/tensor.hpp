@@ -1,0 +1,108 @@
+// tensor<T, Rank>: an owning, 64-byte aligned, contiguous row-major tensor.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <memory>
+#include <new>
+
+#include "view.hpp"
+
+namespace seqmix {
+
+namespace detail {
+inline constexpr std::size_t tensor_alignment = 64;  // one cache line; enough for AVX-512 loads
+
+template <class T>
+struct aligned_delete {
+  void operator()(T* p) const { ::operator delete[](p, std::align_val_t(tensor_alignment)); }
+};
+
+template <class T>
+std::unique_ptr<T[], aligned_delete<T>> aligned_alloc(index_t n) {
+  if (n < 0) throw error("tensor: negative element count");
+  // Always allocate at least one element so data() is never null.
+  const auto count = static_cast<std::size_t>(std::max<index_t>(n, 1));
+  T* p = static_cast<T*>(::operator new[](count * sizeof(T), std::align_val_t(tensor_alignment)));
+  std::uninitialized_value_construct_n(p, count);
+  return std::unique_ptr<T[], aligned_delete<T>>(p);
+}
+}  // namespace detail
+
+/// Owning, zero-initialised, 64-byte aligned, contiguous row-major tensor. Converts implicitly to
+/// `tensor_view<T, Rank>` and `tensor_view<const T, Rank>`; copies are deep.
+template <class T, std::size_t Rank>
+class tensor {
+ public:
+  using value_type = T;
+  using shape_type = std::array<index_t, Rank>;
+  static constexpr std::size_t rank() { return Rank; }
+
+  tensor() : tensor(shape_type{}) {}
+  explicit tensor(const shape_type& extents)
+      : extents_(extents), data_(detail::aligned_alloc<T>(count(extents))) {}
+  tensor(const shape_type& extents, T fill) : tensor(extents) { std::fill_n(data(), size(), fill); }
+  /// Deep copy of any view with the same rank (any strides).
+  template <class U>
+  explicit tensor(tensor_view<U, Rank> src) : tensor(src.extents()) {
+    copy_from(src);
+  }
+
+  tensor(const tensor& o) : tensor(o.extents_) { std::copy_n(o.data(), size(), data()); }
+  tensor(tensor&&) noexcept = default;
+  tensor& operator=(const tensor& o) {
+    if (this != &o) *this = tensor(o);
+    return *this;
+  }
+  tensor& operator=(tensor&&) noexcept = default;
+
+  T* data() { return data_.get(); }
+  const T* data() const { return data_.get(); }
+  const shape_type& extents() const { return extents_; }
+  index_t extent(std::size_t d) const { return extents_[d]; }
+  index_t size() const { return count(extents_); }
+
+  tensor_view<T, Rank> view() { return {data(), extents_}; }
+  tensor_view<const T, Rank> view() const { return {data(), extents_}; }
+  operator tensor_view<T, Rank>() { return view(); }
+  operator tensor_view<const T, Rank>() const { return view(); }
+
+  template <class... I>
+  T& operator()(I... idx) { return view()(idx...); }
+  template <class... I>
+  const T& operator()(I... idx) const { return view()(idx...); }
+
+  void fill(T value) { std::fill_n(data(), size(), value); }
+
+ private:
+  template <class U>
+  void copy_from(tensor_view<U, Rank> src) {
+    // Walk the source in row-major order; the destination is contiguous.
+    std::array<index_t, Rank> i{};
+    T* out = data();
+    for (index_t n = 0, total = size(); n < total; ++n) {
+      index_t off = 0;
+      for (std::size_t d = 0; d < Rank; ++d) off += i[d] * src.stride(d);
+      *out++ = static_cast<T>(src.data()[off]);
+      for (std::size_t d = Rank; d-- > 0;) {
+        if (++i[d] < extents_[d]) break;
+        i[d] = 0;
+      }
+    }
+  }
+
+  static index_t count(const shape_type& e) {
+    index_t n = 1;
+    for (auto x : e) {
+      if (x < 0) throw error("tensor: negative extent in " + shape_string(e));
+      n *= x;
+    }
+    return n;
+  }
+
+  shape_type extents_{};
+  std::unique_ptr<T[], detail::aligned_delete<T>> data_;
+};
+
+}  // namespace seqmix
