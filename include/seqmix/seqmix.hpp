@@ -1,0 +1,23 @@
+// seqmix: sequence-mixing layers for LLMs on CPUs. Umbrella header: the core vocabulary, every op
+// and every layer. (kernels/<family>/ref.hpp, the test oracles, and refcheck/ are included
+// separately.)
+#pragma once
+
+#include "config.hpp"
+#include "error.hpp"
+#include "io/safetensors.hpp"
+#include "io/weights.hpp"
+#include "policy/execution.hpp"
+#include "policy/threads.hpp"
+#include "simd/batch.hpp"
+#include "simd/gemm.hpp"
+#include "simd/math.hpp"
+#include "simd/vec.hpp"
+#include "tensor/concepts.hpp"
+#include "tensor/eigen.hpp"
+#include "tensor/tensor.hpp"
+#include "tensor/view.hpp"
+
+// Ops and layers: one line per layer.
+#include "kernels/gla/gla.hpp"
+#include "layers/gla.hpp"
