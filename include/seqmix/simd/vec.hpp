@@ -11,6 +11,12 @@ inline void prefetch(const T* x, index_t n) {
   for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) __builtin_prefetch(x + i, 0, 2);
 }
 
+/// Hints the cache to fetch x[0 .. n) for writing soon.
+template <class T>
+inline void prefetch_for_write(T* x, index_t n) {
+  for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) __builtin_prefetch(x + i, 1, 2);
+}
+
 /// sum_i x[i] * y[i]; two accumulators to hide FMA latency.
 template <class T>
 inline T dot(const T* x, const T* y, index_t n) {

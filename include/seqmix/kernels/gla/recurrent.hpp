@@ -28,9 +28,12 @@ namespace detail {
 
 inline constexpr index_t run_length = 32;
 
-// Vectors of V per state-row pass: 4 with 32 vector registers (AVX-512), 2 with 16.
-template <class T>
-inline constexpr index_t row_vectors = sizeof(simd::batch<T>) >= 64 ? 4 : 2;
+// Register budget: AVX-512 has 32 vector registers, AVX2 and SSE2 16. A pass over the state
+// handles NT tokens on NV vectors of V and keeps 2·NT·NV of them (v and o) live.
+inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
+inline constexpr index_t max_tokens_per_pass = vector_registers >= 32 ? 4 : 2;
+template <index_t NT>
+inline constexpr index_t row_vectors = std::clamp<index_t>(vector_registers / 2 / (2 * NT), 1, 4);
 
 // NT tokens (1 or 2) on a tile of NV vectors of the value axis. Per token n and state row i:
 //   S[i, tile] = a[i] * S[i, tile] + b_n[i] * v_n[tile];  o_n[tile] = Σ_i c_n[i] * S[i, tile]
@@ -67,7 +70,7 @@ inline void tokens_tile(index_t K, const T* a, const T* const* b, const T* const
 template <bool Decay, index_t NT, class T>
 inline void tokens(index_t K, index_t V, const T* a, const T* const* b, const T* const* c, const T* const* v, T* S,
                    index_t lds, T* const* o) {
-  constexpr index_t L = simd::lanes<T>, NV = row_vectors<T>;
+  constexpr index_t L = simd::lanes<T>, NV = row_vectors<NT>;
   const T* vj[NT];
   T* oj[NT];
   auto at = [&](index_t j) {
@@ -110,25 +113,25 @@ void head(run_workspace<T>& w, index_t t0, index_t L, index_t K, index_t V, T sc
       if (n == 0) std::copy_n(g.row(t), K, Gn);
       else simd::transform(row(G, n - 1), g.row(t + n), Gn, K, [](auto a, auto b) { return a + b; });
       if (n > 0 && simd::min_element(Gn, K) < -span_limit<T>) break;
-      simd::transform(q.row(t + n), Gn, row(qd, n), K, [scale](auto x, auto G_) { return x * simd::exp(G_) * scale; });
-      simd::transform(k.row(t + n), Gn, row(kd, n), K, [](auto x, auto G_) { return x * simd::exp(-G_); });
+      T* E = row(qd, n);  // e^{G}: one exponential, then k / e^{G} and scale · q · e^{G}
+      simd::transform(Gn, E, K, [](auto x) { return simd::exp(x); });
+      simd::transform(k.row(t + n), E, row(kd, n), K, [](auto x, auto e) { return x / e; });
+      simd::transform(q.row(t + n), E, E, K, [scale](auto x, auto e) { return x * e * scale; });
     }
-    // Tokens 0 .. n-2 deferred, two per pass; token n-1 explicit with decay e^{G_{n-1}}.
+    // Tokens 0 .. n-2 deferred, several per pass; token n-1 explicit with decay e^{G_{n-1}}.
     index_t i = 0;
-    for (; i + 2 <= n - 1; i += 2) {
-      const T* b[2] = {row(kd, i), row(kd, i + 1)};
-      const T* c[2] = {row(qd, i), row(qd, i + 1)};
-      const T* vv[2] = {v.row(t + i), v.row(t + i + 1)};
-      T* oo[2] = {o.row(t + i), o.row(t + i + 1)};
-      tokens<false, 2, T>(K, V, nullptr, b, c, vv, S, lds, oo);
-    }
-    if (i < n - 1) {
-      const T* b[1] = {row(kd, i)};
-      const T* c[1] = {row(qd, i)};
-      const T* vv[1] = {v.row(t + i)};
-      T* oo[1] = {o.row(t + i)};
-      tokens<false, 1, T>(K, V, nullptr, b, c, vv, S, lds, oo);
-    }
+    auto deferred = [&]<index_t NT>(std::integral_constant<index_t, NT>) {
+      for (; i + NT <= n - 1; i += NT) {
+        const T *b[NT], *c[NT], *vv[NT];
+        T* oo[NT];
+        for (index_t j = 0; j < NT; ++j)
+          b[j] = row(kd, i + j), c[j] = row(qd, i + j), vv[j] = v.row(t + i + j), oo[j] = o.row(t + i + j);
+        tokens<false, NT, T>(K, V, nullptr, b, c, vv, S, lds, oo);
+      }
+    };
+    if constexpr (max_tokens_per_pass >= 4) deferred(std::integral_constant<index_t, 4>{});
+    deferred(std::integral_constant<index_t, 2>{});
+    deferred(std::integral_constant<index_t, 1>{});
     simd::transform(row(G, n - 1), decay.data(), K, [](auto x) { return simd::exp(x); });
     simd::transform(q.row(t + n - 1), row(qd, n - 1), K, [scale](auto x) { return x * scale; });
     const T* b[1] = {k.row(t + n - 1)};
@@ -153,21 +156,18 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> q, tensor_
   // so each block streams through the inputs once instead of once per head.
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
     detail::run_workspace<T> w(K);
-    for (index_t t0 = 0; t0 < L; t0 += detail::run_length) {
-      for (index_t bh = begin; bh < end; ++bh) {  // next block's rows, into L2
-        const index_t b = bh / H, h = bh % H;
-        for (index_t t = t0 + detail::run_length; t < std::min(L, t0 + 2 * detail::run_length); ++t) {
+    for (index_t t0 = 0; t0 < L; t0 += detail::run_length)
+      for (index_t bh = begin; bh < end; ++bh) {
+        const index_t b = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::run_length);
+        // Pull this head's rows of the next block towards the cache while this block computes.
+        for (index_t t = t1; t < std::min(L, t1 + detail::run_length); ++t) {
           simd::prefetch(q.ptr(b, t, h), K), simd::prefetch(k.ptr(b, t, h), K);
           simd::prefetch(g.ptr(b, t, h), K), simd::prefetch(v.ptr(b, t, h), V);
         }
-      }
-      for (index_t bh = begin; bh < end; ++bh) {
-        const index_t b = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::run_length);
         detail::head<T>(w, t0, t1, K, V, scale, {q.ptr(b, 0, h), q.stride(1)}, {k.ptr(b, 0, h), k.stride(1)},
                         {v.ptr(b, 0, h), v.stride(1)}, {g.ptr(b, 0, h), g.stride(1)},
                         {o.ptr(b, 0, h), o.stride(1)}, state.ptr(b, h), state.stride(2));
       }
-    }
   });
 }
 
