@@ -34,7 +34,7 @@ auto as_row_major(tensor_view<T, 2> v) {
                                                                     Eigen::OuterStride<>(v.stride(0)));
 }
 
-/// A view of any Eigen dense object with direct access (Matrix, Map, Block), keeping its strides.
+/// A view of an Eigen Matrix (row- or column-major), keeping its strides.
 template <class Derived>
 auto as_view(Eigen::PlainObjectBase<Derived>& m) {
   using T = typename Derived::Scalar;

@@ -1,0 +1,265 @@
+// Tests for simd/math.hpp, simd/vec.hpp and simd/gemm.hpp against scalar references computed in
+// higher precision (double for float, long double for double).
+#include <catch2/catch.hpp>
+
+#include <seqmix/simd/gemm.hpp>
+#include <seqmix/simd/math.hpp>
+#include <seqmix/simd/vec.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+using seqmix::index_t;
+using seqmix::tensor_view;
+namespace simd = seqmix::simd;
+using Catch::Contains;
+
+namespace {
+
+template <class T>
+using ref_t = std::conditional_t<std::is_same_v<T, float>, double, long double>;
+
+template <class T>
+std::vector<T> random_vector(index_t n, unsigned seed, double lo = -1.0, double hi = 1.0) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = static_cast<T>(dist(gen));
+  return v;
+}
+
+/// Math inputs: extremes first (so short lengths see them too), then [-30, 30] in a scrambled
+/// order; rotated by `offset` so that different values land in the SIMD body and the scalar tail.
+template <class T>
+std::vector<T> math_inputs(index_t n, index_t offset) {
+  const T big = sizeof(T) == 4 ? T(87) : T(700);  // about the largest |x| with a normal-range exp(x)
+  const T inf = std::numeric_limits<T>::infinity();
+  std::vector<T> pool = {T(-80), T(80), -big, big, T(0), T(-0.0), T(1e-6), T(-1e-6), T(-30), T(30),
+                         T(-100), T(100), T(-1000), T(1000), -inf, inf, T(0.5), T(-0.5)};
+  for (int i = 0; i < 1000; ++i) pool.push_back(static_cast<T>(-30 + 60.0 * ((i * 379) % 1000) / 999));
+  std::vector<T> x(static_cast<std::size_t>(n));
+  for (std::size_t i = 0; i < x.size(); ++i) x[i] = pool[(i + static_cast<std::size_t>(offset)) % pool.size()];
+  return x;
+}
+
+template <class T>
+bool same_value(T a, T b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+/// Runs f through simd::transform on every test length (out of place and in place) and checks
+/// |got - ref| <= budget * eps * |ref| + min_normal (the floor admits a flushed subnormal result);
+/// a reference outside T's range (inf) or NaN (silu(-inf) = -inf * 0) must be matched exactly.
+template <class T, class F, class R>
+void check_math(const char* name, F f, R ref, double budget) {
+  constexpr index_t L = simd::lanes<T>;
+  constexpr auto eps = std::numeric_limits<T>::epsilon(), tiny = std::numeric_limits<T>::min();
+  for (index_t n : {index_t(0), index_t(1), L - 1, L, L + 1, 3 * L + 5, index_t(1000)})
+    for (index_t offset : {0, 7}) {
+      const auto x = math_inputs<T>(n, offset);
+      const std::size_t un = x.size();
+      std::vector<T> y(un + 1, T(-123)), z = x;  // y[n]: sentinel
+      simd::transform(x.data(), y.data(), n, f);
+      simd::transform(z.data(), z.data(), n, f);
+      index_t bad = 0;
+      std::string first;
+      for (std::size_t i = 0; i < un; ++i) {
+        const ref_t<T> r = ref(static_cast<ref_t<T>>(x[i]));
+        const T rt = static_cast<T>(r);
+        const bool ok =
+            std::isfinite(rt) ? std::abs(y[i] - r) <= budget * eps * std::abs(r) + tiny : same_value(y[i], rt);
+        if ((!ok || !same_value(y[i], z[i])) && bad++ == 0) {
+          std::ostringstream s;
+          s << std::setprecision(std::numeric_limits<T>::max_digits10) << "x=" << x[i] << " got " << y[i] << " ref "
+            << static_cast<double>(r) << (same_value(y[i], z[i]) ? "" : " (in-place differs)");
+          first = s.str();
+        }
+      }
+      INFO(name << " n=" << n << " offset=" << offset << " lanes=" << L << " first failure: " << first);
+      CHECK(bad == 0);
+      CHECK(y[un] == T(-123));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("simd::arch_name and lanes", "[simd]") {
+  CHECK(std::string(simd::arch_name()).size() > 0);
+  CHECK(simd::lanes<double> >= 1);
+  CHECK(simd::lanes<float> == 2 * simd::lanes<double>);
+}
+
+// Error budgets, relative to the reference: xsimd's and libm's exp/log1p are within ~1 ulp (measured
+// <= 1.1 eps); allowing 2 eps for each and 0.5 eps per further IEEE operation gives exp 2, sigmoid
+// 3, silu 3.5, softplus/logsigmoid 4.5 eps. Budgets: 4 eps (exp, sigmoid, silu, a * sigmoid(b))
+// and 6 eps (softplus, logsigmoid). Measured worst cases (avx512, avx2, sse2): <= 1.6 eps.
+TEMPLATE_TEST_CASE("simd math functions match std:: references", "[simd]", float, double) {
+  using T = TestType;
+  using R = ref_t<T>;
+  check_math<T>("exp", [](const auto& v) { return simd::exp(v); }, [](R x) { return std::exp(x); }, 4);
+  check_math<T>("sigmoid", [](const auto& v) { return simd::sigmoid(v); },
+                [](R x) { return 1 / (1 + std::exp(-x)); }, 4);
+  check_math<T>("silu", [](const auto& v) { return simd::silu(v); },
+                [](R x) { return x / (1 + std::exp(-x)); }, 4);
+  // Past |x| = 700 (exp overflows a double at 709.8) log1p(exp(x)) = x + O(e^-700), which rounds to x.
+  check_math<T>("softplus", [](const auto& v) { return simd::softplus(v); },
+                [](R x) { return x > 700 ? x : std::log1p(std::exp(x)); }, 6);
+  check_math<T>("logsigmoid", [](const auto& v) { return simd::logsigmoid(v); },
+                [](R x) { return x < -700 ? x : -std::log1p(std::exp(-x)); }, 6);
+
+  // The binary transform: out = a * sigmoid(b), a gating product.
+  const index_t n = 3 * simd::lanes<T> + 5;
+  const auto a = random_vector<T>(n, 1, -30, 30), b = random_vector<T>(n, 2, -30, 30);
+  std::vector<T> out(static_cast<std::size_t>(n));
+  simd::transform(a.data(), b.data(), out.data(), n,
+                  [](const auto& p, const auto& q) { return p * simd::sigmoid(q); });
+  index_t bad = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const R r = R(a[i]) / (1 + std::exp(-R(b[i])));
+    bad += !(std::abs(out[i] - r) <= 4 * std::numeric_limits<T>::epsilon() * std::abs(r) +
+                                         std::numeric_limits<T>::min());
+  }
+  CHECK(bad == 0);
+}
+
+// Tolerances: sums and dots of n terms: |err| <= n * eps * sum|terms| (the classic gamma_n bound is
+// n * eps/2); elementwise ops: one rounding (eps/2) each, budget eps * |exact|, or eps * (|y| + |a x|)
+// for axpy (an fma in the body, two roundings in the tail). max/min must be exact.
+TEMPLATE_TEST_CASE("simd vector kernels match scalar loops", "[simd]", float, double) {
+  using T = TestType;
+  using R = ref_t<T>;
+  constexpr index_t L = simd::lanes<T>;
+  constexpr R eps = std::numeric_limits<T>::epsilon();
+  for (index_t n : {index_t(0), index_t(1), index_t(3), L - 1, L + 1, 2 * L - 1, 2 * L + 1, 2 * L + 3, 4 * L + 3,
+                    index_t(101), index_t(1001)}) {
+    INFO("n=" << n << " lanes=" << L);
+    const auto seed = static_cast<unsigned>(n);
+    const auto x = random_vector<T>(n, 10 + seed), y = random_vector<T>(n, 20 + seed);
+    const std::size_t un = static_cast<std::size_t>(n);
+    const T a = T(-0.7);
+    R dot = 0, dot_abs = 0, sum = 0, sum_abs = 0;
+    for (std::size_t i = 0; i < un; ++i) {
+      dot += R(x[i]) * R(y[i]), dot_abs += std::abs(R(x[i]) * R(y[i]));
+      sum += R(x[i]), sum_abs += std::abs(R(x[i]));
+    }
+    CHECK(std::abs(simd::dot(x.data(), y.data(), n) - dot) <= R(n) * eps * dot_abs);
+    CHECK(std::abs(simd::sum(x.data(), n) - sum) <= R(n) * eps * sum_abs);
+
+    std::vector<T> ax = y, sc = x, mu(un + 1, T(9)), al = x;
+    simd::axpy(a, x.data(), ax.data(), n);
+    simd::scale(a, sc.data(), n);
+    simd::mul(x.data(), y.data(), mu.data(), n);
+    simd::mul(al.data(), y.data(), al.data(), n);  // z aliasing x
+    index_t bad = 0;
+    for (std::size_t i = 0; i < un; ++i) {
+      const R ex = R(a) * R(x[i]), pr = R(x[i]) * R(y[i]);
+      bad += !(std::abs(ax[i] - (R(y[i]) + ex)) <= eps * (std::abs(R(y[i])) + std::abs(ex)));
+      bad += !(std::abs(sc[i] - ex) <= eps * std::abs(ex));
+      bad += !(std::abs(mu[i] - pr) <= eps * std::abs(pr)) + (al[i] != mu[i]);
+    }
+    CHECK(bad == 0);
+    CHECK(mu[un] == T(9));
+    if (n == 0) continue;
+
+    CHECK(simd::max_element(x.data(), n) == *std::max_element(x.begin(), x.end()));
+    CHECK(simd::min_element(x.data(), n) == *std::min_element(x.begin(), x.end()));
+    // The extreme at every position (SIMD body and tail), and all-negative data.
+    index_t wrong = 0;
+    for (std::size_t p = 0; p < un; ++p) {
+      auto v = x;
+      v[p] = T(5);
+      wrong += simd::max_element(v.data(), n) != T(5);
+      v[p] = T(-5);
+      wrong += simd::min_element(v.data(), n) != T(-5);
+      v.assign(un, T(-3));
+      v[p] = T(-2);
+      wrong += simd::max_element(v.data(), n) != T(-2);
+    }
+    CHECK(wrong == 0);
+  }
+}
+
+namespace {
+
+/// C (+)= A · B for one shape against a triple loop. A is row-major with leading dimension k + pad,
+/// or (trans_a) the transpose of a [k, m] buffer: strides {1, m + pad}. B and C have leading
+/// dimensions n + pad + 1 and n + pad + 2, their padding holds a sentinel that must survive.
+/// Budget: |C - ref| <= (k + 2) * eps * (|C0| + sum_p |A_ip B_pj|) (gamma_{k+1} with 2x margin).
+/// Returns the number of failing elements.
+template <class T>
+index_t gemm_failures(index_t m, index_t n, index_t k, simd::gemm_mode mode, bool trans_a, index_t pad, bool tri) {
+  using R = ref_t<T>;
+  const bool acc = mode == simd::gemm_mode::accumulate;
+  const index_t lda = (trans_a ? m : k) + pad, ldb = n + pad + 1, ldc = n + pad + 2;
+  const T sentinel = T(777);
+  auto abuf = random_vector<T>((trans_a ? k : m) * lda, 31), bbuf = random_vector<T>(k * ldb, 32);
+  auto cbuf = random_vector<T>(m * ldc, 33);
+  const tensor_view<T, 2> A = trans_a ? seqmix::transposed(tensor_view<T, 2>(abuf.data(), {k, m}, {lda, 1}))
+                                      : tensor_view<T, 2>(abuf.data(), {m, k}, {lda, 1});
+  const tensor_view<T, 2> B(bbuf.data(), {k, n}, {ldb, 1}), C(cbuf.data(), {m, n}, {ldc, 1});
+  for (index_t i = 0; i < m; ++i)
+    for (index_t p = i + 1; tri && p < k; ++p) A(i, p) = T(0);
+  for (index_t p = 0; p < k; ++p)
+    for (index_t j = n; j < ldb; ++j) bbuf[static_cast<std::size_t>(p * ldb + j)] = sentinel;
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < ldc; ++j)
+      if (j >= n) C(i, j) = sentinel;
+      else if (!acc) C(i, j) = std::numeric_limits<T>::quiet_NaN();  // overwrite must not read C
+  const auto c0 = cbuf;
+  simd::gemm<T>(A, B, C, mode, tri);
+  index_t bad = 0;
+  for (index_t i = 0; i < m; ++i) {
+    for (index_t j = 0; j < n; ++j) {
+      R s = acc ? R(c0[static_cast<std::size_t>(i * ldc + j)]) : R(0), s_abs = std::abs(s);
+      for (index_t p = 0; p < k; ++p) s += R(A(i, p)) * R(B(p, j)), s_abs += std::abs(R(A(i, p)) * R(B(p, j)));
+      bad += !(std::abs(C(i, j) - s) <= R(k + 2) * std::numeric_limits<T>::epsilon() * s_abs);
+    }
+    for (index_t j = n; j < ldc; ++j) bad += cbuf[static_cast<std::size_t>(i * ldc + j)] != sentinel;
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("simd::gemm matches a triple loop", "[simd]", float, double) {
+  using T = TestType;
+  using simd::gemm_mode;
+  for (index_t m : {1, 3, 4, 5, 17, 65})
+    for (index_t n : {1, 3, 4, 5, 16, 17, 33, 64, 65})
+      for (index_t k : {1, 5, 16, 65}) {
+        INFO("m=" << m << " n=" << n << " k=" << k << " lanes=" << simd::lanes<T>);
+        CHECK(gemm_failures<T>(m, n, k, gemm_mode::overwrite, false, 0, false) == 0);
+        CHECK(gemm_failures<T>(m, n, k, gemm_mode::accumulate, true, 3, false) == 0);
+        CHECK(gemm_failures<T>(m, n, k, gemm_mode::overwrite, true, 0, true) == 0);
+        CHECK(gemm_failures<T>(m, n, k, gemm_mode::accumulate, false, 2, true) == 0);
+      }
+  // k = 0: overwrite zeroes C, accumulate leaves it alone.
+  for (index_t n : {1, 5, 33, 65}) {
+    CHECK(gemm_failures<T>(5, n, 0, gemm_mode::overwrite, false, 1, false) == 0);
+    CHECK(gemm_failures<T>(5, n, 0, gemm_mode::accumulate, true, 1, true) == 0);
+  }
+}
+
+TEST_CASE("simd::gemm shape and stride errors", "[simd]") {
+  std::vector<float> buf(64, 1.0f);
+  const tensor_view<float, 2> a23(buf.data(), {2, 3}), b45(buf.data(), {4, 5}), c25(buf.data(), {2, 5}),
+      b35(buf.data(), {3, 5}), c35(buf.data(), {3, 5}), c24(buf.data(), {2, 4});
+  REQUIRE_THROWS_AS(simd::gemm<float>(a23, b45, c25), seqmix::error);
+  REQUIRE_THROWS_WITH(simd::gemm<float>(a23, b45, c25),
+                      Contains("simd::gemm") && Contains("[2, 3]") && Contains("[4, 5]"));
+  REQUIRE_THROWS_AS(simd::gemm<float>(a23, b35, c35), seqmix::error);
+  REQUIRE_THROWS_AS(simd::gemm<float>(a23, b35, c24), seqmix::error);
+  const tensor_view<float, 2> b35t(buf.data(), {3, 5}, {1, 3});  // non-unit column stride
+  REQUIRE_THROWS_WITH(simd::gemm<float>(a23, b35t, c25), Contains("unit column stride"));
+  REQUIRE_THROWS_AS(simd::gemm<float>(a23, b35, tensor_view<float, 2>(buf.data(), {2, 5}, {1, 2})), seqmix::error);
+  // A single output column may have any column stride.
+  std::vector<float> a = {1, 2, 3, 4, 5, 6}, b = {1, 0, 10, 0, 100, 0}, c(4, 0.0f);
+  simd::gemm<float>(tensor_view<float, 2>(a.data(), {2, 3}), tensor_view<float, 2>(b.data(), {3, 1}, {2, 7}),
+                    tensor_view<float, 2>(c.data(), {2, 1}, {2, 5}));
+  CHECK(c == std::vector<float>{321, 0, 654, 0});
+}

@@ -1,0 +1,269 @@
+// Tests for tensor_view, tensor, the tensor_view_of concept, Eigen interop and check_shape.
+#include <catch2/catch.hpp>
+
+#include <seqmix/error.hpp>
+#include <seqmix/tensor/concepts.hpp>
+#include <seqmix/tensor/eigen.hpp>
+#include <seqmix/tensor/tensor.hpp>
+#include <seqmix/tensor/view.hpp>
+
+#include <array>
+#include <cstdint>
+#include <numeric>
+#include <type_traits>
+#include <vector>
+
+using seqmix::index_t;
+using seqmix::tensor;
+using seqmix::tensor_view;
+using Catch::Contains;
+
+namespace {
+
+using shape2 = std::array<index_t, 2>;
+using shape3 = std::array<index_t, 3>;
+
+/// 0, 1, 2, ... n-1 as floats.
+std::vector<float> iota_buffer(index_t n) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  std::iota(v.begin(), v.end(), 0.0f);
+  return v;
+}
+
+/// A user-defined rank-2 view: what a caller's own buffer type might look like.
+struct user_view {
+  float* p;
+  index_t e[2], s[2];
+  float* data() const { return p; }
+  index_t extent(std::size_t d) const { return e[d]; }
+  index_t stride(std::size_t d) const { return s[d]; }
+  static constexpr std::size_t rank() { return 2; }
+};
+/// Same, but read-only elements.
+struct user_const_view {
+  const float* p;
+  const float* data() const { return p; }
+  index_t extent(std::size_t) const { return 1; }
+  index_t stride(std::size_t) const { return 1; }
+  static constexpr std::size_t rank() { return 2; }
+};
+
+}  // namespace
+
+TEST_CASE("tensor_view: strides, contiguity, indexing and pointers", "[tensor]") {
+  auto buf = iota_buffer(24);
+  tensor_view v(buf.data(), shape3{2, 3, 4});
+  static_assert(std::is_same_v<decltype(v), tensor_view<float, 3>>);
+  static_assert(decltype(v)::rank() == 3);
+  CHECK(v.strides() == shape3{12, 4, 1});
+  CHECK(v.size() == 24);
+  CHECK_FALSE(v.empty());
+  CHECK(v.is_contiguous());
+  CHECK(v(1, 2, 3) == 23.0f);
+  CHECK(v(0, 1, 2) == 6.0f);
+  CHECK(&v(1, 0, 2) == buf.data() + 14);
+  CHECK(v.ptr() == buf.data());
+  CHECK(v.ptr(1) == buf.data() + 12);
+  CHECK(v.ptr(1, 2) == buf.data() + 20);
+  CHECK(v.ptr(1, 2, 3) == &v(1, 2, 3));
+
+  // Axes of extent 1 may carry any stride and still count as contiguous.
+  CHECK(tensor_view(buf.data(), shape2{1, 4}, shape2{999, 1}).is_contiguous());
+  CHECK_FALSE(tensor_view(buf.data(), shape2{2, 4}, shape2{5, 1}).is_contiguous());
+  CHECK(tensor_view<float, 2>(buf.data(), {0, 5}).empty());
+  CHECK(tensor_view<float, 2>().data() == nullptr);
+}
+
+TEST_CASE("tensor_view: slice, subrange, transposed", "[tensor]") {
+  auto buf = iota_buffer(24);
+  const tensor_view v(buf.data(), shape3{2, 3, 4});
+
+  const auto s1 = v.slice(1, 2);  // v[:, 2, :]
+  CHECK(s1.extents() == shape2{2, 4});
+  CHECK(s1.strides() == shape2{12, 1});
+  CHECK(s1(1, 3) == v(1, 2, 3));
+  CHECK_FALSE(s1.is_contiguous());
+  const auto s0 = v.slice(0, 1);  // v[1]
+  CHECK(s0.is_contiguous());
+  CHECK(s0(2, 1) == v(1, 2, 1));
+  CHECK(v.slice(2, 3)(1, 1) == v(1, 1, 3));
+
+  const auto r0 = v.subrange(0, 1, 1);
+  CHECK(r0.extents() == shape3{1, 3, 4});
+  CHECK(r0.is_contiguous());
+  CHECK(r0(0, 2, 3) == v(1, 2, 3));
+  const auto r2 = v.subrange(2, 1, 2);  // v[:, :, 1:3]
+  CHECK(r2.extents() == shape3{2, 3, 2});
+  CHECK_FALSE(r2.is_contiguous());
+  CHECK(r2(1, 2, 1) == v(1, 2, 2));
+
+  const auto m = v.slice(0, 0);  // [3, 4]
+  const auto t = seqmix::transposed(m);
+  CHECK(t.extents() == shape2{4, 3});
+  CHECK(t.strides() == shape2{1, 4});
+  CHECK_FALSE(t.is_contiguous());
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 4; ++j) CHECK(t(j, i) == m(i, j));
+  t(3, 2) = -1.0f;  // writes go through to the buffer
+  CHECK(buf[11] == -1.0f);
+}
+
+TEST_CASE("tensor_view: reshape and const conversion", "[tensor]") {
+  auto buf = iota_buffer(24);
+  const tensor_view v(buf.data(), shape3{2, 3, 4});
+  const auto r = v.reshape(shape2{6, 4});
+  CHECK(r.strides() == shape2{4, 1});
+  CHECK(r(4, 1) == v(1, 1, 1));
+  CHECK(v.reshape(std::array<index_t, 1>{24})(17) == 17.0f);
+  CHECK(v.subrange(0, 1, 1).reshape(shape2{3, 4})(2, 3) == 23.0f);
+
+  REQUIRE_THROWS_AS(v.reshape(shape2{5, 5}), seqmix::error);
+  REQUIRE_THROWS_WITH(v.reshape(shape2{5, 5}), Contains("reshape") && Contains("[2, 3, 4]") && Contains("[5, 5]"));
+  REQUIRE_THROWS_AS(seqmix::transposed(v.slice(0, 0)).reshape(shape2{3, 4}), seqmix::error);
+  REQUIRE_THROWS_AS(v.subrange(2, 0, 2).reshape(shape2{6, 2}), seqmix::error);
+
+  tensor_view<const float, 3> c = v;  // implicit mutable -> const
+  CHECK(c.data() == v.data());
+  CHECK(c.strides() == v.strides());
+  CHECK(c(1, 2, 3) == 23.0f);
+  static_assert(std::is_convertible_v<tensor_view<float, 2>, tensor_view<const float, 2>>);
+  static_assert(!std::is_convertible_v<tensor_view<const float, 2>, tensor_view<float, 2>>);
+  static_assert(!std::is_constructible_v<tensor_view<float, 2>, tensor_view<const float, 2>>);
+  static_assert(!std::is_convertible_v<tensor_view<float, 2>, tensor_view<const double, 2>>);
+}
+
+TEST_CASE("tensor: alignment, zero init, fill, deep copies", "[tensor]") {
+  for (index_t n : {0, 1, 3, 17, 1000}) {
+    tensor<float, 1> t({n});
+    REQUIRE(t.data() != nullptr);
+    CHECK(reinterpret_cast<std::uintptr_t>(t.data()) % 64 == 0);
+    CHECK(t.size() == n);
+    for (index_t i = 0; i < n; ++i) REQUIRE(t(i) == 0.0f);
+  }
+  tensor<double, 3> z({2, 3, 5});
+  CHECK(reinterpret_cast<std::uintptr_t>(z.data()) % 64 == 0);
+  for (index_t i = 0; i < z.size(); ++i) REQUIRE(z.data()[i] == 0.0);
+  CHECK(tensor<float, 2>().size() == 0);
+  REQUIRE_THROWS_AS((tensor<float, 2>({2, -1})), seqmix::error);
+
+  tensor<float, 2> a({3, 4}, 2.5f);
+  for (index_t i = 0; i < a.size(); ++i) REQUIRE(a.data()[i] == 2.5f);
+  a(1, 2) = 7.0f;
+  tensor<float, 2> b(a);
+  CHECK(b.data() != a.data());
+  CHECK(b(1, 2) == 7.0f);
+  a(1, 2) = 0.0f;
+  CHECK(b(1, 2) == 7.0f);
+  tensor<float, 2> c({1, 1});
+  c = b;
+  CHECK(c.extents() == shape2{3, 4});
+  b.fill(-1.0f);
+  CHECK(c(1, 2) == 7.0f);
+  CHECK(c(0, 0) == 2.5f);
+  CHECK(reinterpret_cast<std::uintptr_t>(c.data()) % 64 == 0);
+
+  tensor_view<float, 2> mv = c;
+  tensor_view<const float, 2> cv = std::as_const(c);
+  CHECK(mv.data() == c.data());
+  CHECK(cv.strides() == shape2{4, 1});
+}
+
+TEST_CASE("tensor: copy from strided views", "[tensor]") {
+  tensor<float, 2> src({3, 4});
+  for (index_t i = 0; i < 12; ++i) src.data()[i] = static_cast<float>(i);
+  const tensor<float, 2> t(seqmix::transposed(src.view()));
+  CHECK(t.extents() == shape2{4, 3});
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 4; ++j) REQUIRE(t(j, i) == src(i, j));
+
+  const tensor<double, 2> sub(tensor_view<const float, 2>(src.view().subrange(1, 1, 2)));  // src[:, 1:3]
+  CHECK(sub.extents() == shape2{3, 2});
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 2; ++j) REQUIRE(sub(i, j) == static_cast<double>(src(i, j + 1)));
+
+  // Negative stride (a reversed axis) and a rank-3 view with a stride gap.
+  const tensor<float, 1> rev(tensor_view<const float, 1>(src.data() + 11, {12}, {-1}));
+  CHECK(rev(0) == 11.0f);
+  CHECK(rev(11) == 0.0f);
+  auto buf = iota_buffer(60);
+  const tensor<float, 3> g(tensor_view(buf.data(), shape3{2, 2, 3}, shape3{30, 10, 2}));
+  CHECK(g(1, 1, 2) == 44.0f);
+  CHECK(g(0, 1, 1) == 12.0f);
+}
+
+TEST_CASE("tensor_view_of concept and as_view of user views", "[tensor]") {
+  using seqmix::tensor_view_of;
+  static_assert(tensor_view_of<user_view, float, 2>);
+  static_assert(tensor_view_of<user_view, const float, 2>);
+  static_assert(!tensor_view_of<user_view, float, 3>);
+  static_assert(!tensor_view_of<user_view, double, 2>);
+  static_assert(tensor_view_of<user_const_view, const float, 2>);
+  static_assert(!tensor_view_of<user_const_view, float, 2>);
+  static_assert(!tensor_view_of<int, float, 2>);
+  static_assert(tensor_view_of<tensor_view<float, 3>, float, 3>);
+  static_assert(tensor_view_of<tensor_view<float, 3>, const float, 3>);
+  static_assert(!tensor_view_of<tensor_view<const float, 3>, float, 3>);
+
+  auto buf = iota_buffer(24);
+  const user_view u{buf.data(), {3, 4}, {1, 3}};  // column-major 3 x 4
+  const auto v = seqmix::as_view<float, 2>(u);
+  static_assert(std::is_same_v<decltype(v), const tensor_view<float, 2>>);
+  CHECK(v.data() == buf.data());
+  CHECK(v.strides() == shape2{1, 3});
+  CHECK(v(2, 3) == 11.0f);
+  const auto cv = seqmix::as_view<const float, 2>(u);
+  CHECK(cv(1, 2) == 7.0f);
+}
+
+TEST_CASE("Eigen interop: as_matrix of strided views, as_view of matrices", "[tensor]") {
+  auto buf = iota_buffer(24);
+  const tensor_view full(buf.data(), shape2{4, 6});
+  const tensor_view<float, 2> every2nd(buf.data() + 1, {4, 3}, {6, 2});  // columns 1, 3, 5
+  auto m = seqmix::as_matrix(every2nd);
+  CHECK(m.rows() == 4);
+  CHECK(m.cols() == 3);
+  for (index_t i = 0; i < 4; ++i)
+    for (index_t j = 0; j < 3; ++j) REQUIRE(m(i, j) == full(i, 2 * j + 1));
+  m(2, 1) = -5.0f;
+  CHECK(buf[2 * 6 + 3] == -5.0f);
+  m.setZero();
+  for (index_t i = 0; i < 4; ++i)
+    for (index_t j = 0; j < 6; ++j) REQUIRE(full(i, j) == (j % 2 == 1 ? 0.0f : static_cast<float>(6 * i + j)));
+  const Eigen::MatrixXf sum_cols = seqmix::as_matrix(tensor_view<const float, 2>(full)).colwise().sum();
+  CHECK(sum_cols(0, 0) == 0.0f + 6 + 12 + 18);
+  const auto mt = seqmix::as_matrix(seqmix::transposed(full));
+  CHECK(mt(4, 2) == full(2, 4));
+
+  Eigen::Matrix<double, 3, 5, Eigen::RowMajor> rm;
+  Eigen::MatrixXd cm(3, 5);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 5; ++j) rm(i, j) = cm(i, j) = 10.0 * i + j;
+  const auto rv = seqmix::as_view(rm);
+  const auto cv = seqmix::as_view(cm);
+  static_assert(std::is_same_v<decltype(rv), const tensor_view<double, 2>>);
+  CHECK(rv.strides() == shape2{5, 1});
+  CHECK(cv.strides() == shape2{1, 3});
+  CHECK(rv.is_contiguous());
+  CHECK_FALSE(cv.is_contiguous());
+  for (index_t i = 0; i < 3; ++i)
+    for (index_t j = 0; j < 5; ++j) REQUIRE((rv(i, j) == 10.0 * i + j && cv(i, j) == 10.0 * i + j));
+  cv(2, 4) = -1.0;
+  CHECK(cm(2, 4) == -1.0);
+  const auto ccv = seqmix::as_view(std::as_const(cm));
+  static_assert(std::is_same_v<decltype(ccv), const tensor_view<const double, 2>>);
+  CHECK(ccv(1, 3) == 13.0);
+}
+
+TEST_CASE("check_shape and require messages", "[tensor]") {
+  const tensor<float, 3> q({2, 37, 4});
+  CHECK_NOTHROW(seqmix::check_shape("gla", "q", q.extents(), {2, 37, 4}));
+  REQUIRE_THROWS_AS(seqmix::check_shape("gla", "q", q.extents(), {2, 37, 5}), seqmix::error);
+  REQUIRE_THROWS_WITH(seqmix::check_shape("gla", "q", q.extents(), {2, 37, 5}),
+                      "gla: q has shape [2, 37, 4], expected [2, 37, 5]");
+  REQUIRE_THROWS_WITH(seqmix::check_shape("linear", "weight", std::vector<int>{3, 4}, shape3{3, 4, 1}),
+                      Contains("linear") && Contains("weight") && Contains("[3, 4]") && Contains("[3, 4, 1]"));
+  CHECK_NOTHROW(seqmix::check_shape("x", "y", std::vector<long>{}, std::vector<int>{}));
+  CHECK(seqmix::shape_string({}) == "[]");
+  CHECK_NOTHROW(seqmix::require(true, "w", "m"));
+  REQUIRE_THROWS_WITH(seqmix::require(false, "rmsnorm", "eps must be positive"), "rmsnorm: eps must be positive");
+}
