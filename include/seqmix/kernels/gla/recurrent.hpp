@@ -98,10 +98,10 @@ struct run_workspace {
       : G(std::size_t(run_length * K)), kd(G.size()), qd(G.size()), decay(std::size_t(K)) {}
 };
 
-// Runs tokens [t0, L) of one head in runs of at most run_length; S [K,V] (row stride lds) is the
+// Runs tokens [t0, L) of one head (of L_total) in runs of at most run_length; S [K,V] (row stride lds) is the
 // true state before and after.
 template <class T>
-void head(run_workspace<T>& w, index_t t0, index_t L, index_t K, index_t V, T scale, head_rows<const T> q,
+void head(run_workspace<T>& w, index_t t0, index_t L, index_t L_total, index_t K, index_t V, T scale, head_rows<const T> q,
           head_rows<const T> k, head_rows<const T> v, head_rows<const T> g, head_rows<T> o, T* S, index_t lds) {
   auto& [G, kd, qd, decay] = w;
   auto row = [K](std::vector<T>& buf, index_t n) { return buf.data() + n * K; };
@@ -109,6 +109,12 @@ void head(run_workspace<T>& w, index_t t0, index_t L, index_t K, index_t V, T sc
     // Grow the run while the cumulative decay stays within span_limit.
     index_t n = 0;
     for (; n < run_length && t + n < L; ++n) {
+      // Rows of one head are H·K apart, too far for the hardware prefetcher: fetch this head's
+      // rows of the next block while this one computes, a few lines per token.
+      if (const index_t ahead = t + n + run_length; ahead < L_total) {
+        simd::prefetch(q.row(ahead), K), simd::prefetch(k.row(ahead), K);
+        simd::prefetch(g.row(ahead), K), simd::prefetch(v.row(ahead), V);
+      }
       T* Gn = row(G, n);
       if (n == 0) std::copy_n(g.row(t), K, Gn);
       else simd::transform(row(G, n - 1), g.row(t + n), Gn, K, [](auto a, auto b) { return a + b; });
@@ -159,12 +165,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> q, tensor_
     for (index_t t0 = 0; t0 < L; t0 += detail::run_length)
       for (index_t bh = begin; bh < end; ++bh) {
         const index_t b = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::run_length);
-        // Pull this head's rows of the next block towards the cache while this block computes.
-        for (index_t t = t1; t < std::min(L, t1 + detail::run_length); ++t) {
-          simd::prefetch(q.ptr(b, t, h), K), simd::prefetch(k.ptr(b, t, h), K);
-          simd::prefetch(g.ptr(b, t, h), K), simd::prefetch(v.ptr(b, t, h), V);
-        }
-        detail::head<T>(w, t0, t1, K, V, scale, {q.ptr(b, 0, h), q.stride(1)}, {k.ptr(b, 0, h), k.stride(1)},
+        detail::head<T>(w, t0, t1, L, K, V, scale, {q.ptr(b, 0, h), q.stride(1)}, {k.ptr(b, 0, h), k.stride(1)},
                         {v.ptr(b, 0, h), v.stride(1)}, {g.ptr(b, 0, h), g.stride(1)},
                         {o.ptr(b, 0, h), o.stride(1)}, state.ptr(b, h), state.stride(2));
       }
