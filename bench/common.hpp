@@ -4,8 +4,7 @@
 
 #include <benchmark/benchmark.h>
 
-#include <random>
-#include <seqmix/tensor/tensor.hpp>
+#include <seqmix/tensor/random.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,16 +27,6 @@ void add(const std::string& name, double tokens, double flops, Fn fn) {
     state.SetItemsProcessed(static_cast<int64_t>(tokens * double(state.iterations())));
     state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   })->UseRealTime()->Unit(benchmark::kMicrosecond);
-}
-
-/// Uniform random tensor in [lo, hi).
-template <class T, std::size_t R>
-tensor<T, R> random(const std::array<index_t, R>& shape, double lo, double hi, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> d(lo, hi);
-  tensor<T, R> t(shape);
-  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(d(rng));
-  return t;
 }
 
 }  // namespace seqmix::bench

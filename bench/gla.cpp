@@ -17,9 +17,9 @@ void op(const char* policy_name, P policy, const char* phase, index_t T, int thr
   policy.threads = threads;
   add(name(std::string("gla/op/") + policy_name + "/" + phase, {{"B", B}, {"T", T}, {"H", H}, {"K", K}, {"V", V}, {"threads", threads}}),
       double(B * T), op_flops(B, T, H, K, V), [=](benchmark::State& state) {
-        const auto q = random<float, 4>({B, T, H, K}, -1, 1, 1), k = random<float, 4>({B, T, H, K}, -1, 1, 2);
-        const auto v = random<float, 4>({B, T, H, V}, -1, 1, 3);
-        const auto g = random<float, 4>({B, T, H, K}, -0.2, 0, 4);  // decays typical of trained models
+        const auto q = uniform_tensor<float, 4>({B, T, H, K}, -1, 1, 1), k = uniform_tensor<float, 4>({B, T, H, K}, -1, 1, 2);
+        const auto v = uniform_tensor<float, 4>({B, T, H, V}, -1, 1, 3);
+        const auto g = uniform_tensor<float, 4>({B, T, H, K}, -0.2, 0, 4);  // decays typical of trained models
         tensor<float, 4> o({B, T, H, V}), s({B, H, K, V});
         for (auto _ : state) {
           kernels::gla::forward<P, float>(policy, q, k, v, g, o, s);
@@ -42,13 +42,13 @@ void layer(const char* policy_name, P policy, const char* phase, index_t T, int 
            {{"B", B}, {"T", T}, {"D", D}, {"H", c.num_heads}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
       double(B * T), flops, [=](benchmark::State& state) {
         const float w = 1.0f / std::sqrt(float(D));
-        L::weights wt{{random<float, 2>({kd, D}, -w, w, 1), {}}, {random<float, 2>({kd, D}, -w, w, 2), {}},
-                      {random<float, 2>({vd, D}, -w, w, 3), {}}, {random<float, 2>({vd, D}, -w, w, 4), {}},
-                      {random<float, 2>({r, D}, -w, w, 5), {}},
-                      {random<float, 2>({kd, r}, -0.25, 0.25, 6), random<float, 1>({kd}, 2, 4, 7)},
-                      random<float, 1>({c.head_v_dim()}, 0.5, 1.5, 8), {random<float, 2>({D, vd}, -w, w, 9), {}}};
+        L::weights wt{{uniform_tensor<float, 2>({kd, D}, -w, w, 1), {}}, {uniform_tensor<float, 2>({kd, D}, -w, w, 2), {}},
+                      {uniform_tensor<float, 2>({vd, D}, -w, w, 3), {}}, {uniform_tensor<float, 2>({vd, D}, -w, w, 4), {}},
+                      {uniform_tensor<float, 2>({r, D}, -w, w, 5), {}},
+                      {uniform_tensor<float, 2>({kd, r}, -0.25, 0.25, 6), uniform_tensor<float, 1>({kd}, 2, 4, 7)},
+                      uniform_tensor<float, 1>({c.head_v_dim()}, 0.5, 1.5, 8), {uniform_tensor<float, 2>({D, vd}, -w, w, 9), {}}};
         const L gla(c, std::move(wt));
-        const auto x = random<float, 3>({B, T, D}, -1, 1, 10);
+        const auto x = uniform_tensor<float, 3>({B, T, D}, -1, 1, 10);
         tensor<float, 3> y({B, T, D});
         auto s = gla.make_state(B);
         for (auto _ : state) {

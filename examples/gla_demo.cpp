@@ -8,7 +8,6 @@
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
-#include <random>
 
 using namespace seqmix;
 using GLA = layers::GatedLinearAttention<float>;
@@ -21,10 +20,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 // Median-of-5 prefill and per-token decode time of `gla` on a T-token prompt.
 void time_layer(const char* label, const GLA& gla, index_t T) {
-  std::mt19937 rng(1);
-  std::uniform_real_distribution<float> u(-1, 1);
-  tensor<float, 3> x({1, T, gla.cfg().hidden_size}), y(x.extents());
-  for (index_t i = 0; i < x.size(); ++i) x.data()[i] = u(rng);
+  const auto x = uniform_tensor<float, 3>({1, T, gla.cfg().hidden_size}, -1, 1, 1);
+  tensor<float, 3> y(x.extents());
   auto median = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
   std::vector<double> prefill, decode;
   for (int rep = 0; rep < 5; ++rep) {
@@ -44,12 +41,9 @@ GLA random_layer(index_t hidden, index_t heads) {
   GLA::config c;
   c.hidden_size = hidden, c.num_heads = heads;
   const index_t kd = c.key_dim(), vd = c.value_dim(), r = c.gate_low_rank_dim;
-  std::mt19937 rng(2);
+  unsigned seed = 2;
   auto rand = [&](auto shape, float scale) {
-    tensor<float, std::tuple_size_v<decltype(shape)>> t(shape);
-    std::uniform_real_distribution<float> u(-scale, scale);
-    for (index_t i = 0; i < t.size(); ++i) t.data()[i] = u(rng);
-    return t;
+    return uniform_tensor<float, std::tuple_size_v<decltype(shape)>>(shape, -scale, scale, seed++);
   };
   const float w = 1 / std::sqrt(float(hidden));
   using a2 = std::array<index_t, 2>;

@@ -15,6 +15,7 @@
 #include "simd/vec.hpp"
 #include "tensor/concepts.hpp"
 #include "tensor/eigen.hpp"
+#include "tensor/random.hpp"
 #include "tensor/tensor.hpp"
 #include "tensor/view.hpp"
 

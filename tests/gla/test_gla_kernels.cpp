@@ -18,11 +18,11 @@ template <class T>
 struct problem {
   tensor<T, 4> q, k, v, g, state;
   problem(shape s, double gmin, unsigned seed)
-      : q(test::uniform<T, 4>({s.B, s.T, s.H, s.K}, -1, 1, seed)),
-        k(test::uniform<T, 4>({s.B, s.T, s.H, s.K}, -1, 1, seed + 1)),
-        v(test::uniform<T, 4>({s.B, s.T, s.H, s.V}, -1, 1, seed + 2)),
-        g(test::uniform<T, 4>({s.B, s.T, s.H, s.K}, gmin, 0, seed + 3)),
-        state(test::uniform<T, 4>({s.B, s.H, s.K, s.V}, -1, 1, seed + 4)) {}
+      : q(uniform_tensor<T, 4>({s.B, s.T, s.H, s.K}, -1, 1, seed)),
+        k(uniform_tensor<T, 4>({s.B, s.T, s.H, s.K}, -1, 1, seed + 1)),
+        v(uniform_tensor<T, 4>({s.B, s.T, s.H, s.V}, -1, 1, seed + 2)),
+        g(uniform_tensor<T, 4>({s.B, s.T, s.H, s.K}, gmin, 0, seed + 3)),
+        state(uniform_tensor<T, 4>({s.B, s.H, s.K, s.V}, -1, 1, seed + 4)) {}
 };
 
 // Output and final state of one policy; `o` starts as NaN so unwritten elements fail.

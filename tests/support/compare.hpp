@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
-#include <random>
+#include <seqmix/tensor/random.hpp>
 #include <seqmix/tensor/tensor.hpp>
 
 namespace seqmix::test {
@@ -13,16 +13,6 @@ namespace seqmix::test {
 template <class T, std::size_t R>
 tensor<T, R> nan_tensor(const std::array<index_t, R>& shape) {
   return tensor<T, R>(shape, std::numeric_limits<T>::quiet_NaN());
-}
-
-/// Uniform values in [lo, hi).
-template <class T, std::size_t R>
-tensor<T, R> uniform(const std::array<index_t, R>& shape, double lo, double hi, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> d(lo, hi);
-  tensor<T, R> t(shape);
-  for (index_t i = 0; i < t.size(); ++i) t.data()[i] = static_cast<T>(d(rng));
-  return t;
 }
 
 struct difference {
