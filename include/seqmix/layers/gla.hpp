@@ -89,8 +89,9 @@ class GatedLinearAttention {
 
     tensor<T, 2> q({N, kd}), k({N, kd}), gk({N, kd}), v({N, vd}), g({N, vd}), o({N, vd});
     tensor<T, 2> gk_low({N, cfg_.gate_low_rank_dim});
-    w_.q_proj(x2, q, name), w_.k_proj(x2, k, name), w_.v_proj(x2, v, name), w_.g_proj(x2, g, name);
-    w_.gk_down(x2, gk_low, name), w_.gk_up(gk_low, gk, name);
+    const int th = policy.threads;
+    w_.q_proj(x2, q, name, th), w_.k_proj(x2, k, name, th), w_.v_proj(x2, v, name, th), w_.g_proj(x2, g, name, th);
+    w_.gk_down(x2, gk_low, name, th), w_.gk_up(gk_low, gk, name, th);
     const T inv_norm = T(1 / cfg_.gate_logit_normalizer);
     simd::transform(gk.data(), gk.data(), gk.size(), [inv_norm](auto z) { return simd::logsigmoid(z) * inv_norm; });
 
@@ -103,10 +104,10 @@ class GatedLinearAttention {
       nn::rmsnorm_gated_row(o.data() + n * V, g.data() + n * V, w_.g_norm.data(), o.data() + n * V, V,
                             T(cfg_.norm_eps));
     if (y.is_contiguous()) {
-      w_.o_proj(o, y.template reshape<2>({N, cfg_.hidden_size}), name);
+      w_.o_proj(o, y.template reshape<2>({N, cfg_.hidden_size}), name, policy.threads);
     } else {
       tensor<T, 3> y_tmp({B, L, cfg_.hidden_size});
-      w_.o_proj(o, y_tmp.view().template reshape<2>({N, cfg_.hidden_size}), name);
+      w_.o_proj(o, y_tmp.view().template reshape<2>({N, cfg_.hidden_size}), name, policy.threads);
       for (index_t b = 0; b < B; ++b)
         for (index_t t = 0; t < L; ++t)
           for (index_t c = 0; c < cfg_.hidden_size; ++c) y(b, t, c) = y_tmp(b, t, c);

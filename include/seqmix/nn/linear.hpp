@@ -5,6 +5,7 @@
 #include <string>
 
 #include "../error.hpp"
+#include "../policy/threads.hpp"
 #include "../tensor/eigen.hpp"
 #include "../tensor/tensor.hpp"
 
@@ -20,12 +21,17 @@ struct linear {
   index_t out_features() const { return weight.extent(0); }
 
   /// y [N, out] = x [N, in] · Wᵀ + b. x and y need unit column stride (rows may be strided).
-  void operator()(tensor_view<const T, 2> x, tensor_view<T, 2> y, std::string_view who = "linear") const {
+  /// With threads > 1 the rows are split over threads (each runs its own Eigen product).
+  void operator()(tensor_view<const T, 2> x, tensor_view<T, 2> y, std::string_view who = "linear",
+                  int threads = 1) const {
     check_shape(who, "input", x.extents(), {x.extent(0), in_features()});
     check_shape(who, "output", y.extents(), {x.extent(0), out_features()});
-    auto Y = as_row_major(y);
-    Y.noalias() = as_row_major(x) * as_row_major(weight.view()).transpose();
-    if (bias) Y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out_features());
+    const index_t rows = x.extent(0), min_rows = 64;  // below this a thread costs more than it saves
+    parallel_ranges(rows >= 2 * min_rows ? threads : 1, rows, [&](index_t begin, index_t end) {
+      auto Y = as_row_major(y.subrange(0, begin, end - begin));
+      Y.noalias() = as_row_major(x.subrange(0, begin, end - begin)) * as_row_major(weight.view()).transpose();
+      if (bias) Y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out_features());
+    });
   }
 };
 
