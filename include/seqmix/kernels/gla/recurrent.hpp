@@ -93,9 +93,9 @@ inline void tokens(index_t K, index_t V, const T* a, const T* const* b, const T*
 
 template <class T>
 struct run_workspace {
-  std::vector<T> G, kd, qd, decay;
+  std::vector<T> G, kd, qd, Glog;  // G: e^{G} per token of the run; Glog: the running G
   explicit run_workspace(index_t K)
-      : G(std::size_t(run_length * K)), kd(G.size()), qd(G.size()), decay(std::size_t(K)) {}
+      : G(std::size_t(run_length * K)), kd(G.size()), qd(G.size()), Glog(std::size_t(K)) {}
 };
 
 // Runs tokens [t0, L) of one head (of L_total) in runs of at most run_length; S [K,V] (row stride lds) is the
@@ -103,7 +103,7 @@ struct run_workspace {
 template <class T>
 void head(run_workspace<T>& w, index_t t0, index_t L, index_t L_total, index_t K, index_t V, T scale, head_rows<const T> q,
           head_rows<const T> k, head_rows<const T> v, head_rows<const T> g, head_rows<T> o, T* S, index_t lds) {
-  auto& [G, kd, qd, decay] = w;
+  auto& [G, kd, qd, Glog] = w;
   auto row = [K](std::vector<T>& buf, index_t n) { return buf.data() + n * K; };
   for (index_t t = t0; t < L;) {
     // Grow the run while the cumulative decay stays within span_limit.
@@ -114,15 +114,20 @@ void head(run_workspace<T>& w, index_t t0, index_t L, index_t L_total, index_t K
       if (const index_t ahead = t + n + run_length; ahead < L_total) {
         simd::prefetch(q.row(ahead), K), simd::prefetch(k.row(ahead), K);
         simd::prefetch(g.row(ahead), K), simd::prefetch(v.row(ahead), V);
+        simd::prefetch_for_write(o.row(ahead), V);
       }
       T* Gn = row(G, n);
       if (n == 0) std::copy_n(g.row(t), K, Gn);
-      else simd::transform(row(G, n - 1), g.row(t + n), Gn, K, [](auto a, auto b) { return a + b; });
+      else simd::transform(Glog.data(), g.row(t + n), Gn, K, [](auto a, auto b) { return a + b; });
       if (n > 0 && simd::min_element(Gn, K) < -span_limit<T>) break;
-      T* E = row(qd, n);  // e^{G}: one exponential, then k / e^{G} and scale · q · e^{G}
-      simd::transform(Gn, E, K, [](auto x) { return simd::exp(x); });
-      simd::transform(k.row(t + n), E, row(kd, n), K, [](auto x, auto e) { return x / e; });
-      simd::transform(q.row(t + n), E, E, K, [scale](auto x, auto e) { return x * e * scale; });
+      std::copy_n(Gn, K, Glog.data());
+      simd::transform(Gn, Gn, K, [](auto x) { return simd::exp(x); });  // G row now holds e^{G}
+    }
+    // Deferred tokens 0 .. n-2 carry k / e^{G} and scale · q · e^{G}.
+    for (index_t i = 0; i + 1 < n; ++i) {
+      const T* E = row(G, i);
+      simd::transform(k.row(t + i), E, row(kd, i), K, [](auto x, auto e) { return x / e; });
+      simd::transform(q.row(t + i), E, row(qd, i), K, [scale](auto x, auto e) { return x * e * scale; });
     }
     // Tokens 0 .. n-2 deferred, several per pass; token n-1 explicit with decay e^{G_{n-1}}.
     index_t i = 0;
@@ -138,13 +143,12 @@ void head(run_workspace<T>& w, index_t t0, index_t L, index_t L_total, index_t K
     if constexpr (max_tokens_per_pass >= 4) deferred(std::integral_constant<index_t, 4>{});
     deferred(std::integral_constant<index_t, 2>{});
     deferred(std::integral_constant<index_t, 1>{});
-    simd::transform(row(G, n - 1), decay.data(), K, [](auto x) { return simd::exp(x); });
     simd::transform(q.row(t + n - 1), row(qd, n - 1), K, [scale](auto x) { return x * scale; });
     const T* b[1] = {k.row(t + n - 1)};
     const T* c[1] = {row(qd, n - 1)};
     const T* vv[1] = {v.row(t + n - 1)};
     T* oo[1] = {o.row(t + n - 1)};
-    tokens<true, 1, T>(K, V, decay.data(), b, c, vv, S, lds, oo);
+    tokens<true, 1, T>(K, V, row(G, n - 1), b, c, vv, S, lds, oo);
     t += n;
   }
 }
