@@ -18,12 +18,18 @@ layer::config medium_config() {
   return c;
 }
 
+// The layer_medium case: its file, the layer loaded from it and its input x [2, 128, 128].
+struct medium_case {
+  io::safetensors file = io::safetensors::load(medium);
+  layer gla = layer::load(file, medium_config(), "param.");
+  tensor<float, 3> x = file.get<float, 3>("in.x");
+};
+
 }  // namespace
 
 TEST_CASE("GatedLinearAttention: forward in pieces equals one pass", "[gla][layer]") {
-  const auto file = io::safetensors::load(medium);
-  const auto gla = layer::load(file, medium_config(), "param.");
-  const auto x = file.get<float, 3>("in.x");  // [2, 128, 128]
+  const medium_case c;
+  const auto& [file, gla, x] = c;
   auto s_full = gla.make_state(2);
   const auto y_full = gla.forward(exec::chunkwise<64>{}, x, s_full);
 
@@ -39,9 +45,8 @@ TEST_CASE("GatedLinearAttention: forward in pieces equals one pass", "[gla][laye
 }
 
 TEST_CASE("GatedLinearAttention: step() equals forward token by token", "[gla][layer]") {
-  const auto file = io::safetensors::load(medium);
-  const auto gla = layer::load(file, medium_config(), "param.");
-  const auto x = file.get<float, 3>("in.x");
+  const medium_case c;
+  const auto& [file, gla, x] = c;
   auto s_full = gla.make_state(2);
   const auto y_full = gla.forward(exec::parallel{}, x.view().subrange(1, 0, 20), s_full);
   auto s = gla.make_state(2);
@@ -52,9 +57,8 @@ TEST_CASE("GatedLinearAttention: step() equals forward token by token", "[gla][l
 }
 
 TEST_CASE("GatedLinearAttention: policies agree on the layer", "[gla][layer]") {
-  const auto file = io::safetensors::load(medium);
-  const auto gla = layer::load(file, medium_config(), "param.");
-  const auto x = file.get<float, 3>("in.x");
+  const medium_case c;
+  const auto& [file, gla, x] = c;
   auto s_r = gla.make_state(2), s_c = gla.make_state(2), s_p = gla.make_state(2);
   const auto y_r = gla.forward(exec::recurrent{}, x, s_r);
   const auto y_c = gla.forward(exec::chunkwise<16>{2}, x, s_c);
