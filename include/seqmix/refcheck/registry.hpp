@@ -6,7 +6,14 @@
 #include <vector>
 
 #include "case.hpp"
+#include "attention.hpp"
+#include "delta_net.hpp"
+#include "diff_attn.hpp"
+#include "gated_delta_net.hpp"
 #include "gla.hpp"
+#include "mamba.hpp"
+#include "mamba2.hpp"
+#include "rwkv7.hpp"
 
 namespace seqmix::refcheck {
 
@@ -15,7 +22,14 @@ using runner = result (*)(const ref_case&, policy_kind);
 /// Layer name (the refs folder name) -> runner.
 inline const std::map<std::string, runner, std::less<>>& runners() {
   static const std::map<std::string, runner, std::less<>> table{
+      {"attention", &attention::run},
+      {"delta_net", &delta_net::run},
+      {"diff_attn", &diff_attn::run},
+      {"gated_delta_net", &gated_delta_net::run},
       {"gla", &gla::run},
+      {"mamba", &mamba::run},
+      {"mamba2", &mamba2::run},
+      {"rwkv7", &rwkv7::run},
   };
   return table;
 }

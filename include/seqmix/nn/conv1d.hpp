@@ -1,0 +1,106 @@
+// Short causal depthwise conv1d with a carried state (spec/delta_net.md "short conv"; also used by
+// Gated DeltaNet, Mamba-1/2 and Bi-Mamba). One implementation for every layer.
+#pragma once
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../error.hpp"
+#include "../io/weights.hpp"
+#include "../policy/threads.hpp"
+#include "../simd/math.hpp"
+#include "../tensor/tensor.hpp"
+
+namespace seqmix::nn {
+
+/// y_t[c] = act(bias[c] + Σ_j w[c,j] · x_{t-(W-1)+j}[c]) over time-major activations [B, L, C],
+/// where the W-1 inputs before x come from the state (oldest first; zeros for a fresh sequence).
+/// `w[c, W-1]` multiplies the current token. The state [B, C, W-1] holds the last W-1 pre-conv
+/// inputs, so a sequence split anywhere gives the same outputs.
+template <class T>
+struct causal_conv1d {
+  tensor<T, 2> weight;              // [channels, width]: upstream conv1d.weight [C, 1, W] squeezed
+  std::optional<tensor<T, 1>> bias;  // [channels]
+  bool silu = true;                  // apply silu after the bias (every layer here does)
+
+  index_t channels() const { return weight.extent(0); }
+  index_t width() const { return weight.extent(1); }
+
+  /// Loads `<name>.weight` [C, 1, W] and, when `with_bias`, `<name>.bias` [C] from `src`.
+  static causal_conv1d load(const io::weight_source& src, std::string_view name, index_t channels, index_t width,
+                            bool with_bias, bool silu = true) {
+    const std::string n(name);
+    auto w3 = src.load<T, 3>(n + ".weight", {channels, 1, width});
+    causal_conv1d c{tensor<T, 2>(w3.view().template reshape<2>({channels, width})), std::nullopt, silu};
+    if (with_bias) c.bias = src.load<T, 1>(n + ".bias", {channels});
+    return c;
+  }
+
+  /// A zero state for `batch` sequences: [batch, C, W-1].
+  tensor<T, 3> make_state(index_t batch) const { return tensor<T, 3>({batch, channels(), width() - 1}); }
+
+  /// x, y [B, L, C] (unit channel stride; y must not overlap x); state [B, C, W-1] is read as the
+  /// inputs before x and left as the last W-1 inputs of (state ++ x). Channel blocks are split over
+  /// `threads` when the work is large enough to pay for them.
+  void operator()(tensor_view<const T, 3> x, tensor_view<T, 3> y, tensor_view<T, 3> state,
+                  std::string_view who = "causal_conv1d", int threads = 1) const {
+    const index_t B = x.extent(0), L = x.extent(1), C = channels(), W = width(), P = W - 1;
+    require(W >= 1, who, "conv width must be at least 1");
+    check_shape(who, "conv input", x.extents(), {B, L, C});
+    check_shape(who, "conv output", y.extents(), {B, L, C});
+    check_shape(who, "conv state", state.extents(), {B, C, P});
+    if (bias) check_shape(who, "conv bias", bias->extents(), {C});
+    require(C == 0 || (x.stride(2) == 1 && y.stride(2) == 1), who, "conv input/output need unit channel stride");
+    if (L == 0) return;
+
+    tensor<T, 2> wt({W, C});  // transposed so that one vector load covers consecutive channels
+    for (index_t c = 0; c < C; ++c)
+      for (index_t j = 0; j < W; ++j) wt(j, c) = weight(c, j);
+    tensor<T, 2> hist({std::max<index_t>(P, 1), C});  // old state, time-major
+    for (index_t b = 0; b < B; ++b) {
+      for (index_t c = 0; c < C; ++c)
+        for (index_t j = 0; j < P; ++j) hist(j, c) = state(b, c, j);
+      // Input row at time s (s < 0: from the old state).
+      auto row = [&](index_t s) -> const T* { return s >= 0 ? x.ptr(b, s, 0) : hist.data() + (P + s) * C; };
+      constexpr index_t block = 8 * simd::lanes<T>;
+      const index_t blocks = (C + block - 1) / block;
+      const int th = L * C >= (index_t(1) << 16) ? threads : 1;
+      parallel_ranges(th, blocks, [&](index_t b0, index_t b1) {
+        std::vector<const T*> rows(static_cast<std::size_t>(W));
+        for (index_t t = 0; t < L; ++t) {
+          for (index_t j = 0; j < W; ++j) rows[std::size_t(j)] = row(t - P + j);
+          conv_row(rows.data(), wt.data(), y.ptr(b, t, 0), b0 * block, std::min(C, b1 * block), W, C);
+        }
+      });
+      // New state: the last P inputs of (old state ++ x), oldest first.
+      for (index_t j = 0; j < P; ++j) {
+        const T* src = row(L - P + j);
+        for (index_t c = 0; c < C; ++c) state(b, c, j) = src[c];
+      }
+    }
+  }
+
+ private:
+  // One output row for channels [c0, c1): rows[j] is the input at offset j of the window.
+  void conv_row(const T* const* rows, const T* wt, T* out, index_t c0, index_t c1, index_t W, index_t C) const {
+    using V = simd::batch<T>;
+    constexpr index_t n = simd::lanes<T>;
+    const T* b = bias ? bias->data() : nullptr;
+    index_t c = c0;
+    for (; c + n <= c1; c += n) {
+      V acc = b ? simd::load(b + c) : V(T(0));
+      for (index_t j = 0; j < W; ++j) acc = xsimd::fma(simd::load(wt + j * C + c), simd::load(rows[j] + c), acc);
+      simd::store(out + c, silu ? simd::silu(acc) : acc);
+    }
+    for (; c < c1; ++c) {
+      T acc = b ? b[c] : T(0);
+      for (index_t j = 0; j < W; ++j) acc += wt[j * C + c] * rows[j][c];
+      out[c] = silu ? simd::silu(acc) : acc;
+    }
+  }
+};
+
+}  // namespace seqmix::nn

@@ -1,0 +1,85 @@
+// nn/ building blocks on their own: the causal short conv1d against its definition (double loop),
+// sequences split anywhere, short inputs that keep part of the old state, and shape errors.
+#include <seqmix/nn/conv1d.hpp>
+
+#include "support/compare.hpp"
+
+using namespace seqmix;
+
+namespace {
+
+// The spec's definition in double: inputs before x come from `state` (oldest first).
+template <class T>
+tensor<double, 3> conv_definition(const nn::causal_conv1d<T>& conv, const tensor<T, 3>& x, const tensor<T, 3>& state) {
+  const index_t B = x.extent(0), L = x.extent(1), C = conv.channels(), W = conv.width(), P = W - 1;
+  tensor<double, 3> y({B, L, C});
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < L; ++t)
+      for (index_t c = 0; c < C; ++c) {
+        double acc = conv.bias ? double((*conv.bias)(c)) : 0.0;
+        for (index_t j = 0; j < W; ++j) {
+          const index_t s = t - P + j;
+          acc += double(conv.weight(c, j)) * (s >= 0 ? double(x(b, s, c)) : double(state(b, c, P + s)));
+        }
+        y(b, t, c) = conv.silu ? acc / (1 + std::exp(-acc)) : acc;
+      }
+  return y;
+}
+
+template <class T>
+nn::causal_conv1d<T> random_conv(index_t C, index_t W, bool with_bias, bool silu) {
+  nn::causal_conv1d<T> conv{uniform_tensor<T, 2>({C, W}, -1, 1, 11), std::nullopt, silu};
+  if (with_bias) conv.bias = uniform_tensor<T, 1>({C}, -0.5, 0.5, 12);
+  return conv;
+}
+
+}  // namespace
+
+TEST_CASE("causal_conv1d matches its definition", "[nn][conv1d]") {
+  // C = 37 and 150 exercise the scalar channel tail and several channel blocks; W = 1 has no state.
+  for (index_t C : {37, 150})
+    for (index_t W : {1, 2, 4})
+      for (bool with_bias : {false, true}) {
+        const auto conv = random_conv<float>(C, W, with_bias, with_bias);
+        const auto x = uniform_tensor<float, 3>({2, 23, C}, -2, 2, 3);
+        auto state = uniform_tensor<float, 3>({2, C, W - 1}, -2, 2, 4);
+        const auto want = conv_definition(conv, x, state);
+        auto y = test::nan_tensor<float, 3>({2, 23, C});
+        conv(x, y, state, "test", 2);
+        INFO("C=" << C << " W=" << W << " bias=" << with_bias);
+        SEQMIX_CHECK_CLOSE(y, want, 2e-6, 1e-6);
+        for (index_t b = 0; b < 2; ++b)
+          for (index_t c = 0; c < C; ++c)
+            for (index_t j = 0; j < W - 1; ++j) REQUIRE(state(b, c, j) == x(b, 23 - (W - 1) + j, c));
+      }
+}
+
+TEST_CASE("causal_conv1d: a sequence split anywhere gives the same outputs and state", "[nn][conv1d]") {
+  const index_t C = 70, W = 4, L = 19;
+  const auto conv = random_conv<double>(C, W, true, true);
+  const auto x = uniform_tensor<double, 3>({1, L, C}, -2, 2, 5);
+  auto s_full = conv.make_state(1);
+  tensor<double, 3> y_full({1, L, C});
+  conv(x, y_full, s_full);
+
+  // Pieces of 1 and 2 tokens are shorter than the state, so part of the old state must survive.
+  auto s = conv.make_state(1);
+  auto y = test::nan_tensor<double, 3>({1, L, C});
+  const index_t cuts[] = {0, 1, 3, 4, 10, 18, 19};
+  for (int i = 0; i + 1 < 7; ++i) {
+    const index_t t0 = cuts[i], n = cuts[i + 1] - cuts[i];
+    conv(x.view().subrange(1, t0, n), y.view().subrange(1, t0, n), s);
+  }
+  SEQMIX_CHECK_CLOSE(y, y_full, 1e-14, 1e-14);
+  SEQMIX_CHECK_CLOSE(s, s_full, 0, 0);
+}
+
+TEST_CASE("causal_conv1d: wrong shapes raise seqmix::error naming the tensor", "[nn][conv1d]") {
+  const auto conv = random_conv<float>(8, 4, true, true);
+  const tensor<float, 3> x({1, 5, 8});
+  tensor<float, 3> y({1, 5, 8}), bad_y({1, 5, 7});
+  auto state = conv.make_state(1);
+  tensor<float, 3> bad_state({1, 8, 4});
+  REQUIRE_THROWS_WITH(conv(x, bad_y, state, "Mamba"), Catch::Contains("Mamba") && Catch::Contains("conv output"));
+  REQUIRE_THROWS_WITH(conv(x, y, bad_state, "Mamba"), Catch::Contains("conv state") && Catch::Contains("[1, 8, 4]"));
+}
