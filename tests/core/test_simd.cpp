@@ -176,6 +176,7 @@ TEMPLATE_TEST_CASE("simd vector kernels match scalar loops", "[simd]", float, do
       wrong += simd::max_element(v.data(), n) != T(5);
       v[p] = T(-5);
       wrong += simd::min_element(v.data(), n) != T(-5);
+      wrong += !simd::any_below(v.data(), n, T(-4)) || simd::any_below(v.data(), n, T(-5));
       v.assign(un, T(-3));
       v[p] = T(-2);
       wrong += simd::max_element(v.data(), n) != T(-2);

@@ -11,6 +11,12 @@ inline void prefetch(const T* x, index_t n) {
   for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) __builtin_prefetch(x + i, 0, 2);
 }
 
+/// As prefetch(), into the first-level cache (for data needed within a few hundred cycles).
+template <class T>
+inline void prefetch_l1(const T* x, index_t n) {
+  for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) __builtin_prefetch(x + i, 0, 3);
+}
+
 /// Hints the cache to fetch x[0 .. n) for writing soon.
 template <class T>
 inline void prefetch_for_write(T* x, index_t n) {
@@ -91,6 +97,18 @@ inline T extreme(const T* x, index_t n, Pick pick) {
 template <class T>
 inline T max_element(const T* x, index_t n) {
   return detail::extreme(x, n, [](auto a, auto b) { return xsimd::max(a, b); });
+}
+
+/// True if some x[i] < bound: one vector compare per step and no horizontal reduction, cheap
+/// enough for per-token checks.
+template <class T>
+inline bool any_below(const T* x, index_t n, T bound) {
+  const batch<T> b(bound);
+  bool found = false;
+  index_t i = 0;
+  for (; i + lanes<T> <= n; i += lanes<T>) found |= xsimd::any(load(x + i) < b);
+  for (; i < n; ++i) found |= x[i] < bound;
+  return found;
 }
 
 /// min_i x[i] (n >= 1)

@@ -1,14 +1,15 @@
 // GLA, recurrent policy: one pass over the tokens with the [K,V] state kept in cache. This is the
 // decode path and, for K = V = 64, the fastest prefill too.
 //
-// Deferred decay: within a run of up to `run_length` tokens starting from state S0, the state is
-// S_t = diag(e^{G_t}) · S~_t with G_t the cumulative log decay since the run started, so a token
-// costs two FMAs per state element instead of three:
+// Deferred decay: within a run starting from state S0, the state is S_t = diag(e^{G_t}) · S~_t
+// with G_t the cumulative log decay since the run started, so a token costs two FMAs per state
+// element instead of three:
 //   S~_t = S~_{t-1} + (k_t ⊙ e^{-G_t}) v_tᵀ,   o_t = S~_tᵀ (scale · q_t ⊙ e^{G_t}).
-// The last token of a run takes the explicit step S_t = e^{G_t} ⊙ S~_{t-1} + k_t v_tᵀ, which folds
-// the decay back in. A run also ends before G would drop below -span_limit, so e^{-G} stays
-// finite; rounding is relative to the newest terms because e^{G_t - G_j} ≤ 1. Two deferred tokens
-// share one pass over the state, which halves the state loads and stores. See docs/gla.md.
+// A run lasts until G would drop below -run_span (then S = e^{G} ⊙ S~ is folded back and a new
+// run starts) or the sequence ends, where the last token takes the explicit step
+// S_t = e^{G_t} ⊙ S~_{t-1} + k_t v_tᵀ. e^{-G} stays finite, and rounding is relative to the newest
+// terms because e^{G_t - G_j} ≤ 1. Up to four deferred tokens share one pass over the state,
+// which divides the state loads and stores among them. See docs/gla.md.
 #pragma once
 
 #include <algorithm>
@@ -26,7 +27,14 @@ namespace seqmix::kernels::gla {
 
 namespace detail {
 
-inline constexpr index_t run_length = 32;
+// Tokens of one head processed before moving to the next head (a multiple of the tokens per pass).
+inline constexpr index_t block_tokens = 32;
+
+// Largest |G| of a run. G is a float sum and e^{G} inherits a relative error of about |G|·eps,
+// so runs stop well inside span_limit (which only guards overflow); a fold costs about an eighth
+// of a token.
+template <class T>
+inline constexpr T run_span = T(8);
 
 // Register budget: AVX-512 has 32 vector registers, AVX2 and SSE2 16. A pass over the state
 // handles NT tokens on NV vectors of V and keeps 2·NT·NV of them (v and o) live.
@@ -38,8 +46,9 @@ inline constexpr index_t row_vectors = std::clamp<index_t>(vector_registers / 2 
 // NT tokens (1 or 2) on a tile of NV vectors of the value axis. Per token n and state row i:
 //   S[i, tile] = a[i] * S[i, tile] + b_n[i] * v_n[tile];  o_n[tile] = Σ_i c_n[i] * S[i, tile]
 // with a = 1 unless Decay. v and o stay in registers; each state row is loaded and stored once.
+// Kept out of line: inlined into a large caller, GCC spills the accumulators of the hot loop.
 template <bool Decay, index_t NT, index_t NV, class T>
-inline void tokens_tile(index_t K, const T* a, const T* const* b, const T* const* c, const T* const* v, T* S,
+[[gnu::noinline]] void tokens_tile(index_t K, const T* a, const T* const* b, const T* const* c, const T* const* v, T* S,
                         index_t lds, T* const* o) {
   constexpr index_t L = simd::lanes<T>;
   simd::batch<T> vv[NT][NV], acc[NT][NV];
@@ -93,64 +102,99 @@ inline void tokens(index_t K, index_t V, const T* a, const T* const* b, const T*
 
 template <class T>
 struct run_workspace {
-  std::vector<T> G, kd, qd, Glog;  // G: e^{G} per token of the run; Glog: the running G
-  explicit run_workspace(index_t K)
-      : G(std::size_t(run_length * K)), kd(G.size()), qd(G.size()), Glog(std::size_t(K)) {}
+  std::vector<T> G;       // per head of the worker: G, the cumulative log decay since its run started
+  std::vector<T> kd, qd;  // the pending tokens (up to max_tokens_per_pass): k / e^{G}, scale · q · e^{G}
+  std::vector<T> E;       // scratch row
+  run_workspace(index_t heads, index_t K)
+      : G(std::size_t(heads * K)), kd(std::size_t(max_tokens_per_pass * K)), qd(kd.size()), E(std::size_t(K)) {}
 };
 
-// Runs tokens [t0, L) of one head (of L_total) in runs of at most run_length; S [K,V] (row stride lds) is the
-// true state before and after.
+// One fused pass over a token's K channels: kd = k / e^{G}, qd = scale · q · e^{G}.
 template <class T>
-void head(run_workspace<T>& w, index_t t0, index_t L, index_t L_total, index_t K, index_t V, T scale, head_rows<const T> q,
-          head_rows<const T> k, head_rows<const T> v, head_rows<const T> g, head_rows<T> o, T* S, index_t lds) {
-  auto& [G, kd, qd, Glog] = w;
-  auto row = [K](std::vector<T>& buf, index_t n) { return buf.data() + n * K; };
-  for (index_t t = t0; t < L;) {
-    // Grow the run while the cumulative decay stays within span_limit.
-    index_t n = 0;
-    for (; n < run_length && t + n < L; ++n) {
-      // Rows of one head are H·K apart, too far for the hardware prefetcher: fetch this head's
-      // rows of the next block while this one computes, a few lines per token.
-      if (const index_t ahead = t + n + run_length; ahead < L_total) {
-        simd::prefetch(q.row(ahead), K), simd::prefetch(k.row(ahead), K);
-        simd::prefetch(g.row(ahead), K), simd::prefetch(v.row(ahead), V);
-        simd::prefetch_for_write(o.row(ahead), V);
-      }
-      T* Gn = row(G, n);
-      if (n == 0) std::copy_n(g.row(t), K, Gn);
-      else simd::transform(Glog.data(), g.row(t + n), Gn, K, [](auto a, auto b) { return a + b; });
-      if (n > 0 && simd::min_element(Gn, K) < -span_limit<T>) break;
-      std::copy_n(Gn, K, Glog.data());
-      simd::transform(Gn, Gn, K, [](auto x) { return simd::exp(x); });  // G row now holds e^{G}
-    }
-    // Deferred tokens 0 .. n-2 carry k / e^{G} and scale · q · e^{G}.
-    for (index_t i = 0; i + 1 < n; ++i) {
-      const T* E = row(G, i);
-      simd::transform(k.row(t + i), E, row(kd, i), K, [](auto x, auto e) { return x / e; });
-      simd::transform(q.row(t + i), E, row(qd, i), K, [scale](auto x, auto e) { return x * e * scale; });
-    }
-    // Tokens 0 .. n-2 deferred, several per pass; token n-1 explicit with decay e^{G_{n-1}}.
-    index_t i = 0;
-    auto deferred = [&]<index_t NT>(std::integral_constant<index_t, NT>) {
-      for (; i + NT <= n - 1; i += NT) {
-        const T *b[NT], *c[NT], *vv[NT];
-        T* oo[NT];
-        for (index_t j = 0; j < NT; ++j)
-          b[j] = row(kd, i + j), c[j] = row(qd, i + j), vv[j] = v.row(t + i + j), oo[j] = o.row(t + i + j);
-        tokens<false, NT, T>(K, V, nullptr, b, c, vv, S, lds, oo);
-      }
-    };
-    if constexpr (max_tokens_per_pass >= 4) deferred(std::integral_constant<index_t, 4>{});
-    deferred(std::integral_constant<index_t, 2>{});
-    deferred(std::integral_constant<index_t, 1>{});
-    simd::transform(q.row(t + n - 1), row(qd, n - 1), K, [scale](auto x) { return x * scale; });
-    const T* b[1] = {k.row(t + n - 1)};
-    const T* c[1] = {row(qd, n - 1)};
-    const T* vv[1] = {v.row(t + n - 1)};
-    T* oo[1] = {o.row(t + n - 1)};
-    tokens<true, 1, T>(K, V, row(G, n - 1), b, c, vv, S, lds, oo);
-    t += n;
+inline void prepare_token(const T* G, const T* k, const T* q, T scale, T* kd, T* qd, index_t K) {
+  constexpr index_t L = simd::lanes<T>;
+  index_t i = 0;
+  for (; i + L <= K; i += L) {
+    const auto e = simd::exp(simd::load(G + i));
+    simd::store(kd + i, simd::load(k + i) / e);
+    simd::store(qd + i, simd::load(q + i) * e * scale);
   }
+  for (; i < K; ++i) {
+    const T e = std::exp(G[i]);
+    kd[i] = k[i] / e, qd[i] = q[i] * e * scale;
+  }
+}
+
+// Tokens [t0, t1) of one head. The run (S~ in S, its G in G) stays open across calls, so the decay
+// is folded back into S only when G would leave the span (or at the end of the sequence, where
+// `last` makes the final token the explicit step). S [K,V] has row stride lds; L_total bounds
+// the prefetch.
+template <class T>
+void head(run_workspace<T>& w, T* G, index_t t0, index_t t1, bool last, index_t L_total, index_t K, index_t V,
+          T scale, head_rows<const T> q, head_rows<const T> k, head_rows<const T> v, head_rows<const T> g,
+          head_rows<T> o, T* S, index_t lds) {
+  T* E = w.E.data();
+  auto kd = [&](index_t n) { return w.kd.data() + n * K; };
+  auto qd = [&](index_t n) { return w.qd.data() + n * K; };
+  index_t pending = 0, first = t0;  // tokens [first, first + pending) are prepared but not applied
+  auto apply = [&]<index_t NT>(std::integral_constant<index_t, NT>, index_t n0) {
+    const T *b[NT], *c[NT], *vv[NT];
+    T* oo[NT];
+    for (index_t j = 0; j < NT; ++j)
+      b[j] = kd(n0 + j), c[j] = qd(n0 + j), vv[j] = v.row(first + n0 + j), oo[j] = o.row(first + n0 + j);
+    tokens<false, NT, T>(K, V, nullptr, b, c, vv, S, lds, oo);
+  };
+  auto flush = [&] {
+    index_t n = 0;
+    if constexpr (max_tokens_per_pass >= 4)
+      for (; n + 4 <= pending; n += 4) apply(std::integral_constant<index_t, 4>{}, n);
+    for (; n + 2 <= pending; n += 2) apply(std::integral_constant<index_t, 2>{}, n);
+    for (; n < pending; ++n) apply(std::integral_constant<index_t, 1>{}, n);
+    first += pending, pending = 0;
+  };
+  // The explicit step S = e^{G + g_t} ⊙ S~ + k_t v_tᵀ, which leaves S true (G is then spent).
+  auto explicit_step = [&](index_t t) {
+    simd::transform(G, g.row(t), E, K, [](auto a, auto b) { return simd::exp(a + b); });
+    simd::transform(q.row(t), qd(0), K, [scale](auto x) { return x * scale; });
+    const T* b[1] = {k.row(t)};
+    const T* c[1] = {qd(0)};
+    const T* vv[1] = {v.row(t)};
+    T* oo[1] = {o.row(t)};
+    tokens<true, 1, T>(K, V, E, b, c, vv, S, lds, oo);
+    std::fill_n(G, K, T(0));
+  };
+  const index_t deferred_end = last ? t1 - 1 : t1;
+  for (index_t t = t0; t < deferred_end; ++t) {
+    // Rows of one head are H·K apart, too far for the hardware prefetcher: fetch this head's rows
+    // of the next block while this one computes, a few lines per token.
+    if (const index_t ahead = t + block_tokens; ahead < L_total) {
+      simd::prefetch(q.row(ahead), K), simd::prefetch(k.row(ahead), K);
+      simd::prefetch(g.row(ahead), K), simd::prefetch(v.row(ahead), V);
+      simd::prefetch_for_write(o.row(ahead), V);
+    }
+    // And into L1 a token ahead (covers the rows if they were evicted from L2 meanwhile).
+    if (t + 1 < t1) simd::prefetch_l1(q.row(t + 1), K), simd::prefetch_l1(k.row(t + 1), K), simd::prefetch_l1(g.row(t + 1), K);
+    simd::transform(G, g.row(t), E, K, [](auto a, auto b) { return a + b; });
+    if (simd::any_below(E, K, -run_span<T>)) {
+      // Close the run: apply what is pending, fold S = e^{G} ⊙ S~ and start again from g_t. A
+      // token whose own decay leaves the span takes the explicit step.
+      flush();
+      simd::transform(G, E, K, [](auto x) { return simd::exp(x); });
+      for (index_t i = 0; i < K; ++i) simd::scale(E[i], S + i * lds, V);
+      std::fill_n(G, K, T(0));
+      if (simd::any_below(g.row(t), K, -run_span<T>)) {
+        explicit_step(t);
+        ++first;
+        continue;
+      }
+      std::copy_n(g.row(t), K, E);
+    }
+    std::copy_n(E, K, G);
+    prepare_token(G, k.row(t), q.row(t), scale, kd(pending), qd(pending), K);
+    if (++pending == max_tokens_per_pass) flush();
+  }
+  flush();
+  if (last) explicit_step(t1 - 1);
 }
 
 }  // namespace detail
@@ -165,13 +209,13 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> q, tensor_
   // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent in memory,
   // so each block streams through the inputs once instead of once per head.
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
-    detail::run_workspace<T> w(K);
-    for (index_t t0 = 0; t0 < L; t0 += detail::run_length)
+    detail::run_workspace<T> w(end - begin, K);
+    for (index_t t0 = 0; t0 < L; t0 += detail::block_tokens)
       for (index_t bh = begin; bh < end; ++bh) {
-        const index_t b = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::run_length);
-        detail::head<T>(w, t0, t1, L, K, V, scale, {q.ptr(b, 0, h), q.stride(1)}, {k.ptr(b, 0, h), k.stride(1)},
-                        {v.ptr(b, 0, h), v.stride(1)}, {g.ptr(b, 0, h), g.stride(1)},
-                        {o.ptr(b, 0, h), o.stride(1)}, state.ptr(b, h), state.stride(2));
+        const index_t b = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::block_tokens);
+        detail::head<T>(w, w.G.data() + (bh - begin) * K, t0, t1, t1 == L, L, K, V, scale,
+                        {q.ptr(b, 0, h), q.stride(1)}, {k.ptr(b, 0, h), k.stride(1)}, {v.ptr(b, 0, h), v.stride(1)},
+                        {g.ptr(b, 0, h), g.stride(1)}, {o.ptr(b, 0, h), o.stride(1)}, state.ptr(b, h), state.stride(2));
       }
   });
 }
