@@ -1,6 +1,8 @@
 // nn/ building blocks on their own: the causal short conv1d against its definition (double loop),
-// sequences split anywhere, short inputs that keep part of the old state, and shape errors.
+// sequences split anywhere, short inputs that keep part of the old state, and shape errors; the
+// gated group RMSNorm against its definition.
 #include <seqmix/nn/conv1d.hpp>
+#include <seqmix/nn/rmsnorm.hpp>
 
 #include "support/compare.hpp"
 
@@ -82,4 +84,30 @@ TEST_CASE("causal_conv1d: wrong shapes raise seqmix::error naming the tensor", "
   tensor<float, 3> bad_state({1, 8, 4});
   REQUIRE_THROWS_WITH(conv(x, bad_y, state, "Mamba"), Catch::Contains("Mamba") && Catch::Contains("conv output"));
   REQUIRE_THROWS_WITH(conv(x, y, bad_state, "Mamba"), Catch::Contains("conv state") && Catch::Contains("[1, 8, 4]"));
+}
+
+TEST_CASE("group_rmsnorm_gated_row matches its definition", "[nn][rmsnorm]") {
+  // n = 90 in groups of 45 (a scalar tail in each group) and of 90; gate first and norm first.
+  const index_t n = 90;
+  const auto x = uniform_tensor<float, 1>({n}, -2, 2, 1), z = uniform_tensor<float, 1>({n}, -3, 3, 2);
+  const auto w = uniform_tensor<float, 1>({n}, 0.5, 1.5, 3);
+  for (index_t group : {45, 90})
+    for (bool norm_first : {false, true}) {
+      tensor<double, 1> want({n});
+      for (index_t g0 = 0; g0 < n; g0 += group) {
+        double ss = 0;
+        for (index_t i = g0; i < g0 + group; ++i) {
+          const double gate = double(z(i)) / (1 + std::exp(-double(z(i))));
+          const double v = norm_first ? double(x(i)) : double(x(i)) * gate;
+          ss += v * v;
+          want(i) = v * (norm_first ? gate : 1.0);
+        }
+        const double r = 1 / std::sqrt(ss / double(group) + 1e-5);
+        for (index_t i = g0; i < g0 + group; ++i) want(i) *= r * double(w(i));
+      }
+      tensor<float, 1> y = x;  // in place, as the Mamba2 layer calls it
+      nn::group_rmsnorm_gated_row(y.data(), z.data(), w.data(), y.data(), n, group, 1e-5f, norm_first);
+      INFO("group=" << group << " norm_before_gate=" << norm_first);
+      SEQMIX_CHECK_CLOSE(y, want, 1e-6, 1e-6);
+    }
 }

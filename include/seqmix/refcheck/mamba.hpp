@@ -1,10 +1,62 @@
-// Reference-case runner for mamba (spec/mamba.md). Not implemented yet: every case is SKIPped.
+// Reference-case runner for mamba (op and layer levels, spec/mamba.md).
 #pragma once
 
+#include "../layers/mamba.hpp"
 #include "case.hpp"
 
 namespace seqmix::refcheck::mamba {
 
-inline result run(const ref_case& c, policy_kind p) { return skipped(c, p, "mamba: not implemented yet"); }
+template <class Fn>
+decltype(auto) with_recurrent(Fn&& fn) { return fn(exec::recurrent{}); }  // STEP1
+
+inline result run(const ref_case& c, policy_kind p) {
+  result r = make_result(c, p);
+  if (p != policy_kind::recurrent) return skipped(c, p, "not implemented yet");  // STEP1
+  if (c.level == "op") {
+    namespace ss = kernels::ssm::selective_scan;
+    const auto u = c.get<float, 3>("in.u"), delta = c.get<float, 3>("in.delta");
+    const auto A = c.get<float, 2>("in.A");
+    const index_t B = u.extent(0), L = u.extent(1), D = u.extent(2), N = A.extent(1);
+    // B and C are [B,T,N] (one group) or [B,T,G,N].
+    auto grouped = [&](const char* n) -> tensor<float, 4> {
+      if (c.file.info(n).shape.size() == 4) return c.get<float, 4>(n);
+      return tensor<float, 4>(c.get<float, 3>(n).view().reshape<4>({B, L, 1, N}));
+    };
+    const auto Bm = grouped("in.B"), Cm = grouped("in.C");
+    const auto z = c.has("in.z") ? c.get<float, 3>("in.z") : tensor<float, 3>();
+    const auto Dv = c.has("in.D") ? c.get<float, 1>("in.D") : tensor<float, 1>();
+    const auto bias = c.has("in.delta_bias") ? c.get<float, 1>("in.delta_bias") : tensor<float, 1>();
+    auto h = c.get_or_zero<float, 3>("state_in.h", {B, D, N});
+    tensor<float, 3> y({B, L, D}, std::nanf(""));
+    const ss::inputs<float> in{u, delta, A, Bm, Cm,
+                               c.has("in.D") ? tensor_view<const float, 1>(Dv) : tensor_view<const float, 1>(),
+                               c.has("in.z") ? tensor_view<const float, 3>(z) : tensor_view<const float, 3>(),
+                               c.has("in.delta_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
+    const ss::options opt{c.config.value("delta_softplus", true)};
+    with_recurrent([&](auto policy) { ss::forward<decltype(policy), float>(policy, in, y, h, opt); });
+    compare<float, 3>(r, c, "out.y", y);
+    compare<float, 3>(r, c, "state_out.h", h);
+    return r;
+  }
+  if (c.level == "layer") {
+    using layer = layers::Mamba<float>;
+    layer::config cfg;
+    cfg.d_model = c.cfg<index_t>("d_model"), cfg.d_state = c.cfg<index_t>("d_state");
+    cfg.d_conv = c.cfg<index_t>("d_conv"), cfg.expand = c.cfg<index_t>("expand");
+    cfg.dt_rank = c.cfg<index_t>("dt_rank");
+    cfg.conv_bias = c.cfg<bool>("conv_bias"), cfg.bias = c.cfg<bool>("bias");
+    const auto m = layer::load(c.file, cfg, "param.");
+    const auto x = c.get<float, 3>("in.x");
+    auto state = m.make_state(x.extent(0));
+    state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
+    state.ssm = c.get_or_zero<float, 3>("state_in.ssm", state.ssm.extents());
+    const auto y = with_recurrent([&](auto policy) { return m.forward(policy, x, state); });
+    compare<float, 3>(r, c, "out.y", y);
+    compare<float, 3>(r, c, "state_out.conv", state.conv);
+    compare<float, 3>(r, c, "state_out.ssm", state.ssm);
+    return r;
+  }
+  return skipped(c, p, "mamba: unknown level '" + c.level + "'");
+}
 
 }  // namespace seqmix::refcheck::mamba

@@ -1,10 +1,75 @@
-// Reference-case runner for mamba2 (spec/mamba2.md). Not implemented yet: every case is SKIPped.
+// Reference-case runner for mamba2 (op and layer levels, spec/mamba2.md).
 #pragma once
 
+#include <limits>
+
+#include "../layers/mamba2.hpp"
 #include "case.hpp"
 
 namespace seqmix::refcheck::mamba2 {
 
-inline result run(const ref_case& c, policy_kind p) { return skipped(c, p, "mamba2: not implemented yet"); }
+// Upstream dt_limit [lo, hi] (hi null or absent: no upper limit).
+inline std::pair<double, double> dt_limit(const ref_case& c) {
+  double lo = 0, hi = std::numeric_limits<double>::infinity();
+  if (c.config.contains("dt_limit")) {
+    const auto& l = c.config["dt_limit"];
+    if (!l[0].is_null()) lo = l[0].get<double>();
+    if (!l[1].is_null()) hi = l[1].get<double>();
+  }
+  return {lo, hi};
+}
+
+template <class Fn>
+decltype(auto) with_recurrent(Fn&& fn) { return fn(exec::recurrent{}); }  // STEP1
+
+inline result run(const ref_case& c, policy_kind p) {
+  result r = make_result(c, p);
+  if (p != policy_kind::recurrent) return skipped(c, p, "not implemented yet");  // STEP1
+  const auto [dt_lo, dt_hi] = dt_limit(c);
+  if (c.level == "op") {
+    namespace ssd = kernels::ssm::ssd;
+    const auto x = c.get<float, 4>("in.x"), Bm = c.get<float, 4>("in.B"), Cm = c.get<float, 4>("in.C");
+    const auto dt = c.get<float, 3>("in.dt");
+    const auto A = c.get<float, 1>("in.A");
+    const index_t B = x.extent(0), L = x.extent(1), H = x.extent(2), P = x.extent(3), N = Bm.extent(3);
+    const auto Dv = c.has("in.D") ? c.get<float, 1>("in.D") : tensor<float, 1>();
+    const auto bias = c.has("in.dt_bias") ? c.get<float, 1>("in.dt_bias") : tensor<float, 1>();
+    auto h = c.get_or_zero<float, 4>("state_in.h", {B, H, P, N});
+    tensor<float, 4> y({B, L, H, P}, std::nanf(""));
+    const ssd::inputs<float> in{x, dt, A, Bm, Cm,
+                                c.has("in.D") ? tensor_view<const float, 1>(Dv) : tensor_view<const float, 1>(),
+                                c.has("in.dt_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
+    const ssd::options opt{c.config.value("dt_softplus", true), dt_lo, dt_hi};
+    with_recurrent([&](auto policy) { ssd::forward<decltype(policy), float>(policy, in, y, h, opt); });
+    compare<float, 4>(r, c, "out.y", y);
+    compare<float, 4>(r, c, "state_out.h", h);
+    return r;
+  }
+  if (c.level == "layer") {
+    using layer = layers::Mamba2<float>;
+    layer::config cfg;
+    cfg.d_model = c.cfg<index_t>("d_model"), cfg.d_state = c.cfg<index_t>("d_state");
+    cfg.d_conv = c.cfg<index_t>("d_conv"), cfg.expand = c.cfg<index_t>("expand");
+    cfg.headdim = c.cfg<index_t>("headdim"), cfg.ngroups = c.cfg<index_t>("ngroups");
+    cfg.rmsnorm = c.cfg<bool>("rmsnorm"), cfg.norm_before_gate = c.cfg<bool>("norm_before_gate");
+    cfg.norm_eps = c.cfg<double>("norm_eps");
+    cfg.conv_bias = c.cfg<bool>("conv_bias"), cfg.bias = c.cfg<bool>("bias");
+    cfg.dt_min = dt_lo, cfg.dt_max = dt_hi;
+    require(c.cfg<index_t>("d_inner") == cfg.d_inner() && c.cfg<index_t>("nheads") == cfg.nheads(), "refcheck",
+            "mamba2: d_inner / nheads in the config do not follow from d_model, expand and headdim");
+    require(!c.config.value("D_has_hdim", false), "refcheck", "mamba2: D_has_hdim is not supported");
+    const auto m = layer::load(c.file, cfg, "param.");
+    const auto x = c.get<float, 3>("in.x");
+    auto state = m.make_state(x.extent(0));
+    state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
+    state.ssm = c.get_or_zero<float, 4>("state_in.ssm", state.ssm.extents());
+    const auto y = with_recurrent([&](auto policy) { return m.forward(policy, x, state); });
+    compare<float, 3>(r, c, "out.y", y);
+    compare<float, 3>(r, c, "state_out.conv", state.conv);
+    compare<float, 4>(r, c, "state_out.ssm", state.ssm);
+    return r;
+  }
+  return skipped(c, p, "mamba2: unknown level '" + c.level + "'");
+}
 
 }  // namespace seqmix::refcheck::mamba2

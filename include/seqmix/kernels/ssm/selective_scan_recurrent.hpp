@@ -1,0 +1,272 @@
+// Mamba-1 selective scan, recurrent policy: token by token with the state in registers / L1.
+//
+// Prefill vectorises over channels: a unit of `lanes` consecutive channels (one group) keeps its
+// state as N vectors [n][channel] and walks the whole sequence, so the decay factors
+// exp(dt·A[d,n]) are N vector exponentials per token and no horizontal sum is needed (B_t[n] and
+// C_t[n] are broadcasts). The state is transposed in and out once per call.
+// Decode (a few tokens) vectorises over the state instead: the [D,N] state rows are used in
+// place, and each channel reduces its vector C ⊙ h.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "../../policy/execution.hpp"
+#include "../../policy/threads.hpp"
+#include "common.hpp"
+
+namespace seqmix::kernels::ssm::selective_scan {
+
+namespace detail {
+
+using ssm::detail::exp_decay;
+using ssm::detail::present;
+using ssm::detail::time_step;
+using ssm::detail::vfma;
+using ssm::detail::vload;
+using ssm::detail::vstore;
+
+// Parameters laid out for channel vectors: A transposed to [N][D]; D and delta_bias as dense
+// rows (zeros when absent).
+template <class T>
+struct prepared {
+  std::vector<T> At, skip, bias;
+  prepared(const inputs<T>& in, index_t D, index_t N)
+      : At(std::size_t(N * D)), skip(std::size_t(D), T(0)), bias(std::size_t(D), T(0)) {
+    for (index_t d = 0; d < D; ++d) {
+      for (index_t n = 0; n < N; ++n) At[std::size_t(n * D + d)] = in.A(d, n);
+      if (present(in.D)) skip[std::size_t(d)] = in.D(d);
+      if (present(in.delta_bias)) bias[std::size_t(d)] = in.delta_bias(d);
+    }
+  }
+};
+
+// Token-major rows: element (t, i) at p[t * ts + i].
+template <class T>
+struct rows {
+  T* p;
+  index_t ts;
+  T* row(index_t t) const { return p + t * ts; }
+};
+
+// The pointers of one unit of channels [d0, d0 + width) of batch element b (all in group g).
+template <class T>
+struct unit_args {
+  rows<const T> u, delta, z;  // z.p == nullptr: no gate
+  rows<T> y;
+  const T* B;  // B(b, t, g, n) = B[t * bts + n * bns]
+  index_t bts, bns;
+  const T* C;
+  index_t cts, cns;
+  const T* At;  // A(d0 + i, n) = At[n * lda + i]
+  index_t lda;
+  const T* skip;
+  const T* bias;
+  bool softplus;
+};
+
+template <class T>
+unit_args<T> make_unit(const inputs<T>& in, const tensor_view<T, 3>& y, const prepared<T>& pp, index_t D, index_t G,
+                       index_t b, index_t d0, bool softplus) {
+  const index_t g = d0 / (D / G);
+  const bool gate = present(in.z);
+  return {{in.u.ptr(b, 0, d0), in.u.stride(1)},
+          {in.delta.ptr(b, 0, d0), in.delta.stride(1)},
+          {gate ? in.z.ptr(b, 0, d0) : nullptr, gate ? in.z.stride(1) : 0},
+          {y.ptr(b, 0, d0), y.stride(1)},
+          in.B.ptr(b, 0, g),
+          in.B.stride(1),
+          in.B.stride(3),
+          in.C.ptr(b, 0, g),
+          in.C.stride(1),
+          in.C.stride(3),
+          pp.At.data() + d0,
+          D,
+          pp.skip.data() + d0,
+          pp.bias.data() + d0,
+          softplus};
+}
+
+// Tokens [t0, t1) of one unit of lanes(V) channels (V = batch<T>) or one channel (V = T); the
+// state is h[n] (a vector of channels per n).
+template <class V, class T>
+inline void scan_unit(const unit_args<T>& s, index_t t0, index_t t1, index_t N, V* h) {
+  const V skip = vload<V>(s.skip), bias = vload<V>(s.bias);
+  for (index_t t = t0; t < t1; ++t) {
+    const V dt = time_step(vload<V>(s.delta.row(t)) + bias, s.softplus);
+    const V u = vload<V>(s.u.row(t)), du = dt * u;
+    const T* Bt = s.B + t * s.bts;
+    const T* Ct = s.C + t * s.cts;
+    // Two accumulators: the sum over n is a dependency chain of N FMAs otherwise.
+    V acc0 = skip * u, acc1 = V(T(0));
+    index_t n = 0;
+    for (; n + 2 <= N; n += 2) {
+      const V a0 = exp_decay(dt * vload<V>(s.At + n * s.lda));
+      const V a1 = exp_decay(dt * vload<V>(s.At + (n + 1) * s.lda));
+      h[n] = vfma(a0, h[n], du * V(Bt[n * s.bns]));
+      h[n + 1] = vfma(a1, h[n + 1], du * V(Bt[(n + 1) * s.bns]));
+      acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
+      acc1 = vfma(h[n + 1], V(Ct[(n + 1) * s.cns]), acc1);
+    }
+    if (n < N) {
+      h[n] = vfma(exp_decay(dt * vload<V>(s.At + n * s.lda)), h[n], du * V(Bt[n * s.bns]));
+      acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
+    }
+    V out = acc0 + acc1;
+    if (s.z.p) out *= simd::silu(vload<V>(s.z.row(t)));
+    vstore(s.y.row(t), out);
+  }
+}
+
+// Units of channels for one batch element: full vectors of lanes channels that lie in one
+// group, single channels elsewhere (the tail, and vectors straddling a group boundary).
+struct unit {
+  index_t d0, width;
+};
+
+template <class T>
+std::vector<unit> channel_units(index_t D, index_t G) {
+  constexpr index_t W = simd::lanes<T>;
+  const index_t per_group = D / G;
+  std::vector<unit> units;
+  for (index_t d = 0; d < D;) {
+    if (d + W <= D && d / per_group == (d + W - 1) / per_group) units.push_back({d, W}), d += W;
+    else units.push_back({d, 1}), ++d;
+  }
+  return units;
+}
+
+// Runs `fn(b, unit)` over every (batch element, unit), split over `threads`.
+template <class Fn>
+void for_each_unit(int threads, index_t B, const std::vector<unit>& units, Fn&& fn) {
+  const index_t per_batch = static_cast<index_t>(units.size());
+  parallel_ranges(threads, B * per_batch, [&](index_t begin, index_t end) {
+    for (index_t i = begin; i < end; ++i) fn(i / per_batch, units[std::size_t(i % per_batch)]);
+  });
+}
+
+// Channel-vectorised scan of tokens [0, L) for every unit, the state transposed in and out.
+template <class T>
+void scan_channels(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, const dims& dm,
+                   bool softplus) {
+  using V = simd::batch<T>;
+  constexpr index_t W = simd::lanes<T>;
+  const prepared<T> pp(in, dm.D, dm.N);
+  const auto units = channel_units<T>(dm.D, dm.G);
+  for_each_unit(threads, dm.B, units, [&](index_t b, unit un) {
+    const auto s = make_unit(in, y, pp, dm.D, dm.G, b, un.d0, softplus);
+    if (un.width == W) {
+      std::vector<V> h(static_cast<std::size_t>(dm.N));
+      alignas(64) T tmp[W];
+      for (index_t n = 0; n < dm.N; ++n) {
+        for (index_t i = 0; i < W; ++i) tmp[i] = state(b, un.d0 + i, n);
+        h[std::size_t(n)] = simd::load(tmp);
+      }
+      scan_unit<V, T>(s, 0, dm.L, dm.N, h.data());
+      for (index_t n = 0; n < dm.N; ++n) {
+        simd::store(tmp, h[std::size_t(n)]);
+        for (index_t i = 0; i < W; ++i) state(b, un.d0 + i, n) = tmp[i];
+      }
+    } else {
+      std::vector<T> h(static_cast<std::size_t>(dm.N));
+      for (index_t n = 0; n < dm.N; ++n) h[std::size_t(n)] = state(b, un.d0, n);
+      scan_unit<T, T>(s, 0, dm.L, dm.N, h.data());
+      for (index_t n = 0; n < dm.N; ++n) state(b, un.d0, n) = h[std::size_t(n)];
+    }
+  });
+}
+
+// True when the state-vectorised decode path applies: N a multiple of the lanes and unit strides
+// along N for A, B, C and the state.
+template <class T>
+bool state_vectorisable(const inputs<T>& in, const tensor_view<T, 3>& state, index_t N) {
+  return N % simd::lanes<T> == 0 && in.A.stride(1) == 1 && in.B.stride(3) == 1 && in.C.stride(3) == 1 &&
+         state.stride(2) == 1;
+}
+
+// Decode: tokens [0, L) with the [D,N] state rows used in place (N a multiple of the lanes).
+// Per token the channel-wise quantities (dt, dt·u, gate) are computed as vectors first; then each
+// channel updates its state row and leaves the vector C ⊙ h, and those are reduced lanes channels at a time.
+template <class T>
+void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, const dims& dm,
+                 bool softplus) {
+  using V = simd::batch<T>;
+  constexpr index_t W = simd::lanes<T>;
+  const index_t D = dm.D, N = dm.N, NV = N / W, per_group = D / dm.G;
+  const index_t blocks = (D + W - 1) / W;
+  parallel_ranges(D * N * dm.L >= (index_t(1) << 18) ? threads : 1, dm.B * blocks, [&](index_t begin, index_t end) {
+    alignas(64) T dt[W], du[W], gate[W], skip[W];
+    alignas(64) V prod[W];
+    for (index_t i = begin; i < end; ++i) {
+      const index_t b = i / blocks, d0 = (i % blocks) * W, w = std::min(W, D - d0);
+      for (index_t t = 0; t < dm.L; ++t) {
+        for (index_t c = 0; c < w; ++c) {  // w ≤ lanes scalars; vectorised below when full
+          const index_t d = d0 + c;
+          const T raw = in.delta(b, t, d) + (present(in.delta_bias) ? in.delta_bias(d) : T(0));
+          dt[c] = raw;
+          du[c] = in.u(b, t, d);
+          gate[c] = present(in.z) ? in.z(b, t, d) : T(0);
+          skip[c] = present(in.D) ? in.D(d) : T(0);
+        }
+        if (w == W) {
+          const V d = time_step(simd::load(dt), softplus);
+          simd::store(dt, d);
+          simd::store(du, d * simd::load(du));
+          if (present(in.z)) simd::store(gate, simd::silu(simd::load(gate)));
+        } else {
+          for (index_t c = 0; c < w; ++c) {
+            dt[c] = time_step(dt[c], softplus);
+            du[c] *= dt[c];
+            if (present(in.z)) gate[c] = simd::silu(gate[c]);
+          }
+        }
+        for (index_t c = 0; c < W; ++c) {
+          if (c >= w) {
+            prod[c] = V(T(0));
+            continue;
+          }
+          const index_t d = d0 + c, g = d / per_group;
+          const T* A = in.A.ptr(d);
+          const T* Bt = in.B.ptr(b, t, g);
+          const T* Ct = in.C.ptr(b, t, g);
+          T* h = state.ptr(b, d);
+          const V dtv(dt[c]), duv(du[c]);
+          V acc(T(0));
+          for (index_t v = 0; v < NV; ++v) {
+            const V hv = xsimd::fma(exp_decay(dtv * simd::load(A + v * W)), simd::load(h + v * W),
+                                    duv * simd::load(Bt + v * W));
+            simd::store(h + v * W, hv);
+            acc = xsimd::fma(hv, simd::load(Ct + v * W), acc);
+          }
+          prod[c] = acc;
+        }
+        alignas(64) T sums[W];
+        ssm::detail::sum_rows(prod, sums);
+        for (index_t c = 0; c < w; ++c) {
+          const index_t d = d0 + c;
+          T out = sums[c] + skip[c] * in.u(b, t, d);
+          if (present(in.z)) out *= gate[c];
+          y(b, t, d) = out;
+        }
+      }
+    }
+  });
+}
+
+}  // namespace detail
+
+/// Mamba-1 selective scan, token by token (see inputs<T>). y [B,T,D]; state [B,D,N] holds h before
+/// the sequence and h after it on return.
+template <class T>
+void recurrent(const exec::recurrent& policy, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state,
+               options opt = {}) {
+  const dims dm = check_args(in, y, state);
+  if (dm.L == 0 || dm.D == 0) return;
+  // Below a few tokens, transposing the state costs more than the scan itself.
+  if (dm.L <= 2 && detail::state_vectorisable(in, state, dm.N))
+    detail::scan_states(policy.threads, in, y, state, dm, opt.delta_softplus);
+  else
+    detail::scan_channels(policy.threads, in, y, state, dm, opt.delta_softplus);
+}
+
+}  // namespace seqmix::kernels::ssm::selective_scan

@@ -1,0 +1,17 @@
+// Mamba-2 SSD entry point: forward(policy, ...) picks the kernel by the policy type.
+#pragma once
+
+#include "ssd_recurrent.hpp"
+
+namespace seqmix::kernels::ssm::ssd {
+
+/// Mamba-2 SSD scan (spec/mamba2.md; see inputs<T>). y [B,T,H,P]; state [B,H,P,N] holds h before
+/// the sequence and h after it on return.
+template <exec::policy P, class T>
+void forward(const P& policy, const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state, options opt = {}) {
+  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, in, y, state, opt);
+  else if constexpr (std::same_as<P, exec::automatic>) recurrent(exec::recurrent{policy.threads}, in, y, state, opt);
+  else static_assert(exec::unsupported<P>, "ssd: policy not implemented yet");
+}
+
+}  // namespace seqmix::kernels::ssm::ssd

@@ -1,0 +1,104 @@
+// Mamba-2 SSD scan, recurrent policy: token by token on the [P,N] state of each head, used in
+// place, so a decode step reads and writes the state exactly once. Each state row p is updated as
+// vectors over N (h = a·h + (dt·x_p)·B) and leaves the vector C ⊙ h, reduced `lanes` rows at a
+// time.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "../../policy/execution.hpp"
+#include "../../policy/threads.hpp"
+#include "common.hpp"
+
+namespace seqmix::kernels::ssm::ssd {
+
+namespace detail {
+
+using ssm::detail::present;
+using ssm::detail::time_step;
+
+/// The time step of head h at (b, t) after bias, activation and clamp.
+template <class T>
+inline T step_size(const inputs<T>& in, const options& opt, index_t b, index_t t, index_t h) {
+  const T raw = in.dt(b, t, h) + (present(in.dt_bias) ? in.dt_bias(h) : T(0));
+  return std::min(std::max(time_step(raw, opt.dt_softplus), T(opt.dt_min)), T(opt.dt_max));
+}
+
+// Tokens [t0, t1) of head h of batch element b on its state S [P,N] (row stride lds).
+template <class T>
+void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, index_t b, index_t h, index_t g,
+                 index_t t0, index_t t1, index_t P, index_t N, T* S, index_t lds) {
+  using V = simd::batch<T>;
+  constexpr index_t W = simd::lanes<T>;
+  const index_t NV = N / W * W;  // vectorised part of a row
+  const T A = in.A(h), skip = present(in.D) ? in.D(h) : T(0);
+  alignas(64) V prod[W];
+  alignas(64) T sums[W], xs[W];
+  for (index_t t = t0; t < t1; ++t) {
+    const T dt = step_size(in, opt, b, t, h), a = std::exp(dt * A);
+    const T* x = in.x.ptr(b, t, h);
+    const T* Bt = in.B.ptr(b, t, g);
+    const T* Ct = in.C.ptr(b, t, g);
+    T* out = y.ptr(b, t, h);
+    const V av(a);
+    for (index_t p0 = 0; p0 < P; p0 += W) {
+      const index_t rows = std::min(W, P - p0);
+      for (index_t r = 0; r < W; ++r) {
+        if (r >= rows) {
+          prod[r] = V(T(0)), sums[r] = T(0);
+          continue;
+        }
+        T* row = S + (p0 + r) * lds;
+        const T coef = dt * x[p0 + r];
+        const V cv(coef);
+        V acc0(T(0)), acc1(T(0));
+        index_t n = 0;
+        for (; n + 2 * W <= NV; n += 2 * W) {
+          const V h0 = xsimd::fma(av, simd::load(row + n), cv * simd::load(Bt + n));
+          const V h1 = xsimd::fma(av, simd::load(row + n + W), cv * simd::load(Bt + n + W));
+          simd::store(row + n, h0), simd::store(row + n + W, h1);
+          acc0 = xsimd::fma(h0, simd::load(Ct + n), acc0);
+          acc1 = xsimd::fma(h1, simd::load(Ct + n + W), acc1);
+        }
+        for (; n < NV; n += W) {
+          const V h0 = xsimd::fma(av, simd::load(row + n), cv * simd::load(Bt + n));
+          simd::store(row + n, h0);
+          acc0 = xsimd::fma(h0, simd::load(Ct + n), acc0);
+        }
+        T tail = 0;
+        for (; n < N; ++n) {
+          row[n] = a * row[n] + coef * Bt[n];
+          tail += row[n] * Ct[n];
+        }
+        prod[r] = acc0 + acc1, sums[r] = tail;
+      }
+      alignas(64) T dots[W];
+      ssm::detail::sum_rows(prod, dots);
+      const V total = simd::load(dots) + simd::load(sums);
+      for (index_t r = 0; r < W; ++r) xs[r] = r < rows ? x[p0 + r] : T(0);
+      simd::store(sums, xsimd::fma(V(skip), simd::load(xs), total));
+      std::copy_n(sums, rows, out + p0);
+    }
+  }
+}
+
+}  // namespace detail
+
+/// Mamba-2 SSD scan, token by token (see inputs<T>). y [B,T,H,P]; state [B,H,P,N] holds h before
+/// the sequence and h after it on return.
+template <class T>
+void recurrent(const exec::recurrent& policy, const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state,
+               options opt = {}) {
+  const dims dm = check_args(in, y, state);
+  if (dm.L == 0) return;
+  const index_t heads_per_group = dm.H / dm.G;
+  const bool big = dm.L * dm.H * dm.P * dm.N >= (index_t(1) << 20);  // a thread costs tens of µs
+  parallel_for(big ? policy.threads : 1, dm.B * dm.H, [&](index_t bh) {
+    const index_t b = bh / dm.H, h = bh % dm.H;
+    detail::head_tokens<T>(in, opt, y, b, h, h / heads_per_group, 0, dm.L, dm.P, dm.N, state.ptr(b, h),
+                           state.stride(2));
+  });
+}
+
+}  // namespace seqmix::kernels::ssm::ssd
