@@ -1,0 +1,26 @@
+// Softmax attention op entry point: forward(policy, ...) picks the kernel by the policy type.
+#pragma once
+
+#include "chunk.hpp"
+#include "parallel.hpp"
+#include "recurrent.hpp"
+
+namespace seqmix::kernels::attention {
+
+/// Causal softmax attention with grouped KV heads, an optional sliding window / sink (the cache's
+/// mask) and a KV-cache prefix (spec/attention.md). Appends k [B,T,Hk,Dk] and v [B,T,Hv,Dv] to
+/// `cache`, then o [B,T,Hq,Dv] = softmax(scale · q Kᵀ + mask) V over every cached key, with query
+/// t at position cache.length() + t. q [B,T,Hq,Dk]; query head h reads key head h / (Hq/Hk) and
+/// value head h / (Hq/Hv).
+template <exec::policy P, class T>
+void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
+             tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
+  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, k, v, o, cache, opt);
+  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, q, k, v, o, cache, opt);
+  else if constexpr (std::same_as<P, exec::automatic>) {
+    if (q.extent(1) < policy.recurrent_below) recurrent(exec::recurrent{policy.threads}, q, k, v, o, cache, opt);
+    else chunk(exec::chunkwise<64>{policy.threads}, q, k, v, o, cache, opt);
+  } else chunk(policy, q, k, v, o, cache, opt);
+}
+
+}  // namespace seqmix::kernels::attention

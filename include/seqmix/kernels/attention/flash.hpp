@@ -1,0 +1,236 @@
+// The fused attention block behind the chunkwise and recurrent policies: a block of query rows
+// walks the cache in key tiles with an online softmax, so no score matrix larger than
+// rows x tile is ever formed. Per key tile:
+//   1. scores: S = Q·Kᵀ for MR rows x KT keys in registers (Q pre-scaled by scale·log2 e, K read
+//      from the cache's transposed blocks), masked only on tiles the mask cuts;
+//   2. online softmax: running max m (moved lazily), P = 2^(S - m), running sums l;
+//   3. O = alpha·O + P·V for MR rows x 4 vectors of value columns in registers.
+// Steps 1-2 run over every row group before step 3, so the key tile stays in L1 for the scores
+// and the value tile for P·V. See docs/attention.md.
+#pragma once
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+#include "../../simd/math.hpp"
+#include "../../simd/softmax.hpp"
+#include "../../simd/vec.hpp"
+#include "cache.hpp"
+#include "common.hpp"
+
+namespace seqmix::kernels::attention::detail {
+
+// Register budget: 32 vector registers with AVX-512, 16 with AVX2 / SSE2. Scores keep
+// MR x NV accumulators + NV key vectors + 1 broadcast; P·V keeps MR x NO + NO + 1.
+inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
+inline constexpr index_t tile_rows = vector_registers >= 32 ? 4 : 2;  // MR
+inline constexpr index_t score_vectors = 4;                            // NV: key tile = 4 vectors
+inline constexpr index_t out_vectors = vector_registers >= 32 ? 4 : 2;  // NO
+
+enum class visibility { none, partial, full };
+
+// Visibility of keys with positions in [klo, khi] (all slots valid if `dense`) from query rows with
+// positions in [pa, pb].
+inline visibility classify(index_t klo, index_t khi, bool dense, index_t pa, index_t pb, const mask& m) {
+  if (khi < klo || klo > pb) return visibility::none;
+  if (m.window > 0 && pa - khi >= m.window && klo >= m.sink) return visibility::none;
+  if (dense && khi <= pa && (m.window <= 0 || pb - klo < m.window || khi < m.sink)) return visibility::full;
+  return visibility::partial;
+}
+
+template <class T>
+class flash_block {
+ public:
+  static constexpr index_t L = simd::lanes<T>, KT = score_vectors * L, MR = tile_rows;
+
+  flash_block(index_t max_rows, index_t Dk, index_t Dv)
+      : Dk_(Dk), Dv_(Dv), q_(size(max_rows * Dk)), o_(size(max_rows * Dv)), m_(size(max_rows)),
+        l_(size(max_rows * L)), p_(size(max_rows * KT)), alpha_(size(max_rows)), pos_(size(max_rows)),
+        status_(size((max_rows + MR - 1) / MR)) {}
+
+  /// Starts a block of `rows` query rows; fill them with set_row() before attend().
+  void begin(index_t rows) {
+    rows_ = rows;
+    std::fill_n(o_.begin(), rows * Dv_, T(0));
+    std::fill_n(l_.begin(), rows * L, T(0));
+    std::fill_n(m_.begin(), rows, simd::online_row<T>::initial_max);
+  }
+  /// Row r: query q_row (unit stride) times `qscale` (= scale·log2 e), at absolute position p.
+  /// Rows must be in non-decreasing position order.
+  void set_row(index_t r, const T* q_row, T qscale, index_t p) {
+    simd::transform(q_row, q_.data() + r * Dk_, Dk_, [qscale](auto x) { return x * qscale; });
+    pos_[std::size_t(r)] = p;
+  }
+
+  /// Attends every row to the cache's keys of (b, key head kh) and values of value head vh, as
+  /// the cache stands with `len` tokens.
+  void attend(const kv_cache<T>& c, index_t b, index_t kh, index_t vh, index_t len, const mask& m) {
+    if (rows_ == 0) return;
+    const index_t pa = pos_[0], pb = pos_[std::size_t(rows_ - 1)];
+    index_t kpos[block_keys];
+    for (index_t blk = 0, nb = c.used_blocks(len); blk < nb; ++blk) {
+      const block_span sp = c.span(blk, len);
+      const visibility vis = classify(sp.lo, sp.hi, sp.dense, pa, pb, m);
+      if (vis == visibility::none) continue;
+      // Per-slot positions are only read on tiles the mask cuts, which a fully visible block has not.
+      if (!sp.dense || vis == visibility::partial)
+        for (index_t i = 0; i < block_keys; ++i) kpos[i] = sp.dense ? sp.lo + i : c.position(blk * block_keys + i, len);
+      const T* K = c.key_block(b, kh, blk);
+      const T* V = c.value_block(b, vh, blk);
+      for (index_t c0 = 0; c0 < block_keys; c0 += KT) {
+        index_t lo = sp.lo + c0, hi = lo + KT - 1;
+        bool dense = sp.dense;
+        if (!dense) {
+          lo = std::numeric_limits<index_t>::max(), hi = -1, dense = true;
+          for (index_t i = c0; i < c0 + KT; ++i) {
+            if (kpos[i] < 0) dense = false;
+            else lo = std::min(lo, kpos[i]), hi = std::max(hi, kpos[i]);
+          }
+        }
+        if (hi >= 0 && classify(lo, hi, dense, pa, pb, m) != visibility::none)
+          tile(K + c0, V + c0 * Dv_, kpos + c0, lo, hi, dense, m);
+      }
+    }
+  }
+
+  /// Writes row r's output (numerators / sums) to out (unit stride, Dv elements).
+  void store_row(index_t r, T* out) const {
+    const T sum = simd::reduce_add(simd::load(l_.data() + r * L));
+    const T inv = sum > T(0) ? T(1) / sum : T(0);
+    simd::transform(o_.data() + r * Dv_, out, Dv_, [inv](auto x) { return x * inv; });
+  }
+
+ private:
+  static std::size_t size(index_t n) { return static_cast<std::size_t>(std::max<index_t>(n, 1)); }
+
+  // One key tile of KT keys: K [Dk][block_keys] (transposed block, column offset applied), V [KT][Dv].
+  void tile(const T* K, const T* V, const index_t* kpos, index_t lo, index_t hi, bool dense, const mask& m) {
+    const index_t groups = (rows_ + MR - 1) / MR;
+    for (index_t g = 0; g < groups; ++g) {
+      const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0);
+      const visibility vis = classify(lo, hi, dense, pos_[std::size_t(r0)], pos_[std::size_t(r0 + nr - 1)], m);
+      status_[std::size_t(g)] = vis;
+      if (vis != visibility::none)
+        with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { scores<R>(r0, K, kpos, vis, m); });
+    }
+    for (index_t g = 0; g < groups; ++g) {
+      if (status_[std::size_t(g)] == visibility::none) continue;
+      const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0);
+      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V); });
+    }
+  }
+
+  template <class F>
+  static void with_rows(index_t n, F&& f) {
+    if constexpr (MR >= 4) {
+      if (n == 4) return f(std::integral_constant<index_t, 4>{});
+      if (n == 3) return f(std::integral_constant<index_t, 3>{});
+    }
+    if (n == 2) return f(std::integral_constant<index_t, 2>{});
+    f(std::integral_constant<index_t, 1>{});
+  }
+
+  // Scores of rows [r0, r0 + R) on the tile, then the online-softmax update of those rows.
+  template <index_t R>
+  void scores(index_t r0, const T* K, const index_t* kpos, visibility vis, const mask& m) {
+    constexpr index_t NV = score_vectors;
+    simd::batch<T> acc[R][NV];
+    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
+      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::batch<T>(T(0));
+    const T* q = q_.data() + r0 * Dk_;
+    for (index_t d = 0; d < Dk_; ++d) {
+      simd::batch<T> kv[NV];
+      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) kv[v] = simd::load(K + d * block_keys + v * L);
+      SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
+        const simd::batch<T> a(q[r * Dk_ + d]);
+        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, kv[v], acc[r][v]);
+      }
+    }
+    if (vis == visibility::partial) {
+      alignas(64) T s[KT];
+      for (index_t r = 0; r < R; ++r) {
+        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) simd::store(s + v * L, acc[r][v]);
+        const index_t p = pos_[std::size_t(r0 + r)];
+        for (index_t i = 0; i < KT; ++i)
+          if (!m.sees(p, kpos[i])) s[i] = -std::numeric_limits<T>::infinity();
+        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::load(s + v * L);
+      }
+    }
+    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
+      const index_t row = r0 + r;
+      alpha_[std::size_t(row)] = simd::online_softmax_update<NV, T>(acc[r], m_[std::size_t(row)], l_.data() + row * L,
+                                                                   p_.data() + row * KT);
+    }
+  }
+
+  // O[r0 .. r0+R) = alpha·O + P·V over the value columns.
+  template <index_t R>
+  void values(index_t r0, const T* V) {
+    index_t j = 0;
+    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, V, j);
+    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, V, j);
+    for (; j < Dv_; ++j)
+      for (index_t r = 0; r < R; ++r) {
+        const index_t row = r0 + r;
+        T acc = o_[std::size_t(row * Dv_ + j)] * alpha_[std::size_t(row)];
+        for (index_t i = 0; i < KT; ++i) acc += p_[std::size_t(row * KT + i)] * V[i * Dv_ + j];
+        o_[std::size_t(row * Dv_ + j)] = acc;
+      }
+  }
+
+  template <index_t R, index_t NO>
+  void values_tile(index_t r0, const T* V, index_t j) {
+    simd::batch<T> acc[R][NO];
+    T* o = o_.data() + r0 * Dv_ + j;
+    const T* p = p_.data() + r0 * KT;
+    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
+      const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
+      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::load(o + r * Dv_ + v * L) * a;
+    }
+    for (index_t i = 0; i < KT; ++i) {
+      simd::batch<T> vv[NO];
+      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L);
+      SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
+        const simd::batch<T> a(p[r * KT + i]);
+        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = xsimd::fma(a, vv[v], acc[r][v]);
+      }
+    }
+    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
+      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) simd::store(o + r * Dv_ + v * L, acc[r][v]);
+  }
+
+  index_t Dk_, Dv_, rows_ = 0;
+  std::vector<T> q_, o_, m_, l_, p_, alpha_;
+  std::vector<index_t> pos_;
+  std::vector<visibility> status_;
+};
+
+/// The chunkwise / recurrent frame: each task's query tokens in blocks of `C` tokens (rows: token
+/// by token, the query heads of one key head inside), attended with flash_block. `step` tokens are
+/// appended to the cache before they are attended (1 for the recurrent policy).
+template <class T>
+void flash_run(const char* who, int threads, index_t step, index_t C, tensor_view<const T, 4> q,
+               tensor_view<const T, 4> k, tensor_view<const T, 4> v, tensor_view<T, 4> o, kv_cache<T>& cache,
+               const options<T>& opt) {
+  const head_map hm = check_args(who, q, k, v, o, cache);
+  const index_t Dk = cache.dims().key_dim, Dv = cache.dims().value_dim, G = hm.q_per_k();
+  const T qscale = T(double(scale_of(opt, Dk)) * log2e);
+  C = std::max<index_t>(1, std::min(C, std::max<index_t>(q.extent(1), 1)));
+  run_tasks<T>(
+      threads, step, hm, k, v, cache, [&] { return flash_block<T>(C * G, Dk, Dv); },
+      [&](flash_block<T>& fb, const task_step& s) {
+        for (index_t kh = s.kh0; kh < s.kh0 + s.nk; ++kh)
+          for (index_t a = s.t0; a < s.t0 + s.n; a += C) {
+            const index_t nt = std::min(C, s.t0 + s.n - a);
+            fb.begin(nt * G);
+            for (index_t i = 0; i < nt; ++i)
+              for (index_t r = 0; r < G; ++r) fb.set_row(i * G + r, q.ptr(s.b, a + i, kh * G + r), qscale, s.base + a + i);
+            fb.attend(cache, s.b, kh, s.vh, s.len, cache.visibility());
+            for (index_t i = 0; i < nt; ++i)
+              for (index_t r = 0; r < G; ++r) fb.store_row(i * G + r, o.ptr(s.b, a + i, kh * G + r));
+          }
+      });
+}
+
+}  // namespace seqmix::kernels::attention::detail

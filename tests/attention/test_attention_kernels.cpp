@@ -1,0 +1,225 @@
+// Softmax attention op: every policy against the double-accumulating reference and against each
+// other (GQA, windows, sinks, cache prefixes, Dk != Dv, two key heads per value head), prefill split
+// anywhere, ring-buffer caches, long contexts with large logits, and argument errors.
+#include <seqmix/kernels/attention/attention.hpp>
+#include <seqmix/kernels/attention/ref.hpp>
+
+#include "support/compare.hpp"
+
+using namespace seqmix;
+namespace attn = seqmix::kernels::attention;
+
+namespace {
+
+struct shape {
+  index_t B, P, T, Hq, Hk, Hv, Dk, Dv;
+  attn::mask m{};
+};
+
+std::ostream& operator<<(std::ostream& os, const shape& s) {
+  return os << "B=" << s.B << " P=" << s.P << " T=" << s.T << " Hq=" << s.Hq << " Hk=" << s.Hk << " Hv=" << s.Hv
+            << " Dk=" << s.Dk << " Dv=" << s.Dv << " window=" << s.m.window << " sink=" << s.m.sink;
+}
+
+// q for the T new tokens; k, v for all P + T positions (cache prefix first).
+template <class T>
+struct problem {
+  shape s;
+  tensor<T, 4> q, k, v;
+  problem(const shape& s_, double qk_range, unsigned seed)
+      : s(s_), q(uniform_tensor<T, 4>({s.B, s.T, s.Hq, s.Dk}, -qk_range, qk_range, seed)),
+        k(uniform_tensor<T, 4>({s.B, s.P + s.T, s.Hk, s.Dk}, -qk_range, qk_range, seed + 1)),
+        v(uniform_tensor<T, 4>({s.B, s.P + s.T, s.Hv, s.Dv}, -1, 1, seed + 2)) {}
+
+  tensor_view<const T, 4> k_new() const { return k.view().subrange(1, s.P, s.T); }
+  tensor_view<const T, 4> v_new() const { return v.view().subrange(1, s.P, s.T); }
+
+  attn::kv_cache<T> make_cache(index_t capacity = 0, index_t step = attn::block_keys) const {
+    attn::kv_cache<T> c({s.B, s.Hk, s.Dk, s.Hv, s.Dv}, capacity > 0 ? capacity : s.P + s.T, s.m, step);
+    c.append(k.view().subrange(1, 0, s.P), v.view().subrange(1, 0, s.P));
+    return c;
+  }
+
+  tensor<T, 4> expected() const {
+    tensor<T, 4> o({s.B, s.T, s.Hq, s.Dv});
+    attn::ref<T>(q, k, v, o, {}, s.m);
+    return o;
+  }
+
+  template <class P>
+  tensor<T, 4> run(const P& policy, attn::kv_cache<T>& cache) const {
+    auto o = test::nan_tensor<T, 4>({s.B, s.T, s.Hq, s.Dv});
+    attn::forward<P, T>(policy, q, k_new(), v_new(), o, cache);
+    return o;
+  }
+  template <class P>
+  tensor<T, 4> run(const P& policy) const {
+    auto cache = make_cache();
+    return run(policy, cache);
+  }
+};
+
+// float: softmax weights and sums of up to a few hundred terms, rounding ~1e-6 relative; the fast
+// exp2 adds ~2e-7. double: the fused and materialised kernels agree with the reference to ~1e-14.
+template <class T>
+constexpr double ratio = std::is_same_v<T, float> ? 2e-5 : 1e-11;
+template <class T>
+constexpr double atol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+
+const shape shapes[] = {
+    {1, 0, 1, 1, 1, 1, 8, 8},                 // one token
+    {2, 0, 37, 4, 2, 2, 16, 16},              // GQA, odd length
+    {1, 10, 50, 6, 3, 3, 20, 20},             // cache prefix, head dim not a lane multiple
+    {1, 0, 130, 4, 4, 4, 64, 64},             // several key blocks
+    {2, 5, 70, 8, 4, 2, 16, 32},              // two key heads per value head, Dv = 2 Dk (differential)
+    {1, 0, 100, 4, 1, 1, 32, 32, {16, 0}},    // window
+    {1, 30, 90, 2, 1, 1, 8, 8, {40, 4}},      // window + sink + prefix
+    {1, 100, 1, 4, 1, 1, 32, 32, {24, 0}},    // decode with a window
+    {1, 0, 200, 2, 2, 2, 24, 24, {1, 0}},     // window 1: each token sees itself only
+    {2, 3, 150, 3, 3, 3, 12, 5, {70, 0}},     // window larger than a block, tiny Dv
+};
+
+template <class T, class P>
+void check_against_ref(const P& policy, const shape& s, double range) {
+  const problem<T> p(s, range, 7);
+  SEQMIX_CHECK_CLOSE(p.run(policy), p.expected(), atol<T>, ratio<T>);
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("attention policies match the reference", "[attention][op]", float, double) {
+  for (const double range : {1.0, 3.0}) {
+    for (const shape& s : shapes) {
+      INFO(s << " range=" << range);
+      SECTION("recurrent") { check_against_ref<TestType>(exec::recurrent{}, s, range); }
+      SECTION("chunkwise<16>") { check_against_ref<TestType>(exec::chunkwise<16>{}, s, range); }
+      SECTION("chunkwise<64>") { check_against_ref<TestType>(exec::chunkwise<64>{}, s, range); }
+      SECTION("parallel") { check_against_ref<TestType>(exec::parallel{}, s, range); }
+      SECTION("two threads") { check_against_ref<TestType>(exec::chunkwise<32>{2}, s, range); }
+    }
+  }
+}
+
+TEST_CASE("attention policies agree with each other", "[attention][op]") {
+  for (const shape& s : {shape{2, 17, 200, 8, 2, 2, 64, 64}, shape{1, 0, 300, 4, 2, 2, 32, 32, {100, 3}}}) {
+    INFO(s);
+    const problem<float> p(s, 2.0, 11);
+    const auto o_r = p.run(exec::recurrent{}), o_c = p.run(exec::chunkwise<64>{}), o_p = p.run(exec::parallel{});
+    SEQMIX_CHECK_CLOSE(o_c, o_r, 1e-5, 2e-5);
+    SEQMIX_CHECK_CLOSE(o_p, o_r, 1e-5, 2e-5);
+  }
+}
+
+TEST_CASE("attention: the cache after a call holds every key and value", "[attention][op][cache]") {
+  const problem<float> p({2, 20, 45, 4, 2, 2, 16, 24}, 1.0, 3);
+  auto cache = p.make_cache(100);
+  p.run(exec::chunkwise<16>{}, cache);
+  CHECK(cache.length() == 65);
+  SEQMIX_CHECK_CLOSE(cache.keys(), p.k, 0.0, 0.0);
+  SEQMIX_CHECK_CLOSE(cache.values(), p.v, 0.0, 0.0);
+}
+
+TEST_CASE("attention: prefill split anywhere equals one pass", "[attention][op]") {
+  for (const attn::mask m : {attn::mask{}, attn::mask{24, 0}, attn::mask{50, 5}}) {
+    const shape s{1, 0, 150, 4, 2, 2, 16, 16, m};
+    const problem<double> p(s, 2.0, 5);
+    const auto o_full = p.run(exec::chunkwise<32>{});
+    for (const index_t cut : {1, 63, 64, 65, 149}) {
+      INFO("window " << m.window << " sink " << m.sink << " cut at " << cut);
+      auto cache = p.make_cache(1000, 16);
+      auto o = test::nan_tensor<double, 4>(o_full.extents());
+      auto part = [&](auto policy, index_t t0, index_t n) {
+        attn::forward<decltype(policy), double>(policy, p.q.view().subrange(1, t0, n), p.k.view().subrange(1, t0, n),
+                                                p.v.view().subrange(1, t0, n), o.view().subrange(1, t0, n), cache);
+      };
+      part(exec::recurrent{}, 0, cut);
+      part(exec::parallel{}, cut, s.T - cut);
+      SEQMIX_CHECK_CLOSE(o, o_full, 1e-12, 1e-12);
+      CHECK(cache.length() == s.T);
+    }
+  }
+}
+
+TEST_CASE("attention: a windowed cache is a ring of O(window) slots", "[attention][op][cache]") {
+  const shape s{2, 0, 500, 4, 2, 2, 16, 16, {40, 3}};
+  const problem<float> p(s, 2.0, 9);
+  for (const index_t step : {1, 16, 64}) {
+    INFO("step " << step);
+    auto cache = p.make_cache(100000, step);
+    CHECK(cache.is_ring());
+    CHECK(cache.slots() <= 64 + (40 - 1 + step + 63) / 64 * 64);
+    const auto o_c = p.run(exec::chunkwise<64>{2}, cache);
+    SEQMIX_CHECK_CLOSE(o_c, p.expected(), 1e-5, 2e-5);
+    // Kept: the sink and the newest positions; values as appended.
+    const auto pos = cache.positions();
+    REQUIRE(pos.size() >= 40 + 3);
+    CHECK(pos[0] == 0);
+    CHECK(pos.back() == s.T - 1);
+    const auto kept = cache.keys();
+    for (std::size_t i = 0; i < pos.size(); ++i)
+      for (index_t h = 0; h < s.Hk; ++h)
+        for (index_t d = 0; d < s.Dk; ++d) CHECK(kept(1, index_t(i), h, d) == p.k(1, pos[i], h, d));
+  }
+}
+
+TEST_CASE("attention: T = 8192 with large logits stays finite and matches the reference", "[attention][op][long]") {
+  // |q·k| up to ~80 before the 1/sqrt(32) scale; checked against the reference on the first and
+  // last 8 queries (the reference costs O(T²)), and policies against each other everywhere.
+  for (const attn::mask m : {attn::mask{}, attn::mask{512, 0}}) {
+    INFO("window " << m.window);
+    const shape s{1, 0, 8192, 2, 1, 1, 32, 32, m};
+    const problem<float> p(s, 2.8, 13);
+    const auto o_c = p.run(exec::chunkwise<64>{});
+    const auto o_r = p.run(exec::recurrent{2});
+    REQUIRE(std::all_of(o_c.data(), o_c.data() + o_c.size(), [](float x) { return std::isfinite(x); }));
+    SEQMIX_CHECK_CLOSE(o_c, o_r, 1e-5, 2e-5);
+    for (const index_t t0 : {index_t(0), s.T - 8}) {
+      const index_t S = t0 + 8;
+      tensor<float, 4> want({1, 8, s.Hq, s.Dv});
+      attn::ref<float>(p.q.view().subrange(1, t0, 8), p.k.view().subrange(1, 0, S), p.v.view().subrange(1, 0, S), want,
+                       {}, m);
+      const tensor<float, 4> got(o_c.view().subrange(1, t0, 8));
+      SEQMIX_CHECK_CLOSE(got, want, 1e-5, 2e-5);
+    }
+  }
+}
+
+TEST_CASE("attention: strided q, k, v give the same result", "[attention][op]") {
+  // q, k, v interleaved in one fused projection buffer [B, T, H, 3D].
+  const shape s{2, 0, 45, 3, 3, 3, 16, 16};
+  const problem<float> p(s, 1.0, 21);
+  tensor<float, 4> fused({s.B, s.T, s.Hq, 3 * s.Dk});
+  for (index_t b = 0; b < s.B; ++b)
+    for (index_t t = 0; t < s.T; ++t)
+      for (index_t h = 0; h < s.Hq; ++h)
+        for (index_t i = 0; i < s.Dk; ++i)
+          fused(b, t, h, i) = p.q(b, t, h, i), fused(b, t, h, s.Dk + i) = p.k(b, t, h, i),
+                       fused(b, t, h, 2 * s.Dk + i) = p.v(b, t, h, i);
+  auto part = [&](index_t n) { return tensor_view<const float, 4>(fused.view().subrange(3, n * s.Dk, s.Dk)); };
+  const auto want = p.expected();
+  auto o = test::nan_tensor<float, 4>({s.B, s.T, s.Hq, s.Dv});
+  auto c1 = p.make_cache();
+  attn::forward<exec::chunkwise<16>, float>({}, part(0), part(1), part(2), o, c1);
+  SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
+  auto c2 = p.make_cache();
+  attn::forward<exec::parallel, float>({}, part(0), part(1), part(2), o, c2);
+  SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
+}
+
+TEST_CASE("attention: bad shapes and a full cache raise seqmix::error", "[attention][op][errors]") {
+  attn::kv_cache<float> cache({2, 2, 16, 2, 16}, 10);
+  tensor<float, 4> q({2, 4, 4, 16}), k({2, 4, 2, 16}), v({2, 4, 2, 16}), o({2, 4, 4, 16});
+  tensor<float, 4> k_bad({2, 4, 3, 16}), o_bad({2, 4, 4, 8}), q_bad({2, 4, 3, 16});
+  REQUIRE_THROWS_WITH((attn::forward<exec::recurrent, float>({}, q, k_bad, v, o, cache)),
+                      Catch::Contains("attention: k has shape [2, 4, 3, 16], expected [2, 4, 2, 16]"));
+  REQUIRE_THROWS_WITH((attn::forward<exec::parallel, float>({}, q, k, v, o_bad, cache)),
+                      Catch::Contains("attention: o has shape [2, 4, 4, 8], expected [2, 4, 4, 16]"));
+  REQUIRE_THROWS_WITH((attn::forward<exec::chunkwise<64>, float>({}, q_bad, k, v, o, cache)),
+                      Catch::Contains("multiple of key heads"));
+  attn::forward<exec::chunkwise<64>, float>({}, q, k, v, o, cache);
+  attn::forward<exec::chunkwise<64>, float>({}, q, k, v, o, cache);
+  CHECK(cache.length() == 8);
+  REQUIRE_THROWS_WITH((attn::forward<exec::recurrent, float>({}, q, k, v, o, cache)),
+                      Catch::Contains("KV cache capacity 10 exceeded (holds 8 tokens, appending 4)"));
+  CHECK(cache.length() == 8);
+}
