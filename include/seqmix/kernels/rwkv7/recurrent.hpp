@@ -35,44 +35,6 @@ inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 3
 template <index_t NT>
 inline constexpr index_t tile_vectors = std::clamp<index_t>((vector_registers - 4) / (3 * NT + 1), 1, 4);
 
-// Per-block coefficients of one head, shared by every tile of the value axis.
-template <class T>
-struct block_coefs {
-  index_t K;
-  std::vector<T> d, ca, cr, bh, kh, pend;  // [block_tokens][K] each (pend: [K])
-  T Aab[block_tokens][block_tokens], Aak[block_tokens][block_tokens];
-  T Arb[block_tokens][block_tokens], Ark[block_tokens][block_tokens];
-
-  explicit block_coefs(index_t K_)
-      : K(K_), d(std::size_t(block_tokens * K_)), ca(d.size()), cr(d.size()), bh(d.size()), kh(d.size()),
-        pend(std::size_t(K_)) {}
-  const T* at(const std::vector<T>& x, index_t j) const { return x.data() + j * K; }
-  T* at(std::vector<T>& x, index_t j) { return x.data() + j * K; }
-
-  // Coefficients of tokens [t, t+n) of one head (see the header comment).
-  void prepare(index_t n, index_t t, head_rows<const T> r, head_rows<const T> w, head_rows<const T> k,
-               head_rows<const T> a, head_rows<const T> b) {
-    for (index_t j = 0; j < n; ++j) simd::transform(w.row(t + j), at(d, j), K, [](auto x) { return simd::exp(x); });
-    // Running prefix product P_{j-1} in pend: ca_j = a_j ⊙ P_{j-1}, cr_j = r_j ⊙ P_j.
-    std::fill(pend.begin(), pend.end(), T(1));
-    for (index_t j = 0; j < n; ++j) {
-      simd::mul(a.row(t + j), pend.data(), at(ca, j), K);
-      simd::mul(pend.data(), at(d, j), pend.data(), K);
-      simd::mul(r.row(t + j), pend.data(), at(cr, j), K);
-    }
-    // For each source token l, G(l,m) ⊙ b_l and G(l,m) ⊙ k_l for m = l..n-1, ending as bh_l, kh_l.
-    for (index_t l = 0; l < n; ++l) {
-      T *ub = at(bh, l), *uk = at(kh, l);
-      std::copy_n(b.row(t + l), K, ub), std::copy_n(k.row(t + l), K, uk);
-      for (index_t m = l; m < n; ++m) {
-        if (m > l) simd::mul(ub, at(d, m), ub, K), simd::mul(uk, at(d, m), uk, K);
-        Arb[m][l] = simd::dot(r.row(t + m), ub, K), Ark[m][l] = simd::dot(r.row(t + m), uk, K);
-        if (m + 1 < n) Aab[m + 1][l] = simd::dot(a.row(t + m + 1), ub, K), Aak[m + 1][l] = simd::dot(a.row(t + m + 1), uk, K);
-      }
-    }
-  }
-};
-
 // Vec is simd::batch<T> or T (scalar tail columns).
 template <class Vec, class T>
 inline Vec vload(const T* p) {
@@ -89,6 +51,74 @@ inline Vec vfma(const Vec& a, const Vec& b, const Vec& c) {
   if constexpr (std::is_arithmetic_v<Vec>) return a * b + c;
   else return xsimd::fma(a, b, c);
 }
+
+// Per-block coefficients of one head, shared by every tile of the value axis.
+template <class T>
+struct block_coefs {
+  index_t K;
+  std::vector<T> ca, cr, bh, kh, pend;  // [block_tokens][K] each (pend: [K])
+  T Aab[block_tokens][block_tokens], Aak[block_tokens][block_tokens];
+  T Arb[block_tokens][block_tokens], Ark[block_tokens][block_tokens];
+
+  explicit block_coefs(index_t K_)
+      : K(K_), ca(std::size_t(block_tokens * K_)), cr(ca.size()), bh(ca.size()), kh(ca.size()), pend(std::size_t(K_)) {}
+  const T* at(const std::vector<T>& x, index_t j) const { return x.data() + j * K; }
+  T* at(std::vector<T>& x, index_t j) { return x.data() + j * K; }
+
+  // Coefficients of tokens [t, t+NT) of one head (see the header comment), one pass over the key
+  // axis: per vector of key channels the NT decays, prefix and suffix products, the four
+  // coefficient vectors and partial sums of the 2·NT² intra-block dot products.
+  template <index_t NT>
+  void prepare(index_t t, head_rows<const T> r, head_rows<const T> w, head_rows<const T> k, head_rows<const T> a,
+               head_rows<const T> b) {
+    // Rows through base pointer + stride, outputs through local pointers captured by value: the
+    // SIMD stores may alias anything, so pointers held in memory would be reloaded after each one.
+    const T *rp = r.row(t), *wp = w.row(t), *kp = k.row(t), *ap = a.row(t), *bp = b.row(t);
+    const index_t rs = r.ts, ws = w.ts, ks = k.ts, as = a.ts, bs = b.ts, KK = K;
+    T *oca = ca.data(), *ocr = cr.data(), *obh = bh.data(), *okh = kh.data(), *op = pend.data();
+    auto cols = [=]<class Vec>(index_t x, Vec(&sab)[NT][NT], Vec(&sak)[NT][NT], Vec(&srb)[NT][NT], Vec(&srk)[NT][NT]) {
+      Vec dj[NT], p(T(1));
+      SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) {
+        dj[j] = simd::exp(vload<Vec>(wp + j * ws + x));
+        vstore<Vec>(oca + j * KK + x, vload<Vec>(ap + j * as + x) * p);
+        p *= dj[j];
+        vstore<Vec>(ocr + j * KK + x, vload<Vec>(rp + j * rs + x) * p);
+      }
+      vstore<Vec>(op + x, p);
+      // u = G(l,m) ⊙ b_l and G(l,m) ⊙ k_l for m = l..NT-1: products of factors ≤ 1, never ratios.
+      SEQMIX_UNROLL for (index_t l = 0; l < NT; ++l) {
+        Vec ub = vload<Vec>(bp + l * bs + x), uk = vload<Vec>(kp + l * ks + x);
+        SEQMIX_UNROLL for (index_t m = l; m < NT; ++m) {
+          if (m > l) ub *= dj[m], uk *= dj[m];
+          const Vec rm = vload<Vec>(rp + m * rs + x);
+          srb[m][l] = vfma(rm, ub, srb[m][l]), srk[m][l] = vfma(rm, uk, srk[m][l]);
+          if (m + 1 < NT) {
+            const Vec an = vload<Vec>(ap + (m + 1) * as + x);
+            sab[m + 1][l] = vfma(an, ub, sab[m + 1][l]), sak[m + 1][l] = vfma(an, uk, sak[m + 1][l]);
+          }
+        }
+        vstore<Vec>(obh + l * KK + x, ub), vstore<Vec>(okh + l * KK + x, uk);
+      }
+    };
+    using B = simd::batch<T>;
+    constexpr index_t L = simd::lanes<T>;
+    B vab[NT][NT], vak[NT][NT], vrb[NT][NT], vrk[NT][NT];
+    T tab[NT][NT], tak[NT][NT], trb[NT][NT], trk[NT][NT];
+    for (index_t j = 0; j < NT; ++j)
+      for (index_t l = 0; l < NT; ++l) {
+        vab[j][l] = vak[j][l] = vrb[j][l] = vrk[j][l] = B(T(0));
+        tab[j][l] = tak[j][l] = trb[j][l] = trk[j][l] = T(0);
+      }
+    index_t x = 0;
+    for (; x + L <= K; x += L) cols.template operator()<B>(x, vab, vak, vrb, vrk);
+    for (; x < K; ++x) cols.template operator()<T>(x, tab, tak, trb, trk);
+    for (index_t j = 0; j < NT; ++j)
+      for (index_t l = 0; l <= j; ++l) {
+        Arb[j][l] = simd::reduce_add(vrb[j][l]) + trb[j][l], Ark[j][l] = simd::reduce_add(vrk[j][l]) + trk[j][l];
+        if (l < j) Aab[j][l] = simd::reduce_add(vab[j][l]) + tab[j][l], Aak[j][l] = simd::reduce_add(vak[j][l]) + tak[j][l];
+      }
+  }
+};
 
 // One block of NT tokens on NV vectors (of type Vec) of the value axis; v[j], o[j], S point at the
 // tile's first column.
@@ -156,28 +186,48 @@ inline void block_all(const block_coefs<T>& c, index_t V, const T* const* v, T* 
   for (; col < V; ++col) at(col), block_tile<NT, 1, T>(c, vj, S + col, lds, oj);
 }
 
+// The rows of one head from token t0 on (inputs and output), and how many tokens they have.
+template <class T>
+struct head_io {
+  head_rows<const T> r, w, k, v, a, b;
+  head_rows<T> o;
+  index_t tokens = 0;
+
+  // Hints the cache to fetch tokens [t, t+n) of these rows (clipped to `tokens`).
+  void prefetch(index_t t, index_t n, index_t K, index_t V) const {
+    for (index_t j = t; j < t + n && j < tokens; ++j) {
+      simd::prefetch(r.row(j), K), simd::prefetch(w.row(j), K), simd::prefetch(k.row(j), K);
+      simd::prefetch(a.row(j), K), simd::prefetch(b.row(j), K), simd::prefetch(v.row(j), V);
+      simd::prefetch_for_write(o.row(j), V);
+    }
+  }
+};
+
 template <index_t NT, class T>
-inline void run_block(block_coefs<T>& c, index_t t, index_t V, head_rows<const T> r, head_rows<const T> w,
-                      head_rows<const T> k, head_rows<const T> v, head_rows<const T> a, head_rows<const T> b,
-                      head_rows<T> o, T* S, index_t lds) {
-  c.prepare(NT, t, r, w, k, a, b);
+inline void run_block(block_coefs<T>& c, index_t t, index_t V, const head_io<T>& io, T* S, index_t lds) {
+  c.template prepare<NT>(t, io.r, io.w, io.k, io.a, io.b);
   const T* vv[NT];
   T* oo[NT];
-  for (index_t j = 0; j < NT; ++j) vv[j] = v.row(t + j), oo[j] = o.row(t + j);
+  for (index_t j = 0; j < NT; ++j) vv[j] = io.v.row(t + j), oo[j] = io.o.row(t + j);
   block_all<NT>(c, V, vv, S, lds, oo);
 }
 
-// Tokens [t0, t1) of one head; S [K,V] (row stride lds) is the state before and after.
+// The tokens of `io` on one head; S [K,V] (row stride lds) is the state before and after. The rows
+// of the head that runs next (`next`) are fetched into cache a block at a time meanwhile: rows of
+// one head are H·K apart, too far for the hardware prefetcher.
 template <class T>
-void head(block_coefs<T>& c, index_t t0, index_t t1, index_t V, head_rows<const T> r, head_rows<const T> w,
-          head_rows<const T> k, head_rows<const T> v, head_rows<const T> a, head_rows<const T> b, head_rows<T> o,
-          T* S, index_t lds) {
-  index_t t = t0;
-  for (; t + block_tokens <= t1; t += block_tokens) run_block<block_tokens>(c, t, V, r, w, k, v, a, b, o, S, lds);
-  switch (t1 - t) {
-    case 3: run_block<3>(c, t, V, r, w, k, v, a, b, o, S, lds); break;
-    case 2: run_block<2>(c, t, V, r, w, k, v, a, b, o, S, lds); break;
-    case 1: run_block<1>(c, t, V, r, w, k, v, a, b, o, S, lds); break;
+void head(block_coefs<T>& c, index_t V, const head_io<T>& io, const head_io<T>& next, T* S, index_t lds) {
+  index_t t = 0;
+  const index_t n = io.tokens;
+  for (; t + block_tokens <= n; t += block_tokens) {
+    next.prefetch(t, block_tokens, c.K, V);
+    run_block<block_tokens>(c, t, V, io, S, lds);
+  }
+  next.prefetch(t, token_block, c.K, V);
+  switch (n - t) {
+    case 3: run_block<3>(c, t, V, io, S, lds); break;
+    case 2: run_block<2>(c, t, V, io, S, lds); break;
+    case 1: run_block<1>(c, t, V, io, S, lds); break;
     default: break;
   }
 }
@@ -193,15 +243,21 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
   check_args(r, w, k, v, a, b, o, state);
   const index_t B = r.extent(0), L = r.extent(1), H = r.extent(2), K = r.extent(3), V = v.extent(3);
   // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent in memory.
+  auto rows = [&](index_t bh, index_t t0) {
+    const index_t bi = bh / H, h = bh % H;
+    if (t0 >= L) return detail::head_io<T>{};
+    return detail::head_io<T>{{r.ptr(bi, t0, h), r.stride(1)}, {w.ptr(bi, t0, h), w.stride(1)},
+                              {k.ptr(bi, t0, h), k.stride(1)}, {v.ptr(bi, t0, h), v.stride(1)},
+                              {a.ptr(bi, t0, h), a.stride(1)}, {b.ptr(bi, t0, h), b.stride(1)},
+                              {o.ptr(bi, t0, h), o.stride(1)}, std::min(detail::token_block, L - t0)};
+  };
+  // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent in memory.
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
     detail::block_coefs<T> c(K);
     for (index_t t0 = 0; t0 < L; t0 += detail::token_block)
       for (index_t bh = begin; bh < end; ++bh) {
-        const index_t bi = bh / H, h = bh % H, t1 = std::min(L, t0 + detail::token_block);
-        detail::head<T>(c, t0, t1, V, {r.ptr(bi, 0, h), r.stride(1)}, {w.ptr(bi, 0, h), w.stride(1)},
-                        {k.ptr(bi, 0, h), k.stride(1)}, {v.ptr(bi, 0, h), v.stride(1)}, {a.ptr(bi, 0, h), a.stride(1)},
-                        {b.ptr(bi, 0, h), b.stride(1)}, {o.ptr(bi, 0, h), o.stride(1)}, state.ptr(bi, h),
-                        state.stride(2));
+        const auto next = bh + 1 < end ? rows(bh + 1, t0) : rows(begin, t0 + detail::token_block);
+        detail::head<T>(c, V, rows(bh, t0), next, state.ptr(bh / H, bh % H), state.stride(2));
       }
   });
 }

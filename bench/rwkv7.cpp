@@ -1,0 +1,105 @@
+// RWKV-7 benchmarks: the op per policy (prefill and decode) and the RWKV7TimeMix layer.
+#include <seqmix/kernels/rwkv7/rwkv7.hpp>
+#include <seqmix/layers/rwkv7.hpp>
+
+#include "common.hpp"
+
+namespace seqmix::bench {
+namespace {
+
+// Op FLOPs per token and head: 2·K·V for sa = Sᵀa, K·V for the decay, 2·K·V each for the b·saᵀ and
+// k·vᵀ updates and 2·K·V for o = Sᵀr: 9·K·V, the count behind ggml's figure for ggml_rwkv_wkv7.
+double op_flops(index_t B, index_t T, index_t H, index_t K, index_t V) { return 9.0 * B * T * H * K * V; }
+
+// Inputs as the layer makes them: a = -kk, b = kk·a_gate with kk a unit vector per head.
+struct op_inputs {
+  tensor<float, 4> r, w, k, v, a, b;
+  op_inputs(index_t B, index_t T, index_t H, index_t K)
+      : r(uniform_tensor<float, 4>({B, T, H, K}, -1, 1, 1)),
+        w(uniform_tensor<float, 4>({B, T, H, K}, -0.6065, -0.01, 2)),  // the layer's log-decay range
+        k(uniform_tensor<float, 4>({B, T, H, K}, -1, 1, 3)),
+        v(uniform_tensor<float, 4>({B, T, H, K}, -1, 1, 4)),
+        a(uniform_tensor<float, 4>({B, T, H, K}, -1, 1, 5)),
+        b(uniform_tensor<float, 4>({B, T, H, K}, 0, 1, 6)) {
+    for (index_t n = 0; n < B * T * H; ++n) {
+      float* kk = a.data() + n * K;
+      float n2 = 0;
+      for (index_t i = 0; i < K; ++i) n2 += kk[i] * kk[i];
+      const float inv = 1 / std::sqrt(n2);
+      for (index_t i = 0; i < K; ++i) kk[i] *= -inv, b.data()[n * K + i] *= -kk[i];
+    }
+  }
+};
+
+template <class P>
+void op(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
+  const index_t B = 1, H = 8, K = 64, V = 64;
+  policy.threads = threads;
+  add(name(std::string("rwkv7/op/") + policy_name + "/" + phase, {{"B", B}, {"T", T}, {"H", H}, {"K", K}, {"V", V}, {"threads", threads}}),
+      double(B * T), op_flops(B, T, H, K, V), [=](benchmark::State& state) {
+        const op_inputs in(B, T, H, K);
+        tensor<float, 4> o({B, T, H, V}), s({B, H, K, V});
+        for (auto _ : state) {
+          kernels::rwkv7::forward<P, float>(policy, in.r, in.w, in.k, in.v, in.a, in.b, o, s);
+          benchmark::DoNotOptimize(o.data());
+        }
+      });
+}
+
+// Layer: C 512 (8 heads of 64, the op benchmark's shape), LoRA ranks of the RWKV-7 0.1B model,
+// layer 1 (so the value-residual path runs too).
+template <class P>
+void layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
+  using L = layers::RWKV7TimeMix<float>;
+  L::config c;
+  c.n_embd = 512, c.head_size = 64, c.layer_id = 1;
+  c.decay_lora = 64, c.aaa_lora = 64, c.mv_lora = 32, c.gate_lora = 128;
+  const index_t B = 1, C = c.n_embd, H = c.n_head(), N = c.head_size;
+  const double lora = 2.0 * 2.0 * C * double(c.decay_lora + c.aaa_lora + c.mv_lora + c.gate_lora);
+  const double flops = B * T * (4 * 2.0 * C * C + lora) + op_flops(B, T, H, N, N);  // + elementwise work, not counted
+  policy.threads = threads;
+  add(name(std::string("rwkv7/layer/") + policy_name + "/" + phase,
+           {{"B", B}, {"T", T}, {"D", C}, {"H", H}, {"K", N}, {"V", N}, {"threads", threads}}),
+      double(B * T), flops, [=](benchmark::State& state) {
+        unsigned seed = 1;
+        auto vec = [&](double lo, double hi) { return uniform_tensor<float, 1>({C}, lo, hi, seed++); };
+        auto lin = [&](index_t out, index_t in) {
+          const double s = 1 / std::sqrt(double(in));
+          return nn::linear<float>{uniform_tensor<float, 2>({out, in}, -s, s, seed++), {}};
+        };
+        L::weights w;
+        w.x_r = vec(0, 1), w.x_w = vec(0, 1), w.x_k = vec(0, 1), w.x_v = vec(0, 1), w.x_a = vec(0, 1), w.x_g = vec(0, 1);
+        w.w0 = vec(-2, 1), w.a0 = vec(-1, 1), w.v0 = vec(-1, 1);
+        w.w1 = lin(c.decay_lora, C), w.w2 = lin(C, c.decay_lora), w.a1 = lin(c.aaa_lora, C), w.a2 = lin(C, c.aaa_lora);
+        w.v1 = lin(c.mv_lora, C), w.v2 = lin(C, c.mv_lora), w.g1 = lin(c.gate_lora, C), w.g2 = lin(C, c.gate_lora);
+        w.k_k = vec(0.5, 1), w.k_a = vec(0.5, 1), w.r_k = uniform_tensor<float, 2>({H, N}, -0.5, 0.5, seed++);
+        w.receptance = lin(C, C), w.key = lin(C, C), w.value = lin(C, C), w.output = lin(C, C);
+        w.ln_w = vec(0.5, 1.5), w.ln_b = vec(-0.1, 0.1);
+        const L tmix(c, std::move(w));
+        const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, seed++);
+        auto v_first = uniform_tensor<float, 3>({B, T, C}, -1, 1, seed++);
+        tensor<float, 3> y({B, T, C});
+        auto s = tmix.make_state(B);
+        for (auto _ : state) {
+          if (T == 1) tmix.step(x.view().slice(1, 0), y.view().slice(1, 0), s, v_first.view().slice(1, 0));
+          else tmix.forward(policy, x.view(), y.view(), s, v_first.view());
+          benchmark::DoNotOptimize(y.data());
+        }
+      });
+}
+
+const bool registered = [] {
+  for (int threads : {1, 2}) {
+    op("recurrent", exec::recurrent{}, "prefill", 2048, threads);
+    op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
+    op("parallel", exec::parallel{}, "prefill", 2048, threads);
+    layer("automatic", exec::automatic{}, "prefill", 2048, threads);
+  }
+  op("chunkwise", exec::chunkwise<16>{}, "prefill", 2048, 1);
+  op("recurrent", exec::recurrent{}, "decode", 1, 1);
+  layer("recurrent", exec::recurrent{}, "decode", 1, 1);
+  return true;
+}();
+
+}  // namespace
+}  // namespace seqmix::bench
