@@ -117,6 +117,11 @@ TEST_CASE("attention: the cache after a call holds every key and value", "[atten
   CHECK(cache.length() == 65);
   SEQMIX_CHECK_CLOSE(cache.keys(), p.k, 0.0, 0.0);
   SEQMIX_CHECK_CLOSE(cache.values(), p.v, 0.0, 0.0);
+  // Rolling back and running the same tokens again gives the same cache.
+  cache.truncate(20);
+  p.run(exec::recurrent{}, cache);
+  SEQMIX_CHECK_CLOSE(cache.keys(), p.k, 0.0, 0.0);
+  REQUIRE_THROWS_WITH(cache.truncate(66), Catch::Contains("past the length 65"));
 }
 
 TEST_CASE("attention: prefill split anywhere equals one pass", "[attention][op]") {

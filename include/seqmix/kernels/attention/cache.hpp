@@ -70,6 +70,15 @@ class kv_cache {
   /// Forgets every token (the storage is kept).
   void reset() { len_ = 0; }
 
+  /// Drops the tokens after the first `n` (e.g. rejected draft tokens). A ring buffer can only
+  /// roll back as far as its slots still hold what the window of position n needs.
+  void truncate(index_t n) {
+    require(n >= 0 && n <= len_, "kv_cache", "truncate(" + std::to_string(n) + ") past the length " + std::to_string(len_));
+    require(!ring_ || len_ - n <= ring_slots_ - std::max<index_t>(mask_.window - 1, 0), "kv_cache",
+            "a ring-buffer cache cannot roll back " + std::to_string(len_ - n) + " tokens");
+    len_ = n;
+  }
+
   /// Appends k [B,n,Hk,Dk] and v [B,n,Hv,Dv] without attending them (e.g. to load a prompt's cache).
   void append(tensor_view<const T, 4> k, tensor_view<const T, 4> v) {
     const index_t n = k.extent(1);

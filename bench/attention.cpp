@@ -1,0 +1,172 @@
+// Softmax and differential attention benchmarks: the op per policy (causal prefill, windowed
+// prefill, decode against a 4096-token cache) and the Attention / MultiheadDiffAttn layers.
+#include <seqmix/kernels/attention/attention.hpp>
+#include <seqmix/kernels/attention/differential.hpp>
+#include <seqmix/layers/attention.hpp>
+#include <seqmix/layers/diff_attn.hpp>
+
+#include "common.hpp"
+
+namespace seqmix::bench {
+namespace {
+
+namespace attn = kernels::attention;
+
+// FLOPs as ggml counts them for flash attention: 2·D for q·k and 2·Dv for p·v per visible
+// (query, key) pair; a causal prefill has T²/2 pairs per head (4·T²/2·D·Hq for Dv = D), a
+// window W caps a query's keys at W. Exponentials and the softmax bookkeeping are not counted.
+double pairs(index_t P, index_t T, index_t W) {
+  double n = 0;
+  for (index_t t = 0; t < T; ++t) n += double(W > 0 ? std::min(P + t + 1, W) : P + t + 1);
+  return n;
+}
+double pairs_causal(index_t T) { return double(T) * double(T) / 2; }  // the T²/2
+
+// Op: B=1, Hq=8, Hkv=2. prefill: T new tokens on an empty cache; decode: one token after P cached.
+template <class P>
+void op(const char* policy_name, P policy, const char* phase, index_t T, index_t cached, index_t D, index_t W,
+        int threads) {
+  const index_t B = 1, Hq = 8, Hkv = 2;
+  policy.threads = threads;
+  std::vector<std::pair<const char*, long>> args{{"B", B}, {"T", T}};
+  if (cached > 0) args.push_back({"cache", cached});
+  args.insert(args.end(), {{"Hq", Hq}, {"Hkv", Hkv}, {"D", D}});
+  if (W > 0) args.push_back({"W", W});
+  args.push_back({"threads", threads});
+  const double np = (W == 0 && cached == 0) ? pairs_causal(T) : pairs(cached, T, W);
+  add(name(std::string("attention/op/") + policy_name + "/" + phase, args), double(B * T), 4.0 * np * double(D * Hq),
+      [=](benchmark::State& state) {
+        const auto q = uniform_tensor<float, 4>({B, T, Hq, D}, -1, 1, 1), k = uniform_tensor<float, 4>({B, T, Hkv, D}, -1, 1, 2);
+        const auto v = uniform_tensor<float, 4>({B, T, Hkv, D}, -1, 1, 3);
+        tensor<float, 4> o({B, T, Hq, D});
+        attn::kv_cache<float> cache({B, Hkv, D, Hkv, D}, cached + T, {W, 0});
+        if (cached > 0)
+          cache.append(uniform_tensor<float, 4>({B, cached, Hkv, D}, -1, 1, 4), uniform_tensor<float, 4>({B, cached, Hkv, D}, -1, 1, 5));
+        for (auto _ : state) {
+          cache.truncate(cached);
+          attn::forward<P, float>(policy, q, k, v, o, cache);
+          benchmark::DoNotOptimize(o.data());
+        }
+      });
+}
+
+// Differential op: H=4 differential heads (8 component maps of d=64), Hkv=2 (4 key heads of 64,
+// 2 value heads of 128). Per visible pair and differential head: 2 maps × (2d + 2·2d) FLOPs.
+template <class P>
+void diff_op(const char* policy_name, P policy, const char* phase, index_t T, index_t cached, int threads) {
+  const index_t B = 1, H = 4, Hkv = 2, d = 64;
+  policy.threads = threads;
+  std::vector<std::pair<const char*, long>> args{{"B", B}, {"T", T}};
+  if (cached > 0) args.push_back({"cache", cached});
+  args.insert(args.end(), {{"H", H}, {"Hkv", Hkv}, {"d", d}, {"threads", threads}});
+  const double np = cached == 0 ? pairs_causal(T) : pairs(cached, T, 0);
+  add(name(std::string("diff_attn/op/") + policy_name + "/" + phase, args), double(B * T), np * double(H) * 12.0 * d,
+      [=](benchmark::State& state) {
+        const auto q = uniform_tensor<float, 4>({B, T, 2 * H, d}, -1, 1, 1);
+        const auto k = uniform_tensor<float, 4>({B, T, 2 * Hkv, d}, -1, 1, 2);
+        const auto v = uniform_tensor<float, 4>({B, T, Hkv, 2 * d}, -1, 1, 3);
+        const auto lam = uniform_tensor<float, 1>({d}, -0.1, 0.1, 4), subln = uniform_tensor<float, 1>({2 * d}, 0.5, 1.5, 5);
+        const attn::diff_params<float> dp{lam, lam, lam, lam, subln, 0.5, 1e-5};
+        tensor<float, 4> o({B, T, H, 2 * d});
+        attn::kv_cache<float> cache({B, 2 * Hkv, d, Hkv, 2 * d}, cached + T);
+        if (cached > 0)
+          cache.append(uniform_tensor<float, 4>({B, cached, 2 * Hkv, d}, -1, 1, 6),
+                       uniform_tensor<float, 4>({B, cached, Hkv, 2 * d}, -1, 1, 7));
+        for (auto _ : state) {
+          cache.truncate(cached);
+          attn::differential<P, float>(policy, q, k, v, o, cache, dp);
+          benchmark::DoNotOptimize(o.data());
+        }
+      });
+}
+
+// Layers at hidden 1024: Attention with 8 query heads of 128 and 2 KV heads (Llama-like GQA);
+// MultiheadDiffAttn with 8 differential heads (d = 64) and 2 KV heads. decode: one token after 4096.
+template <class Layer, class P>
+void layer(const char* prefix, const typename Layer::config& c, typename Layer::weights (*make)(const typename Layer::config&),
+           double proj_flops, double op_flops_per_pair, P policy, const char* policy_name, const char* phase, index_t T,
+           index_t cached, int threads) {
+  const index_t B = 1, C = 1024;
+  policy.threads = threads;
+  std::vector<std::pair<const char*, long>> args{{"B", B}, {"T", T}};
+  if (cached > 0) args.push_back({"cache", cached});
+  args.insert(args.end(), {{"C", C}, {"threads", threads}});
+  const double np = cached == 0 ? pairs_causal(T) : pairs(cached, T, 0);
+  add(name(std::string(prefix) + policy_name + "/" + phase, args), double(B * T),
+      double(B * T) * proj_flops + np * op_flops_per_pair, [=](benchmark::State& state) {
+        const Layer l(c, make(c));
+        const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, 10);
+        tensor<float, 3> y({B, T, C});
+        auto s = l.make_state(B, cached + T);
+        if (cached > 0) {
+          const auto xc = uniform_tensor<float, 3>({B, cached, C}, -1, 1, 11);
+          l.forward(exec::chunkwise<64>{threads}, xc, s);
+        }
+        for (auto _ : state) {
+          s.truncate(cached);
+          if (T == 1) l.step(x.view().slice(1, 0), y.view().slice(1, 0), s);
+          else l.forward(policy, x.view(), y.view(), s);
+          benchmark::DoNotOptimize(y.data());
+        }
+      });
+}
+
+nn::linear<float> random_linear(index_t out, index_t in, unsigned seed) {
+  const double w = 1.0 / std::sqrt(double(in));
+  return {uniform_tensor<float, 2>({out, in}, -w, w, seed), std::nullopt};
+}
+
+using attention_layer = layers::Attention<float>;
+using diff_layer = layers::MultiheadDiffAttn<float>;
+
+attention_layer::config attention_config() {
+  attention_layer::config c;
+  c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.head_dim = 128;
+  return c;
+}
+attention_layer::weights attention_weights(const attention_layer::config& c) {
+  const index_t C = c.hidden_size, qd = c.num_heads * c.dim(), kd = c.kv_heads() * c.dim();
+  return {random_linear(qd, C, 1), random_linear(kd, C, 2), random_linear(kd, C, 3), random_linear(C, qd, 4)};
+}
+diff_layer::config diff_config() {
+  diff_layer::config c;
+  c.embed_dim = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.depth = 3;
+  return c;
+}
+diff_layer::weights diff_weights(const diff_layer::config& c) {
+  const index_t E = c.embed_dim, d = c.head_dim(), kvd = 2 * c.kv_heads() * d;
+  auto lam = [&](unsigned s) { return uniform_tensor<float, 1>({d}, -0.1, 0.1, s); };
+  return {random_linear(E, E, 1), random_linear(kvd, E, 2), random_linear(kvd, E, 3), random_linear(E, E, 4),
+          lam(5), lam(6), lam(7), lam(8), uniform_tensor<float, 1>({2 * d}, 0.5, 1.5, 9)};
+}
+
+template <class P>
+void layers_for(P policy, const char* policy_name, const char* phase, index_t T, index_t cached, int threads) {
+  const auto ac = attention_config();
+  const double a_proj = 2.0 * 1024 * (2 * 8 * 128 + 2 * 2 * 128);  // q, o: 1024x1024; k, v: 256x1024
+  layer<attention_layer>("attention/layer/", ac, &attention_weights, a_proj, 4.0 * 128 * 8, policy, policy_name, phase, T,
+                         cached, threads);
+  const auto dc = diff_config();
+  const double d_proj = 2.0 * 1024 * (2 * 1024 + 2 * 256);  // q, out: 1024x1024; k, v: 256x1024
+  layer<diff_layer>("diff_attn/layer/", dc, &diff_weights, d_proj, 8 * 12.0 * 64, policy, policy_name, phase, T, cached,
+                    threads);
+}
+
+const bool registered = [] {
+  for (int threads : {1, 2}) {
+    for (index_t D : {64, 128}) op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, 0, D, 0, threads);
+    op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, 0, 64, 512, threads);
+    diff_op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, 0, threads);
+    layers_for(exec::chunkwise<64>{}, "chunkwise", "prefill", 2048, 0, threads);
+  }
+  op("recurrent", exec::recurrent{}, "prefill", 2048, 0, 64, 0, 1);
+  op("parallel", exec::parallel{}, "prefill", 2048, 0, 64, 0, 1);
+  for (index_t D : {64, 128}) op("recurrent", exec::recurrent{}, "decode", 1, 4096, D, 0, 1);
+  op("recurrent", exec::recurrent{}, "decode", 1, 4096, 64, 512, 1);
+  diff_op("recurrent", exec::recurrent{}, "decode", 1, 4096, 1);
+  layers_for(exec::recurrent{}, "recurrent", "decode", 1, 4096, 1);
+  return true;
+}();
+
+}  // namespace
+}  // namespace seqmix::bench
