@@ -6,12 +6,8 @@
 
 namespace seqmix::refcheck::mamba {
 
-template <class Fn>
-decltype(auto) with_recurrent(Fn&& fn) { return fn(exec::recurrent{}); }  // STEP1
-
 inline result run(const ref_case& c, policy_kind p) {
   result r = make_result(c, p);
-  if (p != policy_kind::recurrent) return skipped(c, p, "not implemented yet");  // STEP1
   if (c.level == "op") {
     namespace ss = kernels::ssm::selective_scan;
     const auto u = c.get<float, 3>("in.u"), delta = c.get<float, 3>("in.delta");
@@ -33,7 +29,7 @@ inline result run(const ref_case& c, policy_kind p) {
                                c.has("in.z") ? tensor_view<const float, 3>(z) : tensor_view<const float, 3>(),
                                c.has("in.delta_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
     const ss::options opt{c.config.value("delta_softplus", true)};
-    with_recurrent([&](auto policy) { ss::forward<decltype(policy), float>(policy, in, y, h, opt); });
+    with_policy(p, [&](auto policy) { ss::forward<decltype(policy), float>(policy, in, y, h, opt); });
     compare<float, 3>(r, c, "out.y", y);
     compare<float, 3>(r, c, "state_out.h", h);
     return r;
@@ -50,7 +46,7 @@ inline result run(const ref_case& c, policy_kind p) {
     auto state = m.make_state(x.extent(0));
     state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
     state.ssm = c.get_or_zero<float, 3>("state_in.ssm", state.ssm.extents());
-    const auto y = with_recurrent([&](auto policy) { return m.forward(policy, x, state); });
+    const auto y = with_policy(p, [&](auto policy) { return m.forward(policy, x, state); });
     compare<float, 3>(r, c, "out.y", y);
     compare<float, 3>(r, c, "state_out.conv", state.conv);
     compare<float, 3>(r, c, "state_out.ssm", state.ssm);

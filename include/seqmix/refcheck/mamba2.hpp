@@ -19,12 +19,8 @@ inline std::pair<double, double> dt_limit(const ref_case& c) {
   return {lo, hi};
 }
 
-template <class Fn>
-decltype(auto) with_recurrent(Fn&& fn) { return fn(exec::recurrent{}); }  // STEP1
-
 inline result run(const ref_case& c, policy_kind p) {
   result r = make_result(c, p);
-  if (p != policy_kind::recurrent) return skipped(c, p, "not implemented yet");  // STEP1
   const auto [dt_lo, dt_hi] = dt_limit(c);
   if (c.level == "op") {
     namespace ssd = kernels::ssm::ssd;
@@ -40,7 +36,7 @@ inline result run(const ref_case& c, policy_kind p) {
                                 c.has("in.D") ? tensor_view<const float, 1>(Dv) : tensor_view<const float, 1>(),
                                 c.has("in.dt_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
     const ssd::options opt{c.config.value("dt_softplus", true), dt_lo, dt_hi};
-    with_recurrent([&](auto policy) { ssd::forward<decltype(policy), float>(policy, in, y, h, opt); });
+    with_policy(p, [&](auto policy) { ssd::forward<decltype(policy), float>(policy, in, y, h, opt); });
     compare<float, 4>(r, c, "out.y", y);
     compare<float, 4>(r, c, "state_out.h", h);
     return r;
@@ -63,7 +59,7 @@ inline result run(const ref_case& c, policy_kind p) {
     auto state = m.make_state(x.extent(0));
     state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
     state.ssm = c.get_or_zero<float, 4>("state_in.ssm", state.ssm.extents());
-    const auto y = with_recurrent([&](auto policy) { return m.forward(policy, x, state); });
+    const auto y = with_policy(p, [&](auto policy) { return m.forward(policy, x, state); });
     compare<float, 3>(r, c, "out.y", y);
     compare<float, 3>(r, c, "state_out.conv", state.conv);
     compare<float, 4>(r, c, "state_out.ssm", state.ssm);

@@ -1,6 +1,7 @@
 // Mamba-1 selective scan entry point: forward(policy, ...) picks the kernel by the policy type.
 #pragma once
 
+#include "selective_scan_chunk.hpp"
 #include "selective_scan_recurrent.hpp"
 
 namespace seqmix::kernels::ssm::selective_scan {
@@ -10,8 +11,9 @@ namespace seqmix::kernels::ssm::selective_scan {
 template <exec::policy P, class T>
 void forward(const P& policy, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, options opt = {}) {
   if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, in, y, state, opt);
+  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, in, y, state, opt);
   else if constexpr (std::same_as<P, exec::automatic>) recurrent(exec::recurrent{policy.threads}, in, y, state, opt);
-  else static_assert(exec::unsupported<P>, "selective_scan: policy not implemented yet");
+  else chunk(policy, in, y, state, opt);
 }
 
 }  // namespace seqmix::kernels::ssm::selective_scan

@@ -1,6 +1,7 @@
 // Mamba-2 SSD entry point: forward(policy, ...) picks the kernel by the policy type.
 #pragma once
 
+#include "ssd_chunk.hpp"
 #include "ssd_recurrent.hpp"
 
 namespace seqmix::kernels::ssm::ssd {
@@ -10,8 +11,11 @@ namespace seqmix::kernels::ssm::ssd {
 template <exec::policy P, class T>
 void forward(const P& policy, const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state, options opt = {}) {
   if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, in, y, state, opt);
-  else if constexpr (std::same_as<P, exec::automatic>) recurrent(exec::recurrent{policy.threads}, in, y, state, opt);
-  else static_assert(exec::unsupported<P>, "ssd: policy not implemented yet");
+  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, in, y, state, opt);
+  else if constexpr (std::same_as<P, exec::automatic>) {
+    if (in.x.extent(1) < policy.recurrent_below) recurrent(exec::recurrent{policy.threads}, in, y, state, opt);
+    else chunk(exec::chunkwise<64>{policy.threads}, in, y, state, opt);
+  } else chunk(policy, in, y, state, opt);
 }
 
 }  // namespace seqmix::kernels::ssm::ssd
