@@ -28,6 +28,17 @@ inline constexpr index_t tile_rows = vector_registers >= 32 ? 4 : 2;  // MR
 inline constexpr index_t score_vectors = 4;                            // NV: key tile = 4 vectors
 inline constexpr index_t out_vectors = vector_registers >= 32 ? 4 : 2;  // NO
 
+// Pins a batch into a register: without it GCC folds the tile's vector loads into every FMA that
+// uses them (MR loads per vector instead of one), which makes the loads, not the FMAs, the limit.
+template <class B>
+inline void pin(B& x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(x.data));
+#else
+  (void)x;
+#endif
+}
+
 enum class visibility { none, partial, full };
 
 // Visibility of keys with positions in [klo, khi] (all slots valid if `dense`) from query rows with
@@ -141,7 +152,7 @@ class flash_block {
     const T* q = q_.data() + r0 * Dk_;
     for (index_t d = 0; d < Dk_; ++d) {
       simd::batch<T> kv[NV];
-      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) kv[v] = simd::load(K + d * block_keys + v * L);
+      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) kv[v] = simd::load(K + d * block_keys + v * L), pin(kv[v]);
       SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
         const simd::batch<T> a(q[r * Dk_ + d]);
         SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, kv[v], acc[r][v]);
@@ -190,7 +201,7 @@ class flash_block {
     }
     for (index_t i = 0; i < KT; ++i) {
       simd::batch<T> vv[NO];
-      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L);
+      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
       SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
         const simd::batch<T> a(p[r * KT + i]);
         SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = xsimd::fma(a, vv[v], acc[r][v]);
