@@ -20,5 +20,14 @@
 #include "tensor/view.hpp"
 
 // Ops and layers: one line per layer.
+#include "kernels/attention/attention.hpp"
 #include "kernels/gla/gla.hpp"
+#include "kernels/rwkv7/rwkv7.hpp"
+#include "kernels/ssm/selective_scan.hpp"
+#include "kernels/ssm/ssd.hpp"
+#include "layers/attention.hpp"
+#include "layers/diff_attn.hpp"
 #include "layers/gla.hpp"
+#include "layers/mamba.hpp"
+#include "layers/mamba2.hpp"
+#include "layers/rwkv7.hpp"
