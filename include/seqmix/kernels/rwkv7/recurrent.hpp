@@ -56,14 +56,19 @@ inline Vec vfma(const Vec& a, const Vec& b, const Vec& c) {
 template <class T>
 struct block_coefs {
   index_t K;
-  std::vector<T> ca, cr, bh, kh, pend;  // [block_tokens][K] each (pend: [K])
+  std::vector<T> buf;       // one allocation (decode calls this per token) holding:
+  T *ca, *cr, *bh, *kh, *pend;  // [block_tokens][K] each; pend [K]
   T Aab[block_tokens][block_tokens], Aak[block_tokens][block_tokens];
   T Arb[block_tokens][block_tokens], Ark[block_tokens][block_tokens];
 
   explicit block_coefs(index_t K_)
-      : K(K_), ca(std::size_t(block_tokens * K_)), cr(ca.size()), bh(ca.size()), kh(ca.size()), pend(std::size_t(K_)) {}
-  const T* at(const std::vector<T>& x, index_t j) const { return x.data() + j * K; }
-  T* at(std::vector<T>& x, index_t j) { return x.data() + j * K; }
+      : K(K_), buf(std::size_t((4 * block_tokens + 1) * K_)) {
+    ca = buf.data(), cr = ca + block_tokens * K, bh = cr + block_tokens * K, kh = bh + block_tokens * K;
+    pend = kh + block_tokens * K;
+  }
+  block_coefs(const block_coefs&) = delete;
+  block_coefs& operator=(const block_coefs&) = delete;
+  const T* at(const T* x, index_t j) const { return x + j * K; }
 
   // Coefficients of tokens [t, t+NT) of one head (see the header comment), one pass over the key
   // axis: per vector of key channels the NT decays, prefix and suffix products, the four
@@ -75,7 +80,7 @@ struct block_coefs {
     // SIMD stores may alias anything, so pointers held in memory would be reloaded after each one.
     const T *rp = r.row(t), *wp = w.row(t), *kp = k.row(t), *ap = a.row(t), *bp = b.row(t);
     const index_t rs = r.ts, ws = w.ts, ks = k.ts, as = a.ts, bs = b.ts, KK = K;
-    T *oca = ca.data(), *ocr = cr.data(), *obh = bh.data(), *okh = kh.data(), *op = pend.data();
+    T *oca = ca, *ocr = cr, *obh = bh, *okh = kh, *op = pend;
     auto cols = [=]<class Vec>(index_t x, Vec(&sab)[NT][NT], Vec(&sak)[NT][NT], Vec(&srb)[NT][NT], Vec(&srk)[NT][NT]) {
       Vec dj[NT], p(T(1));
       SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) {
