@@ -56,16 +56,21 @@ const shape shapes[] = {{1, 1, 1, 8, 8}, {2, 37, 3, 16, 24}, {1, 100, 2, 20, 33}
 }  // namespace
 
 TEMPLATE_TEST_CASE("gla policies match the reference", "[gla][op]", float, double) {
-  for (const double gmin : {-0.05, -1.0, -8.0}) {
-    for (const shape& s : shapes) {
-      INFO("B=" << s.B << " T=" << s.T << " H=" << s.H << " K=" << s.K << " V=" << s.V << " gmin=" << gmin);
-      SECTION("recurrent") { check_against_ref<TestType>(exec::recurrent{}, s, gmin); }
-      SECTION("chunkwise<16>") { check_against_ref<TestType>(exec::chunkwise<16>{}, s, gmin); }
-      SECTION("chunkwise<64>") { check_against_ref<TestType>(exec::chunkwise<64>{}, s, gmin); }
-      SECTION("parallel") { check_against_ref<TestType>(exec::parallel{}, s, gmin); }
-      SECTION("two threads") { check_against_ref<TestType>(exec::chunkwise<32>{2}, s, gmin); }
-    }
-  }
+  // Sections outermost: Catch2 runs a section once, so a section inside the loops would only
+  // ever see the first shape.
+  auto every_shape = [](const auto& policy) {
+    for (const double gmin : {-0.05, -1.0, -8.0})
+      for (const shape& s : shapes) {
+        INFO("B=" << s.B << " T=" << s.T << " H=" << s.H << " K=" << s.K << " V=" << s.V << " gmin=" << gmin);
+        check_against_ref<TestType>(policy, s, gmin);
+      }
+  };
+  SECTION("recurrent") { every_shape(exec::recurrent{}); }
+  SECTION("chunkwise<16>") { every_shape(exec::chunkwise<16>{}); }
+  SECTION("chunkwise<64>") { every_shape(exec::chunkwise<64>{}); }
+  SECTION("parallel") { every_shape(exec::parallel{}); }
+  SECTION("two threads") { every_shape(exec::chunkwise<32>{2}); }
+  SECTION("recurrent, two threads") { every_shape(exec::recurrent{2}); }
 }
 
 TEST_CASE("gla policies agree with each other", "[gla][op]") {
