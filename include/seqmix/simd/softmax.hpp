@@ -13,8 +13,9 @@
 namespace seqmix::simd {
 
 /// 2^x for x <= 64 (no overflow check). Arguments below about -126.5 give exactly 0, so -inf
-/// (a masked score) gives 0. float: round-to-nearest range reduction and Cephes' exp2f polynomial
-/// on [-1/2, 1/2] (relative error about 2e-7, 13 instructions); double: xsimd::exp2.
+/// (a masked score) gives 0. float: round-to-nearest range reduction and a degree-5 polynomial
+/// 1 + f·P4(f) fitted to 2^f on [-1/2, 1/2] for least maximum relative error (9e-8; 1.6e-7 once
+/// evaluated in float), 12 instructions; double: xsimd::exp2.
 inline batch<float> exp2_bounded(batch<float> x) {
   using ints = xsimd::batch<std::int32_t, arch>;
   using floats = batch<float>;
@@ -24,11 +25,10 @@ inline batch<float> exp2_bounded(batch<float> x) {
   const floats magic(12582912.f + 127.f);
   const floats t = x + magic;
   const floats f = x - (t - magic);  // in [-1/2, 1/2]
-  floats p = xsimd::fma(floats(1.535336188319500e-4f), f, floats(1.339887440266574e-3f));
-  p = xsimd::fma(p, f, floats(9.618437357674640e-3f));
-  p = xsimd::fma(p, f, floats(5.550332471162809e-2f));
-  p = xsimd::fma(p, f, floats(2.402264791363012e-1f));
-  p = xsimd::fma(p, f, floats(6.931472028550421e-1f));
+  floats p = xsimd::fma(floats(1.326473523e-3f), f, floats(9.671517535e-3f));
+  p = xsimd::fma(p, f, floats(5.550733769e-2f));
+  p = xsimd::fma(p, f, floats(2.402224201e-1f));
+  p = xsimd::fma(p, f, floats(6.931469776e-1f));
   p = xsimd::fma(p, f, floats(1.f));
   const floats two_n = xsimd::bitwise_cast<floats>(xsimd::bitwise_cast<ints>(t) << 23);
   return p * two_n;

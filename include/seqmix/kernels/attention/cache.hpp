@@ -71,10 +71,10 @@ class kv_cache {
   void reset() { len_ = 0; }
 
   /// Drops the tokens after the first `n` (e.g. rejected draft tokens). A ring buffer can only
-  /// roll back as far as its slots still hold what the window of position n needs.
+  /// roll back as far as its slots still hold what the window of position n needs (or to 0).
   void truncate(index_t n) {
     require(n >= 0 && n <= len_, "kv_cache", "truncate(" + std::to_string(n) + ") past the length " + std::to_string(len_));
-    require(!ring_ || len_ - n <= ring_slots_ - std::max<index_t>(mask_.window - 1, 0), "kv_cache",
+    require(!ring_ || n == 0 || len_ - n <= ring_slots_ - std::max<index_t>(mask_.window - 1, 0), "kv_cache",
             "a ring-buffer cache cannot roll back " + std::to_string(len_ - n) + " tokens");
     len_ = n;
   }
@@ -130,10 +130,12 @@ class kv_cache {
     if (s <= newest % ring_slots_) return mask_.sink + base + s;
     return base >= ring_slots_ ? mask_.sink + base - ring_slots_ + s : -1;
   }
-  /// Positions of block `blk` once `len` tokens were appended: min/max of the valid ones.
+  /// Positions of block `blk` once `len` tokens were appended: min/max of the valid ones. A linear
+  /// cache's blocks are always dense: its unwritten slots count as the future positions they will
+  /// hold, which causality already hides from every query (and they hold finite values).
   block_span span(index_t blk, index_t len) const {
     const index_t first = blk * block_keys;
-    if (!ring_) return {first, std::min(first + block_keys, len) - 1, first + block_keys <= len};
+    if (!ring_) return {first, first + block_keys - 1, true};
     block_span r{0, -1, true};
     index_t prev = -2;
     for (index_t i = 0; i < block_keys; ++i) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <vector>
 
@@ -41,6 +42,17 @@ inline void pin(B& x) {
 
 enum class visibility { none, partial, full };
 
+// 0, 1, 2, ...: lane indices of a key tile, compared with the mask bounds.
+template <class T>
+inline const T* lane_index() {
+  alignas(64) static const auto table = [] {
+    std::array<T, block_keys> a{};
+    for (index_t i = 0; i < block_keys; ++i) a[std::size_t(i)] = T(i);
+    return a;
+  }();
+  return table.data();
+}
+
 // Visibility of keys with positions in [klo, khi] (all slots valid if `dense`) from query rows with
 // positions in [pa, pb].
 inline visibility classify(index_t klo, index_t khi, bool dense, index_t pa, index_t pb, const mask& m) {
@@ -58,7 +70,7 @@ class flash_block {
   flash_block(index_t max_rows, index_t Dk, index_t Dv)
       : Dk_(Dk), Dv_(Dv), q_(size(max_rows * Dk)), o_(size(max_rows * Dv)), m_(size(max_rows)),
         l_(size(max_rows * L)), p_(size(max_rows * KT)), alpha_(size(max_rows)), pos_(size(max_rows)),
-        status_(size((max_rows + MR - 1) / MR)) {}
+        keys_(size((max_rows + MR - 1) / MR)) {}
 
   /// Starts a block of `rows` query rows; fill them with set_row() before attend().
   void begin(index_t rows) {
@@ -82,25 +94,25 @@ class flash_block {
     index_t kpos[block_keys];
     for (index_t blk = 0, nb = c.used_blocks(len); blk < nb; ++blk) {
       const block_span sp = c.span(blk, len);
-      const visibility vis = classify(sp.lo, sp.hi, sp.dense, pa, pb, m);
-      if (vis == visibility::none) continue;
-      // Per-slot positions are only read on tiles the mask cuts, which a fully visible block has not.
-      if (!sp.dense || vis == visibility::partial)
-        for (index_t i = 0; i < block_keys; ++i) kpos[i] = sp.dense ? sp.lo + i : c.position(blk * block_keys + i, len);
+      if (classify(sp.lo, sp.hi, sp.dense, pa, pb, m) == visibility::none) continue;
+      if (!sp.dense)  // ring blocks: per-slot positions
+        for (index_t i = 0; i < block_keys; ++i) kpos[i] = c.position(blk * block_keys + i, len);
       const T* K = c.key_block(b, kh, blk);
       const T* V = c.value_block(b, vh, blk);
       for (index_t c0 = 0; c0 < block_keys; c0 += KT) {
+        // The tile's key positions: lo + i when dense (consecutive, all valid), else kpos.
         index_t lo = sp.lo + c0, hi = lo + KT - 1;
-        bool dense = sp.dense;
+        bool valid = true, dense = sp.dense;
         if (!dense) {
           lo = std::numeric_limits<index_t>::max(), hi = -1, dense = true;
           for (index_t i = c0; i < c0 + KT; ++i) {
-            if (kpos[i] < 0) dense = false;
+            if (kpos[i] < 0) valid = false;
             else lo = std::min(lo, kpos[i]), hi = std::max(hi, kpos[i]);
+            dense = dense && kpos[i] == kpos[c0] + (i - c0) && kpos[i] >= 0;
           }
         }
-        if (hi >= 0 && classify(lo, hi, dense, pa, pb, m) != visibility::none)
-          tile(K + c0, V + c0 * Dv_, kpos + c0, lo, hi, dense, m);
+        if (hi >= 0 && classify(lo, hi, valid, pa, pb, m) != visibility::none)
+          tile(K + c0, V + c0 * Dv_, dense ? nullptr : kpos + c0, lo, hi, valid, m);
       }
     }
   }
@@ -115,20 +127,27 @@ class flash_block {
  private:
   static std::size_t size(index_t n) { return static_cast<std::size_t>(std::max<index_t>(n, 1)); }
 
-  // One key tile of KT keys: K [Dk][block_keys] (transposed block, column offset applied), V [KT][Dv].
-  void tile(const T* K, const T* V, const index_t* kpos, index_t lo, index_t hi, bool dense, const mask& m) {
+  // One key tile: K [Dk][block_keys] (transposed block, column offset applied), V [KT][Dv]; key i
+  // is at position lo + i, or kpos[i] when kpos is given (-1: empty slot). A row group the tile's
+  // end cuts off causally only computes the key vectors up to its last visible key.
+  void tile(const T* K, const T* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
     const index_t groups = (rows_ + MR - 1) / MR;
     for (index_t g = 0; g < groups; ++g) {
-      const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0);
-      const visibility vis = classify(lo, hi, dense, pos_[std::size_t(r0)], pos_[std::size_t(r0 + nr - 1)], m);
-      status_[std::size_t(g)] = vis;
-      if (vis != visibility::none)
-        with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { scores<R>(r0, K, kpos, vis, m); });
+      const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0), pb = pos_[std::size_t(r0 + nr - 1)];
+      const visibility vis = classify(lo, hi, valid, pos_[std::size_t(r0)], pb, m);
+      keys_[std::size_t(g)] = 0;
+      if (vis == visibility::none) continue;
+      const index_t nv = kpos || vis == visibility::full ? score_vectors : std::min(score_vectors, (pb - lo) / L + 1);
+      keys_[std::size_t(g)] = nv * L;
+      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) {
+        with_vectors(nv, [&]<index_t NV>(std::integral_constant<index_t, NV>) { scores<R, NV>(r0, K, kpos, lo, vis, m); });
+      });
     }
     for (index_t g = 0; g < groups; ++g) {
-      if (status_[std::size_t(g)] == visibility::none) continue;
+      const index_t nk = keys_[std::size_t(g)];
+      if (nk == 0) continue;
       const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0);
-      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V); });
+      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V, nk); });
     }
   }
 
@@ -142,10 +161,19 @@ class flash_block {
     f(std::integral_constant<index_t, 1>{});
   }
 
-  // Scores of rows [r0, r0 + R) on the tile, then the online-softmax update of those rows.
-  template <index_t R>
-  void scores(index_t r0, const T* K, const index_t* kpos, visibility vis, const mask& m) {
-    constexpr index_t NV = score_vectors;
+  template <class F>
+  static void with_vectors(index_t n, F&& f) {
+    static_assert(score_vectors == 4);
+    if (n == 4) return f(std::integral_constant<index_t, 4>{});
+    if (n == 3) return f(std::integral_constant<index_t, 3>{});
+    if (n == 2) return f(std::integral_constant<index_t, 2>{});
+    f(std::integral_constant<index_t, 1>{});
+  }
+
+  // Scores of rows [r0, r0 + R) on the tile's first NV key vectors, masked when the tile is cut,
+  // then the online-softmax update of those rows (p of the NV·L keys).
+  template <index_t R, index_t NV>
+  void scores(index_t r0, const T* K, const index_t* kpos, index_t lo, visibility vis, const mask& m) {
     simd::batch<T> acc[R][NV];
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
       SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::batch<T>(T(0));
@@ -159,13 +187,26 @@ class flash_block {
       }
     }
     if (vis == visibility::partial) {
-      alignas(64) T s[KT];
+      const simd::batch<T> minus_inf(-std::numeric_limits<T>::infinity());
       for (index_t r = 0; r < R; ++r) {
-        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) simd::store(s + v * L, acc[r][v]);
         const index_t p = pos_[std::size_t(r0 + r)];
-        for (index_t i = 0; i < KT; ++i)
-          if (!m.sees(p, kpos[i])) s[i] = -std::numeric_limits<T>::infinity();
-        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::load(s + v * L);
+        if (kpos) {  // ring tile: per-slot positions
+          alignas(64) T s[KT];
+          SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) simd::store(s + v * L, acc[r][v]);
+          for (index_t i = 0; i < NV * L; ++i)
+            if (!m.sees(p, kpos[i])) s[i] = -std::numeric_limits<T>::infinity();
+          SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::load(s + v * L);
+          continue;
+        }
+        // Dense tile: key i (position lo + i) is visible iff i <= p - lo and, with a window,
+        // i >= p - lo - W + 1 or i < sink - lo. Bounds clamped to [-1, KT] are exact in T.
+        auto bound = [](index_t x) { return T(std::clamp<index_t>(x, -1, KT)); };
+        const simd::batch<T> last(bound(p - lo)), first(m.window > 0 ? bound(p - lo - m.window + 1) : T(-1)),
+            sink(bound(m.sink - lo));
+        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) {
+          const simd::batch<T> i = simd::load(lane_index<T>() + v * L);
+          acc[r][v] = xsimd::select((i <= last) & ((i >= first) | (i < sink)), acc[r][v], minus_inf);
+        }
       }
     }
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
@@ -175,23 +216,23 @@ class flash_block {
     }
   }
 
-  // O[r0 .. r0+R) = alpha·O + P·V over the value columns.
+  // O[r0 .. r0+R) = alpha·O + P·V over the value columns, for the first nk keys of the tile.
   template <index_t R>
-  void values(index_t r0, const T* V) {
+  void values(index_t r0, const T* V, index_t nk) {
     index_t j = 0;
-    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, V, j);
-    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, V, j);
+    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, V, j, nk);
+    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, V, j, nk);
     for (; j < Dv_; ++j)
       for (index_t r = 0; r < R; ++r) {
         const index_t row = r0 + r;
         T acc = o_[std::size_t(row * Dv_ + j)] * alpha_[std::size_t(row)];
-        for (index_t i = 0; i < KT; ++i) acc += p_[std::size_t(row * KT + i)] * V[i * Dv_ + j];
+        for (index_t i = 0; i < nk; ++i) acc += p_[std::size_t(row * KT + i)] * V[i * Dv_ + j];
         o_[std::size_t(row * Dv_ + j)] = acc;
       }
   }
 
   template <index_t R, index_t NO>
-  void values_tile(index_t r0, const T* V, index_t j) {
+  void values_tile(index_t r0, const T* V, index_t j, index_t nk) {
     simd::batch<T> acc[R][NO];
     T* o = o_.data() + r0 * Dv_ + j;
     const T* p = p_.data() + r0 * KT;
@@ -199,7 +240,7 @@ class flash_block {
       const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
       SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::load(o + r * Dv_ + v * L) * a;
     }
-    for (index_t i = 0; i < KT; ++i) {
+    for (index_t i = 0; i < nk; ++i) {
       simd::batch<T> vv[NO];
       SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
       SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
@@ -214,7 +255,7 @@ class flash_block {
   index_t Dk_, Dv_, rows_ = 0;
   std::vector<T> q_, o_, m_, l_, p_, alpha_;
   std::vector<index_t> pos_;
-  std::vector<visibility> status_;
+  std::vector<index_t> keys_;  // per row group: keys of the current tile it uses (0: none)
 };
 
 /// The chunkwise / recurrent frame: each task's query tokens in blocks of `C` tokens (rows: token
