@@ -21,12 +21,15 @@
 
 // Ops and layers: one line per layer.
 #include "kernels/attention/attention.hpp"
+#include "kernels/delta_rule/delta_rule.hpp"
 #include "kernels/gla/gla.hpp"
 #include "kernels/rwkv7/rwkv7.hpp"
 #include "kernels/ssm/selective_scan.hpp"
 #include "kernels/ssm/ssd.hpp"
 #include "layers/attention.hpp"
+#include "layers/delta_net.hpp"
 #include "layers/diff_attn.hpp"
+#include "layers/gated_delta_net.hpp"
 #include "layers/gla.hpp"
 #include "layers/mamba.hpp"
 #include "layers/mamba2.hpp"
