@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <limits>
 #include <vector>
 
@@ -67,37 +68,38 @@ class flash_block {
  public:
   static constexpr index_t L = simd::lanes<T>, KT = score_vectors * L, MR = tile_rows;
 
-  flash_block(index_t max_rows, index_t Dk, index_t Dv)
-      : Dk_(Dk), Dv_(Dv), q_(size(max_rows * Dk)), o_(size(max_rows * Dv)), m_(size(max_rows)),
+  flash_block(index_t max_rows, index_t max_segments, index_t Dk, index_t Dv)
+      : Dk_(Dk), Dv_(Dv), keys_of_(size(max_segments)), q_(size(max_rows * Dk)), o_(size(max_rows * Dv)), m_(size(max_rows)),
         l_(size(max_rows * L)), p_(size(max_rows * KT)), alpha_(size(max_rows)), pos_(size(max_rows)),
-        keys_(size((max_rows + MR - 1) / MR)) {}
+        keys_(size((max_rows + MR - 1) / MR + max_segments)) {}
 
-  /// Starts a block of `rows` query rows; fill them with set_row() before attend().
-  void begin(index_t rows) {
-    rows_ = rows;
+  /// Starts a block of `rows` query rows in `segments` equal segments, one per key head (rows of
+  /// segment s read key head kh0 + s; all share the value head); fill them with set_row().
+  void begin(index_t rows, index_t segments = 1) {
+    rows_ = rows, segments_ = segments, seg_rows_ = rows / segments;
     std::fill_n(o_.begin(), rows * Dv_, T(0));
     std::fill_n(l_.begin(), rows * L, T(0));
     std::fill_n(m_.begin(), rows, simd::online_row<T>::initial_max);
   }
   /// Row r: query q_row (unit stride) times `qscale` (= scale·log2 e), at absolute position p.
-  /// Rows must be in non-decreasing position order.
+  /// Every segment holds the same positions, in non-decreasing order.
   void set_row(index_t r, const T* q_row, T qscale, index_t p) {
     simd::transform(q_row, q_.data() + r * Dk_, Dk_, [qscale](auto x) { return x * qscale; });
     pos_[std::size_t(r)] = p;
   }
 
-  /// Attends every row to the cache's keys of (b, key head kh) and values of value head vh, as
-  /// the cache stands with `len` tokens.
-  void attend(const kv_cache<T>& c, index_t b, index_t kh, index_t vh, index_t len, const mask& m) {
+  /// Attends every row to the cache's keys of (b, key head kh0 + segment) and values of value
+  /// head vh, as the cache stands with `len` tokens.
+  void attend(const kv_cache<T>& c, index_t b, index_t kh0, index_t vh, index_t len, const mask& m) {
     if (rows_ == 0) return;
-    const index_t pa = pos_[0], pb = pos_[std::size_t(rows_ - 1)];
+    const index_t pa = pos_[0], pb = pos_[std::size_t(seg_rows_ - 1)];
     index_t kpos[block_keys];
     for (index_t blk = 0, nb = c.used_blocks(len); blk < nb; ++blk) {
       const block_span sp = c.span(blk, len);
       if (classify(sp.lo, sp.hi, sp.dense, pa, pb, m) == visibility::none) continue;
       if (!sp.dense)  // ring blocks: per-slot positions
         for (index_t i = 0; i < block_keys; ++i) kpos[i] = c.position(blk * block_keys + i, len);
-      const T* K = c.key_block(b, kh, blk);
+      for (index_t sg = 0; sg < segments_; ++sg) keys_of_[std::size_t(sg)] = c.key_block(b, kh0 + sg, blk);
       const T* V = c.value_block(b, vh, blk);
       for (index_t c0 = 0; c0 < block_keys; c0 += KT) {
         // The tile's key positions: lo + i when dense (consecutive, all valid), else kpos.
@@ -112,7 +114,7 @@ class flash_block {
           }
         }
         if (hi >= 0 && classify(lo, hi, valid, pa, pb, m) != visibility::none)
-          tile(K + c0, V + c0 * Dv_, dense ? nullptr : kpos + c0, lo, hi, valid, m);
+          tile(c0, V + c0 * Dv_, dense ? nullptr : kpos + c0, lo, hi, valid, m);
       }
     }
   }
@@ -127,13 +129,21 @@ class flash_block {
  private:
   static std::size_t size(index_t n) { return static_cast<std::size_t>(std::max<index_t>(n, 1)); }
 
-  // One key tile: K [Dk][block_keys] (transposed block, column offset applied), V [KT][Dv]; key i
-  // is at position lo + i, or kpos[i] when kpos is given (-1: empty slot). A row group the tile's
-  // end cuts off causally only computes the key vectors up to its last visible key.
-  void tile(const T* K, const T* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
-    const index_t groups = (rows_ + MR - 1) / MR;
+  // Row group g: rows [r0, r0 + nr) of one segment.
+  std::pair<index_t, index_t> group(index_t g) const {
+    const index_t per = (seg_rows_ + MR - 1) / MR, r = (g % per) * MR;
+    return {(g / per) * seg_rows_ + r, std::min(MR, seg_rows_ - r)};
+  }
+
+  // One key tile at column c0 of the current blocks: K [Dk][block_keys] per segment, V [KT][Dv];
+  // key i is at position lo + i, or kpos[i] when kpos is given (-1: empty slot). A row group the
+  // tile's end cuts off causally only computes the key vectors up to its last visible key.
+  void tile(index_t c0, const T* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
+    const index_t per = (seg_rows_ + MR - 1) / MR, groups = per * segments_;
     for (index_t g = 0; g < groups; ++g) {
-      const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0), pb = pos_[std::size_t(r0 + nr - 1)];
+      const auto [r0, nr] = group(g);
+      const index_t pb = pos_[std::size_t(r0 + nr - 1)];
+      const T* K = keys_of_[std::size_t(g / per)] + c0;
       const visibility vis = classify(lo, hi, valid, pos_[std::size_t(r0)], pb, m);
       keys_[std::size_t(g)] = 0;
       if (vis == visibility::none) continue;
@@ -146,7 +156,7 @@ class flash_block {
     for (index_t g = 0; g < groups; ++g) {
       const index_t nk = keys_[std::size_t(g)];
       if (nk == 0) continue;
-      const index_t r0 = g * MR, nr = std::min(MR, rows_ - r0);
+      const auto [r0, nr] = group(g);
       with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V, nk); });
     }
   }
@@ -236,10 +246,15 @@ class flash_block {
     simd::batch<T> acc[R][NO];
     T* o = o_.data() + r0 * Dv_ + j;
     const T* p = p_.data() + r0 * KT;
-    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
-      const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
-      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::load(o + r * Dv_ + v * L) * a;
-    }
+    bool rescale = false;
+    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) rescale = rescale || alpha_[std::size_t(r0 + r)] != T(1);
+    SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
+      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::load(o + r * Dv_ + v * L);
+    if (rescale)  // only while a row's running max still moves (lazy max: rarely after its first tiles)
+      SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
+        const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
+        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] *= a;
+      }
     for (index_t i = 0; i < nk; ++i) {
       simd::batch<T> vv[NO];
       SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
@@ -252,7 +267,8 @@ class flash_block {
       SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) simd::store(o + r * Dv_ + v * L, acc[r][v]);
   }
 
-  index_t Dk_, Dv_, rows_ = 0;
+  index_t Dk_, Dv_, rows_ = 0, segments_ = 1, seg_rows_ = 0;
+  std::vector<const T*> keys_of_;
   std::vector<T> q_, o_, m_, l_, p_, alpha_;
   std::vector<index_t> pos_;
   std::vector<index_t> keys_;  // per row group: keys of the current tile it uses (0: none)
@@ -269,19 +285,23 @@ void flash_run(const char* who, int threads, index_t step, index_t C, tensor_vie
   const index_t Dk = cache.dims().key_dim, Dv = cache.dims().value_dim, G = hm.q_per_k();
   const T qscale = T(double(scale_of(opt, Dk)) * log2e);
   C = std::max<index_t>(1, std::min(C, std::max<index_t>(q.extent(1), 1)));
+  // The query heads of a task's key heads go into one block, a segment per key head, so the key
+  // heads that share a value head (differential attention) share its value tiles.
   run_tasks<T>(
-      threads, step, hm, k, v, cache, [&] { return flash_block<T>(C * G, Dk, Dv); },
+      threads, step, hm, k, v, cache, [&] { return flash_block<T>(C * G * hm.k_per_v(), hm.k_per_v(), Dk, Dv); },
       [&](flash_block<T>& fb, const task_step& s) {
-        for (index_t kh = s.kh0; kh < s.kh0 + s.nk; ++kh)
-          for (index_t a = s.t0; a < s.t0 + s.n; a += C) {
-            const index_t nt = std::min(C, s.t0 + s.n - a);
-            fb.begin(nt * G);
+        for (index_t a = s.t0; a < s.t0 + s.n; a += C) {
+          const index_t nt = std::min(C, s.t0 + s.n - a), per = nt * G;
+          fb.begin(s.nk * per, s.nk);
+          for (index_t sg = 0; sg < s.nk; ++sg)
             for (index_t i = 0; i < nt; ++i)
-              for (index_t r = 0; r < G; ++r) fb.set_row(i * G + r, q.ptr(s.b, a + i, kh * G + r), qscale, s.base + a + i);
-            fb.attend(cache, s.b, kh, s.vh, s.len, cache.visibility());
+              for (index_t r = 0; r < G; ++r)
+                fb.set_row(sg * per + i * G + r, q.ptr(s.b, a + i, (s.kh0 + sg) * G + r), qscale, s.base + a + i);
+          fb.attend(cache, s.b, s.kh0, s.vh, s.len, cache.visibility());
+          for (index_t sg = 0; sg < s.nk; ++sg)
             for (index_t i = 0; i < nt; ++i)
-              for (index_t r = 0; r < G; ++r) fb.store_row(i * G + r, o.ptr(s.b, a + i, kh * G + r));
-          }
+              for (index_t r = 0; r < G; ++r) fb.store_row(sg * per + i * G + r, o.ptr(s.b, a + i, (s.kh0 + sg) * G + r));
+        }
       });
 }
 
