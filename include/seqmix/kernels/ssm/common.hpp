@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <type_traits>
 
@@ -32,21 +33,20 @@ inline V vfma(const V& a, const V& b, const V& c) {
   else return xsimd::fma(a, b, c);
 }
 
-/// e^x for decay factors (x ≤ 0). float batches use 2^(x·log2 e) with a degree-6 polynomial on
-/// [-1/2, 1/2] (relative error ~2e-7 plus the rounding of x·log2 e) and an exponent add: about
-/// half the instructions of the general exp. Arguments below about -87.7 give exactly 0 (e^x is
-/// below the normal float range), above 88 they saturate near 2^127. double and scalars use the
-/// library exp.
+/// 2^x for decay factors (x ≤ 0, i.e. x = log2 e · A·dt). float batches use a degree-6
+/// polynomial on [-1/2, 1/2] (relative error ~2e-7) and an exponent add, about half the
+/// instructions of the general exp; arguments below -126.5 give exactly 0 (below the normal float
+/// range), above 127 they saturate near 2^127. double and scalars use the library exp2.
 template <class V>
-inline V exp_decay(const V& x) {
+inline V pow2_decay(const V& x) {
   if constexpr (is_scalar_v<V>) {
-    return std::exp(x);
+    return std::exp2(x);
   } else if constexpr (!std::is_same_v<typename V::value_type, float>) {
-    return simd::exp(x);
+    return xsimd::exp2(x);
   } else {
     // -127 maps to the exponent field 0, i.e. exactly 0. max(c, x) keeps a NaN x (the second
     // operand is returned when either is NaN).
-    const V x2 = xsimd::min(xsimd::max(V(-127.f), x * V(1.44269504088896341f)), V(127.f));
+    const V x2 = xsimd::min(xsimd::max(V(-127.f), x), V(127.f));
     const V k = xsimd::nearbyint(x2);
     const V f = x2 - k;
     V p = V(1.535336188319500e-4f);
@@ -60,12 +60,51 @@ inline V exp_decay(const V& x) {
   }
 }
 
-/// out[r] = Σ_i rows[r][i] for r < lanes. (xsimd 8.1's haddp, which would do this in one fold,
-/// permutes the lanes of its AVX-512 result, so each row is reduced on its own.)
-template <class T>
-inline void sum_rows(const simd::batch<T>* rows, T* out) {
-  SEQMIX_UNROLL for (index_t r = 0; r < simd::lanes<T>; ++r) out[r] = simd::reduce_add(rows[r]);
+/// e^x for decay factors (x ≤ 0): pow2_decay(x · log2 e) for float batches (arguments below
+/// about -87.7 give exactly 0), the library exp otherwise.
+template <class V>
+inline V exp_decay(const V& x) {
+  if constexpr (is_scalar_v<V>) {
+    return std::exp(x);
+  } else if constexpr (std::is_same_v<typename V::value_type, float>) {
+    return pow2_decay(x * V(1.44269504088896341f));
+  } else {
+    return simd::exp(x);
+  }
 }
+
+/// log2 e, to pre-scale decay rates for pow2_decay.
+inline constexpr double log2e = 1.44269504088896340736;
+
+// haddp(rows) returns the lanes row sums in *some* order: xsimd 8.1's AVX-512 version permutes
+// them (lanes 2..5 and 10..13 come out as rows 4, 5, 2, 3 and 12, 13, 10, 11), later versions do
+// not. The order is measured once by summing rows r of constant value r, so the same code is right
+// with either behaviour: slot_of(r) is the input slot whose sum lands in lane r.
+template <class T>
+inline const index_t* haddp_slots() {
+  static const auto slots = [] {
+    constexpr index_t W = simd::lanes<T>;
+    std::array<index_t, std::size_t(W)> s{};
+    alignas(64) simd::batch<T> rows[W];
+    for (index_t r = 0; r < W; ++r) rows[r] = simd::batch<T>(T(r));
+    alignas(64) T out[W];
+    simd::store(out, xsimd::haddp(rows));
+    for (index_t lane = 0; lane < W; ++lane) s[std::size_t(lane)] = index_t(std::lround(double(out[lane]) / double(W)));
+    return s;  // the sum of slot s[r] lands in lane r
+  }();
+  return slots.data();
+}
+
+/// Collects vectors whose lane sums are wanted, lanes at a time: put(r, v) for r < lanes, then
+/// sums() returns the vector of the lanes row sums (lane r = Σ of the vector put at r) with one
+/// parallel horizontal add.
+template <class T>
+struct row_sums {
+  alignas(64) simd::batch<T> rows[simd::lanes<T>];
+  const index_t* slot = haddp_slots<T>();
+  void put(index_t r, const simd::batch<T>& v) { rows[slot[r]] = v; }
+  simd::batch<T> sums() const { return xsimd::haddp(rows); }
+};
 
 /// The time step from its raw value (bias already added): softplus or identity, then a clamp.
 template <class V>

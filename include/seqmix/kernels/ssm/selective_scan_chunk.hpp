@@ -33,7 +33,7 @@ void scan_unit_blocked(const unit_args<T>& s, index_t t0, index_t t1, index_t N,
       const V dt = time_step(vload<V>(s.delta.row(b0 + i)) + bias, s.softplus);
       du[std::size_t(i)] = dt * vload<V>(s.u.row(b0 + i));
       V* a = decay.data() + i * N;
-      for (index_t n = 0; n < N; ++n) a[n] = exp_decay(dt * vload<V>(s.At + n * s.lda));
+      for (index_t n = 0; n < N; ++n) a[n] = pow2_decay(dt * vload<V>(s.At + n * s.lda));
     }
     for (index_t i = 0; i < n_tok; ++i) {
       const T* Bt = s.B + (b0 + i) * s.bts;
@@ -72,13 +72,13 @@ V materialised_row(const unit_args<T>& s, index_t t, index_t N, const V* h0, con
   for (index_t j = t; j >= 0; --j) {
     const T* Bj = s.B + j * s.bts;
     for (index_t n = 0; n < N; ++n)
-      acc[n] = vfma(exp_decay(seg * vload<V>(s.At + n * s.lda)) * du[std::size_t(j)], V(Bj[n * s.bns]), acc[n]);
+      acc[n] = vfma(pow2_decay(seg * vload<V>(s.At + n * s.lda)) * du[std::size_t(j)], V(Bj[n * s.bns]), acc[n]);
     seg += dt[std::size_t(j)];
   }
   const T* Ct = s.C + t * s.cts;
   V y = vload<V>(s.skip) * vload<V>(s.u.row(t));
   for (index_t n = 0; n < N; ++n) {
-    acc[n] = vfma(exp_decay(seg * vload<V>(s.At + n * s.lda)), h0[n], acc[n]);
+    acc[n] = vfma(pow2_decay(seg * vload<V>(s.At + n * s.lda)), h0[n], acc[n]);
     y = vfma(acc[n], V(Ct[n * s.cns]), y);
   }
   return y;
@@ -113,16 +113,9 @@ void for_each_unit_state(int threads, const inputs<T>& in, tensor_view<T, 3> y, 
     const auto s = make_unit(in, y, pp, dm.D, dm.G, b, un.d0, softplus);
     if (un.width == W) {
       std::vector<V> h(static_cast<std::size_t>(dm.N));
-      alignas(64) T tmp[W];
-      for (index_t n = 0; n < dm.N; ++n) {
-        for (index_t i = 0; i < W; ++i) tmp[i] = state(b, un.d0 + i, n);
-        h[std::size_t(n)] = simd::load(tmp);
-      }
+      load_unit_state(state, b, un.d0, dm.N, h.data());
       scan(s, h.data());
-      for (index_t n = 0; n < dm.N; ++n) {
-        simd::store(tmp, h[std::size_t(n)]);
-        for (index_t i = 0; i < W; ++i) state(b, un.d0 + i, n) = tmp[i];
-      }
+      store_unit_state(state, b, un.d0, dm.N, h.data());
     } else {
       std::vector<T> h(static_cast<std::size_t>(dm.N));
       for (index_t n = 0; n < dm.N; ++n) h[std::size_t(n)] = state(b, un.d0, n);

@@ -13,6 +13,7 @@
 
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
+#include "../../tensor/tensor.hpp"
 #include "common.hpp"
 
 namespace seqmix::kernels::ssm::selective_scan {
@@ -20,26 +21,55 @@ namespace seqmix::kernels::ssm::selective_scan {
 namespace detail {
 
 using ssm::detail::exp_decay;
+using ssm::detail::pow2_decay;
 using ssm::detail::present;
 using ssm::detail::time_step;
 using ssm::detail::vfma;
 using ssm::detail::vload;
 using ssm::detail::vstore;
 
-// Parameters laid out for channel vectors: A transposed to [N][D]; D and delta_bias as dense
-// rows (zeros when absent).
+// Parameters laid out for channel vectors: A · log2 e transposed to [N][D] (the decays are
+// 2^(dt · At)); D and delta_bias as dense rows (zeros when absent).
 template <class T>
 struct prepared {
   std::vector<T> At, skip, bias;
   prepared(const inputs<T>& in, index_t D, index_t N)
       : At(std::size_t(N * D)), skip(std::size_t(D), T(0)), bias(std::size_t(D), T(0)) {
+    const T* a = in.A.data();
+    const index_t sd = in.A.stride(0), sn = in.A.stride(1);
+    for (index_t d = 0; d < D; ++d)
+      for (index_t n = 0; n < N; ++n) At[std::size_t(n * D + d)] = T(double(a[d * sd + n * sn]) * ssm::detail::log2e);
     for (index_t d = 0; d < D; ++d) {
-      for (index_t n = 0; n < N; ++n) At[std::size_t(n * D + d)] = in.A(d, n);
-      if (present(in.D)) skip[std::size_t(d)] = in.D(d);
-      if (present(in.delta_bias)) bias[std::size_t(d)] = in.delta_bias(d);
+      if (present(in.D)) skip[std::size_t(d)] = in.D.data()[d * in.D.stride(0)];
+      if (present(in.delta_bias)) bias[std::size_t(d)] = in.delta_bias.data()[d * in.delta_bias.stride(0)];
     }
   }
 };
+
+// The state of channels [d0, d0 + W) of batch element b as N vectors h[n][channel] (in), and
+// back (out).
+template <class T, class V>
+void load_unit_state(const tensor_view<T, 3>& state, index_t b, index_t d0, index_t N, V* h) {
+  constexpr index_t W = simd::lanes<T>;
+  const T* p = state.ptr(b, d0);
+  const index_t sd = state.stride(1), sn = state.stride(2);
+  alignas(64) T tmp[W];
+  for (index_t n = 0; n < N; ++n) {
+    for (index_t i = 0; i < W; ++i) tmp[i] = p[i * sd + n * sn];
+    h[n] = simd::load(tmp);
+  }
+}
+template <class T, class V>
+void store_unit_state(const tensor_view<T, 3>& state, index_t b, index_t d0, index_t N, const V* h) {
+  constexpr index_t W = simd::lanes<T>;
+  T* p = state.ptr(b, d0);
+  const index_t sd = state.stride(1), sn = state.stride(2);
+  alignas(64) T tmp[W];
+  for (index_t n = 0; n < N; ++n) {
+    simd::store(tmp, h[n]);
+    for (index_t i = 0; i < W; ++i) p[i * sd + n * sn] = tmp[i];
+  }
+}
 
 // Token-major rows: element (t, i) at p[t * ts + i].
 template <class T>
@@ -58,7 +88,7 @@ struct unit_args {
   index_t bts, bns;
   const T* C;
   index_t cts, cns;
-  const T* At;  // A(d0 + i, n) = At[n * lda + i]
+  const T* At;  // log2 e · A(d0 + i, n) = At[n * lda + i]
   index_t lda;
   const T* skip;
   const T* bias;
@@ -101,15 +131,15 @@ inline void scan_unit(const unit_args<T>& s, index_t t0, index_t t1, index_t N, 
     V acc0 = skip * u, acc1 = V(T(0));
     index_t n = 0;
     for (; n + 2 <= N; n += 2) {
-      const V a0 = exp_decay(dt * vload<V>(s.At + n * s.lda));
-      const V a1 = exp_decay(dt * vload<V>(s.At + (n + 1) * s.lda));
+      const V a0 = pow2_decay(dt * vload<V>(s.At + n * s.lda));
+      const V a1 = pow2_decay(dt * vload<V>(s.At + (n + 1) * s.lda));
       h[n] = vfma(a0, h[n], du * V(Bt[n * s.bns]));
       h[n + 1] = vfma(a1, h[n + 1], du * V(Bt[(n + 1) * s.bns]));
       acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
       acc1 = vfma(h[n + 1], V(Ct[(n + 1) * s.cns]), acc1);
     }
     if (n < N) {
-      h[n] = vfma(exp_decay(dt * vload<V>(s.At + n * s.lda)), h[n], du * V(Bt[n * s.bns]));
+      h[n] = vfma(pow2_decay(dt * vload<V>(s.At + n * s.lda)), h[n], du * V(Bt[n * s.bns]));
       acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
     }
     V out = acc0 + acc1;
@@ -157,16 +187,9 @@ void scan_channels(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor
     const auto s = make_unit(in, y, pp, dm.D, dm.G, b, un.d0, softplus);
     if (un.width == W) {
       std::vector<V> h(static_cast<std::size_t>(dm.N));
-      alignas(64) T tmp[W];
-      for (index_t n = 0; n < dm.N; ++n) {
-        for (index_t i = 0; i < W; ++i) tmp[i] = state(b, un.d0 + i, n);
-        h[std::size_t(n)] = simd::load(tmp);
-      }
+      load_unit_state(state, b, un.d0, dm.N, h.data());
       scan_unit<V, T>(s, 0, dm.L, dm.N, h.data());
-      for (index_t n = 0; n < dm.N; ++n) {
-        simd::store(tmp, h[std::size_t(n)]);
-        for (index_t i = 0; i < W; ++i) state(b, un.d0 + i, n) = tmp[i];
-      }
+      store_unit_state(state, b, un.d0, dm.N, h.data());
     } else {
       std::vector<T> h(static_cast<std::size_t>(dm.N));
       for (index_t n = 0; n < dm.N; ++n) h[std::size_t(n)] = state(b, un.d0, n);
@@ -175,6 +198,9 @@ void scan_channels(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor
     }
   });
 }
+
+// Up to this many tokens the state-vectorised path is faster (measured at D = 1536, N = 16).
+inline constexpr index_t state_path_tokens = 3;
 
 // True when the state-vectorised decode path applies: N a multiple of the lanes and unit strides
 // along N for A, B, C and the state.
@@ -185,68 +211,59 @@ bool state_vectorisable(const inputs<T>& in, const tensor_view<T, 3>& state, ind
 }
 
 // Decode: tokens [0, L) with the [D,N] state rows used in place (N a multiple of the lanes).
-// Per token the channel-wise quantities (dt, dt·u, gate) are computed as vectors first; then each
-// channel updates its state row and leaves the vector C ⊙ h, and those are reduced lanes channels at a time.
+// Per token the channel-wise quantities (dt, dt·u, D·u, gate) are computed as whole rows first;
+// then each channel updates its state row and leaves the vector C ⊙ h, and lanes channels' sums
+// come out of one parallel horizontal add.
 template <class T>
 void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, const dims& dm,
                  bool softplus) {
   using V = simd::batch<T>;
   constexpr index_t W = simd::lanes<T>;
-  const index_t D = dm.D, N = dm.N, NV = N / W, per_group = D / dm.G;
+  const index_t D = dm.D, N = dm.N, per_group = D / dm.G;
+  const bool gate = present(in.z), skip = present(in.D), bias = present(in.delta_bias);
   const index_t blocks = (D + W - 1) / W;
   parallel_ranges(D * N * dm.L >= (index_t(1) << 18) ? threads : 1, dm.B * blocks, [&](index_t begin, index_t end) {
-    alignas(64) T dt[W], du[W], gate[W], skip[W];
-    alignas(64) V prod[W];
+    tensor<T, 1> dt({blocks * W}), du(dt.extents()), su(dt.extents()), g(dt.extents());
+    ssm::detail::row_sums<T> sums;
     for (index_t i = begin; i < end; ++i) {
       const index_t b = i / blocks, d0 = (i % blocks) * W, w = std::min(W, D - d0);
       for (index_t t = 0; t < dm.L; ++t) {
-        for (index_t c = 0; c < w; ++c) {  // w ≤ lanes scalars; vectorised below when full
-          const index_t d = d0 + c;
-          const T raw = in.delta(b, t, d) + (present(in.delta_bias) ? in.delta_bias(d) : T(0));
-          dt[c] = raw;
-          du[c] = in.u(b, t, d);
-          gate[c] = present(in.z) ? in.z(b, t, d) : T(0);
-          skip[c] = present(in.D) ? in.D(d) : T(0);
+        // Channel rows of this block: dt, dt·u, D·u and silu(z).
+        const T* u = in.u.ptr(b, t, d0);
+        for (index_t c = 0; c < w; ++c) {
+          dt(c) = in.delta(b, t, d0 + c) + (bias ? in.delta_bias(d0 + c) : T(0));
+          su(c) = skip ? in.D(d0 + c) * u[c] : T(0);
+          g(c) = gate ? in.z(b, t, d0 + c) : T(1);
         }
-        if (w == W) {
-          const V d = time_step(simd::load(dt), softplus);
-          simd::store(dt, d);
-          simd::store(du, d * simd::load(du));
-          if (present(in.z)) simd::store(gate, simd::silu(simd::load(gate)));
-        } else {
-          for (index_t c = 0; c < w; ++c) {
-            dt[c] = time_step(dt[c], softplus);
-            du[c] *= dt[c];
-            if (present(in.z)) gate[c] = simd::silu(gate[c]);
-          }
-        }
+        simd::transform(dt.data(), dt.data(), w, [softplus](auto x) { return time_step(x, softplus); });
+        simd::transform(dt.data(), u, du.data(), w, [](auto a, auto x) { return a * x; });
+        if (gate) simd::transform(g.data(), g.data(), w, [](auto x) { return simd::silu(x); });
         for (index_t c = 0; c < W; ++c) {
           if (c >= w) {
-            prod[c] = V(T(0));
+            sums.put(c, V(T(0)));
             continue;
           }
-          const index_t d = d0 + c, g = d / per_group;
+          const index_t d = d0 + c, grp = d / per_group;
           const T* A = in.A.ptr(d);
-          const T* Bt = in.B.ptr(b, t, g);
-          const T* Ct = in.C.ptr(b, t, g);
+          const T* Bt = in.B.ptr(b, t, grp);
+          const T* Ct = in.C.ptr(b, t, grp);
           T* h = state.ptr(b, d);
-          const V dtv(dt[c]), duv(du[c]);
+          const V dtv(dt(c)), duv(du(c));
           V acc(T(0));
-          for (index_t v = 0; v < NV; ++v) {
-            const V hv = xsimd::fma(exp_decay(dtv * simd::load(A + v * W)), simd::load(h + v * W),
-                                    duv * simd::load(Bt + v * W));
-            simd::store(h + v * W, hv);
-            acc = xsimd::fma(hv, simd::load(Ct + v * W), acc);
+          for (index_t v = 0; v < N; v += W) {
+            const V hv = xsimd::fma(exp_decay(dtv * simd::load(A + v)), simd::load(h + v), duv * simd::load(Bt + v));
+            simd::store(h + v, hv);
+            acc = xsimd::fma(hv, simd::load(Ct + v), acc);
           }
-          prod[c] = acc;
+          sums.put(c, acc);
         }
-        alignas(64) T sums[W];
-        ssm::detail::sum_rows(prod, sums);
-        for (index_t c = 0; c < w; ++c) {
-          const index_t d = d0 + c;
-          T out = sums[c] + skip[c] * in.u(b, t, d);
-          if (present(in.z)) out *= gate[c];
-          y(b, t, d) = out;
+        const V out = (sums.sums() + simd::load(su.data())) * simd::load(g.data());
+        if (w == W) {
+          simd::store(y.ptr(b, t, d0), out);
+        } else {
+          alignas(64) T tmp[W];
+          simd::store(tmp, out);
+          std::copy_n(tmp, w, y.ptr(b, t, d0));
         }
       }
     }
@@ -263,7 +280,7 @@ void recurrent(const exec::recurrent& policy, const inputs<T>& in, tensor_view<T
   const dims dm = check_args(in, y, state);
   if (dm.L == 0 || dm.D == 0) return;
   // Below a few tokens, transposing the state costs more than the scan itself.
-  if (dm.L <= 2 && detail::state_vectorisable(in, state, dm.N))
+  if (dm.L <= detail::state_path_tokens && detail::state_vectorisable(in, state, dm.N))
     detail::scan_states(policy.threads, in, y, state, dm, opt.delta_softplus);
   else
     detail::scan_channels(policy.threads, in, y, state, dm, opt.delta_softplus);

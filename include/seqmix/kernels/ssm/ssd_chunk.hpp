@@ -11,12 +11,15 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
+#include <new>
 #include <vector>
 
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
 #include "../../simd/gemm.hpp"
 #include "../../simd/vec.hpp"
+#include "../../tensor/tensor.hpp"
 #include "common.hpp"
 #include "ssd_recurrent.hpp"
 
@@ -26,82 +29,154 @@ namespace detail {
 
 using ssm::detail::exp_decay;
 
-// Scratch of one thread for chunks of at most C tokens.
+// Scratch of one thread for chunks of at most C tokens. Operands are staged contiguously and
+// 64-byte aligned: the rows of x and y are H·P apart, which maps a chunk's rows onto a few L1
+// sets.
 template <class T>
 struct chunk_workspace {
   index_t C, N, P;
-  std::vector<T> Bt;       // [N][C]: B of the current group, transposed
-  std::vector<T> CB;       // [C][C]: C·Bᵀ of the current group
-  std::vector<T> M;        // [C][C]: the head's masked, decayed scores
-  std::vector<T> Xw;       // [C][P]: x_s · e^{cs_L - cs_s} dt_s
-  std::vector<T> dt, row;  // [C]: time steps; one row of decay exponents
-  std::vector<double> cs;  // [C]: cumulative log decay from the chunk start
-  chunk_workspace(index_t C_, index_t N_, index_t P_)
-      : C(C_), N(N_), P(P_), Bt(std::size_t(N_ * C_)), CB(std::size_t(C_ * C_)), M(CB.size()),
-        Xw(std::size_t(C_ * P_)), dt(std::size_t(C_)), row(std::size_t(C_)), cs(std::size_t(C_)) {}
+  tensor<T, 2> Bt;              // [N][C]: B of the current group, transposed
+  tensor<T, 2> Cc;              // [C][N]: C of the current group
+  tensor<T, 2> CB;              // [C][C]: C·Bᵀ of the current group
+  tensor<T, 2> M;               // [C][C]: the head's masked, decayed scores
+  tensor<T, 2> X, Xw, Y, Yoff;  // [C][P]: x; x_s · e^{cs_L - cs_s} dt_s; M·X; C·h_0ᵀ
+  tensor<T, 2> dt;              // [C][H]: time steps of the chunk
+  tensor<T, 1> dth, hi, lo, e;  // [C]: the head's dt; cs as a double-float (hi + lo); e^{cs}, then w
+  chunk_workspace(index_t C_, index_t N_, index_t P_, index_t H)
+      : C(C_), N(N_), P(P_), Bt({N_, C_}), Cc({C_, N_}), CB({C_, C_}), M({C_, C_}), X({C_, P_}), Xw({C_, P_}),
+        Y({C_, P_}), Yoff({C_, P_}), dt({C_, H}), dth({C_}), hi({C_}), lo({C_}), e({C_}) {}
 };
 
-// Bt and CB for group g of batch element b over tokens [t0, t0 + L).
+// dst[i] = src[i] for a row of n elements (short rows: no library call).
+template <class T>
+inline void copy_row(const T* src, T* dst, index_t n) {
+  constexpr index_t W = simd::lanes<T>;
+  index_t i = 0;
+  for (; i + W <= n; i += W) simd::store(dst + i, simd::load(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
+}
+
+// Bt, Cc and CB for group g of batch element b over tokens [t0, t0 + L).
 template <class T>
 void group_scores(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t g, index_t t0, index_t L) {
   const index_t C = w.C, N = w.N;
   for (index_t s = 0; s < L; ++s) {
     const T* Bs = in.B.ptr(b, t0 + s, g);
-    for (index_t n = 0; n < N; ++n) w.Bt[std::size_t(n * C + s)] = Bs[n];
+    for (index_t n = 0; n < N; ++n) w.Bt(n, s) = Bs[n];
+    copy_row(in.C.ptr(b, t0 + s, g), w.Cc.data() + s * N, N);
   }
-  simd::gemm<T>(tensor_view<const T, 2>(in.C.ptr(b, t0, g), {L, N}, {in.C.stride(1), 1}),
-                tensor_view<const T, 2>(w.Bt.data(), {N, L}, {C, 1}), tensor_view<T, 2>(w.CB.data(), {L, L}, {C, 1}));
+  simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(w.Bt.data(), {N, L}, {C, 1}),
+                tensor_view<T, 2>(w.CB.data(), {L, L}, {C, 1}));
 }
 
-// One chunk [t0, t0 + L) of head h: writes y and advances hT [N,P] (contiguous).
+// The time steps of every head of batch element b over tokens [t0, t0 + L), vectorised over heads.
 template <class T>
-void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, const options& opt, tensor_view<T, 4> y, index_t b,
-                index_t h, index_t g, index_t t0, index_t L, T* hT) {
+void chunk_steps(chunk_workspace<T>& w, const inputs<T>& in, const options& opt, index_t b, index_t t0, index_t L) {
+  const index_t H = w.dt.extent(1);
+  const T lo = T(opt.dt_min), hi = T(opt.dt_max);
+  const bool softplus = opt.dt_softplus;
+  for (index_t s = 0; s < L; ++s) {
+    T* row = w.dt.data() + s * H;
+    for (index_t h = 0; h < H; ++h) row[h] = in.dt(b, t0 + s, h) + (ssm::detail::present(in.dt_bias) ? in.dt_bias(h) : T(0));
+    simd::transform(row, row, H, [=](auto v) {
+      using V = decltype(v);
+      return simd::min(simd::max(time_step(v, softplus), V(lo)), V(hi));
+    });
+  }
+}
+
+// Below this, a deferred state scale is folded back into the state (1/scale stays ≤ 2^40).
+inline constexpr double min_state_scale = 0x1p-40;
+
+// One chunk [t0, t0 + L) of head h: writes y and advances the state, held as scale · hT with
+// hT [N,P] contiguous: the chunk's decay e^{cs_L} only multiplies the scalar, and the new terms
+// are divided by it, so hT is not rescaled every chunk.
+template <class T>
+void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y, index_t b, index_t h, index_t t0,
+                index_t L, T* hT, double& scale) {
+  using V = simd::batch<T>;
   constexpr index_t W = simd::lanes<T>;
   const index_t C = w.C, N = w.N, P = w.P;
   const double A = in.A(h);
   const T skip = ssm::detail::present(in.D) ? in.D(h) : T(0);
+  // Cumulative log decay cs_s (≤ 0) in double, kept as hi + lo floats.
   double acc = 0;
   for (index_t s = 0; s < L; ++s) {
-    w.dt[std::size_t(s)] = step_size(in, opt, b, t0 + s, h);
-    acc += double(w.dt[std::size_t(s)]) * A;
-    w.cs[std::size_t(s)] = acc;
+    w.dth(s) = w.dt(s, h);
+    acc += double(w.dth(s)) * A;
+    w.hi(s) = T(acc), w.lo(s) = T(acc - double(w.hi(s)));
+    copy_row(in.x.ptr(b, t0 + s, h), w.X.data() + s * P, P);
   }
-  const double cs_end = acc;
+  const T hi_end = w.hi(L - 1), lo_end = w.lo(L - 1);
 
-  // M[t][s] = CB[t][s] · e^{cs_t - cs_s} · dt_s for s ≤ t (0 above), plus D on the diagonal.
+  // M[t][s] = CB[t][s] · e^{cs_t - cs_s} · dt_s for s ≤ t (0 above), plus D on the diagonal. The
+  // exponent (hi_t - hi_s) + (lo_t - lo_s) is accurate relative to the difference itself, not
+  // to |cs|.
   for (index_t t = 0; t < L; ++t) {
     T* m = w.M.data() + t * C;
     const T* cb = w.CB.data() + t * C;
-    const double ct = w.cs[std::size_t(t)];
-    for (index_t s = 0; s <= t; ++s) w.row[std::size_t(s)] = T(ct - w.cs[std::size_t(s)]);  // ≤ 0
+    const V ht(w.hi(t)), lt(w.lo(t));
     index_t s = 0;
-    for (; s + W <= t + 1; s += W)
-      simd::store(m + s, simd::load(cb + s) * exp_decay(simd::load(w.row.data() + s)) * simd::load(w.dt.data() + s));
-    for (; s <= t; ++s) m[s] = cb[s] * std::exp(w.row[std::size_t(s)]) * w.dt[std::size_t(s)];
+    for (; s <= t && s + W <= C; s += W) {
+      const V e = (ht - simd::load(w.hi.data() + s)) + (lt - simd::load(w.lo.data() + s));
+      simd::store(m + s, simd::load(cb + s) * exp_decay(e) * simd::load(w.dth.data() + s));
+    }
+    for (; s <= t; ++s) m[s] = cb[s] * std::exp((w.hi(t) - w.hi(s)) + (w.lo(t) - w.lo(s))) * w.dth(s);
     std::fill(m + t + 1, m + L, T(0));
     m[t] += skip;
   }
 
-  // Y = diag(e^{cs}) (C · h_0ᵀ) + M · X.
-  const tensor_view<T, 2> Y(y.ptr(b, t0, h), {L, P}, {y.stride(1), 1});
-  const tensor_view<const T, 2> X(in.x.ptr(b, t0, h), {L, P}, {in.x.stride(1), 1});
-  simd::gemm<T>(tensor_view<const T, 2>(in.C.ptr(b, t0, g), {L, N}, {in.C.stride(1), 1}),
-                tensor_view<const T, 2>(hT, {N, P}), Y);
-  for (index_t t = 0; t < L; ++t) simd::scale(T(std::exp(w.cs[std::size_t(t)])), Y.ptr(t), P);
-  simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), X, Y, simd::gemm_mode::accumulate,
-                /*lower_triangular_a=*/true);
-
-  // hᵀ = e^{cs_L} hᵀ + Bᵀ · (w ⊙ X), w_s = e^{cs_L - cs_s} dt_s.
-  for (index_t s = 0; s < L; ++s) {
-    const T ws = T(std::exp(cs_end - w.cs[std::size_t(s)])) * w.dt[std::size_t(s)];
-    const T* xs = X.ptr(s);
-    T* out = w.Xw.data() + s * P;
-    simd::transform(xs, out, P, [ws](auto v) { return v * ws; });
+  // y = M·X + diag(e^{cs}) (C · h_0ᵀ).
+  const tensor_view<const T, 2> X(w.X.data(), {L, P});
+  simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), X, w.Y.view().subrange(0, 0, L),
+                simd::gemm_mode::overwrite, /*lower_triangular_a=*/true);
+  simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(hT, {N, P}),
+                w.Yoff.view().subrange(0, 0, L));
+  const T sc = T(scale);
+  simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L, [sc](auto a, auto b) { return exp_decay(a) * (b + 1) * sc; });
+  for (index_t t = 0; t < L; ++t) {
+    const T* yi = w.Y.data() + t * P;
+    const T* yo = w.Yoff.data() + t * P;
+    T* out = y.ptr(b, t0 + t, h);
+    const T et = w.e(t);
+    simd::transform(yi, yo, out, P, [et](auto a, auto c) { return a + c * et; });
   }
-  simd::scale(T(std::exp(cs_end)), hT, N * P);
+
+  // h = e^{cs_L} h + Xᵀ diag(w) B with w_s = e^{cs_L - cs_s} dt_s, as scale' = scale · e^{cs_L} and
+  // hᵀ += Bᵀ · (w / scale' ⊙ X). A scale' that would get too small is folded into hT first.
+  double next = scale * std::exp(double(hi_end) + double(lo_end));
+  if (!(next >= min_state_scale)) {
+    simd::scale(T(next), hT, N * P);
+    next = 1;
+  }
+  scale = next;
+  const T inv = T(1 / next);
+  simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L,
+                  [=](auto a, auto c) { return exp_decay((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
+  for (index_t s = 0; s < L; ++s) {
+    const T ws = w.e(s) * w.dth(s) * inv;
+    simd::transform(X.ptr(s), w.Xw.data() + s * P, P, [ws](auto v) { return v * ws; });
+  }
   simd::gemm<T>(tensor_view<const T, 2>(w.Bt.data(), {N, L}, {C, 1}), tensor_view<const T, 2>(w.Xw.data(), {L, P}),
                 tensor_view<T, 2>(hT, {N, P}), simd::gemm_mode::accumulate);
+}
+
+template <class T>
+struct aligned_delete {
+  void operator()(T* p) const { ::operator delete[](p, std::align_val_t(64)); }
+};
+
+// dst[j * lds + i] = f · src[i * rs + j * cs] for i < rows, j < cols, in 16 x 16 tiles so that
+// both sides are walked a cache line at a time.
+template <class T>
+void transpose(const T* src, index_t rs, index_t cs, T* dst, index_t lds, index_t rows, index_t cols, T f) {
+  constexpr index_t tile = 16;
+  for (index_t i0 = 0; i0 < rows; i0 += tile)
+    for (index_t j0 = 0; j0 < cols; j0 += tile) {
+      const index_t i1 = std::min(rows, i0 + tile), j1 = std::min(cols, j0 + tile);
+      for (index_t j = j0; j < j1; ++j)
+        for (index_t i = i0; i < i1; ++i) dst[j * lds + i] = f * src[i * rs + j * cs];
+    }
 }
 
 // Every head over the sequence in chunks of C tokens.
@@ -114,24 +189,33 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
   C = std::max<index_t>(1, std::min(C, dm.L));
   const bool big = dm.L * dm.H * dm.P * dm.N >= (index_t(1) << 20);
   parallel_ranges(big ? threads : 1, dm.B * dm.H, [&](index_t begin, index_t end) {
-    chunk_workspace<T> w(C, N, P);
-    std::vector<T> hT(std::size_t((end - begin) * N * P));
-    auto head_state = [&](index_t bh) { return hT.data() + (bh - begin) * N * P; };
+    chunk_workspace<T> w(C, N, P, dm.H);
+    // Transposed states, not zero-initialised: every element is written before it is read.
+    const std::unique_ptr<T[], aligned_delete<T>> hT(new (std::align_val_t(64)) T[std::size_t((end - begin) * N * P)]);
+    std::vector<double> scale(std::size_t(end - begin), 1.0);  // state = scale · hT
+    auto head_state = [&](index_t bh) { return hT.get() + (bh - begin) * N * P; };
     for (index_t bh = begin; bh < end; ++bh)
-      for (index_t p = 0; p < P; ++p)
-        for (index_t n = 0; n < N; ++n) head_state(bh)[n * P + p] = state(bh / dm.H, bh % dm.H, p, n);
+      transpose(state.ptr(bh / dm.H, bh % dm.H), state.stride(2), state.stride(3), head_state(bh), P, P, N, T(1));
     for (index_t t0 = 0; t0 < dm.L; t0 += C) {
       const index_t L = std::min(C, dm.L - t0);
-      index_t cached = -1;  // b * G + g of the scores in w
+      index_t cached = -1, cached_b = -1;  // b * G + g of the scores in w; b of the time steps
       for (index_t bh = begin; bh < end; ++bh) {
         const index_t b = bh / dm.H, h = bh % dm.H, g = h / per_group;
+        if (b != cached_b) chunk_steps(w, in, opt, b, t0, L), cached_b = b;
         if (b * dm.G + g != cached) group_scores(w, in, b, g, t0, L), cached = b * dm.G + g;
-        head_chunk(w, in, opt, y, b, h, g, t0, L, head_state(bh));
+        // The rows of one head are H·P apart (a page or more), beyond the hardware prefetcher:
+        // fetch the next head's x and y rows while this head computes.
+        const index_t nb = bh + 1 < end ? bh + 1 : begin, nt = bh + 1 < end ? t0 : t0 + C;
+        for (index_t s = 0; s < std::min(C, dm.L - nt); ++s) {
+          simd::prefetch(in.x.ptr(nb / dm.H, nt + s, nb % dm.H), P);
+          simd::prefetch_for_write(y.ptr(nb / dm.H, nt + s, nb % dm.H), P);
+        }
+        head_chunk(w, in, y, b, h, t0, L, head_state(bh), scale[std::size_t(bh - begin)]);
       }
     }
     for (index_t bh = begin; bh < end; ++bh)
-      for (index_t p = 0; p < P; ++p)
-        for (index_t n = 0; n < N; ++n) state(bh / dm.H, bh % dm.H, p, n) = head_state(bh)[n * P + p];
+      transpose(head_state(bh), P, 1, state.ptr(bh / dm.H, bh % dm.H), state.stride(2), N, P,
+                T(scale[std::size_t(bh - begin)]));
   });
 }
 

@@ -1,7 +1,7 @@
 // Mamba-2 SSD scan, recurrent policy: token by token on the [P,N] state of each head, used in
 // place, so a decode step reads and writes the state exactly once. Each state row p is updated as
-// vectors over N (h = a·h + (dt·x_p)·B) and leaves the vector C ⊙ h, reduced `lanes` rows at a
-// time.
+// vectors over N (h = a·h + (dt·x_p)·B) and leaves the vector C ⊙ h; the sums of `lanes` rows
+// come out of one parallel horizontal add.
 #pragma once
 
 #include <algorithm>
@@ -33,8 +33,8 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
   constexpr index_t W = simd::lanes<T>;
   const index_t NV = N / W * W;  // vectorised part of a row
   const T A = in.A(h), skip = present(in.D) ? in.D(h) : T(0);
-  alignas(64) V prod[W];
-  alignas(64) T sums[W], xs[W];
+  ssm::detail::row_sums<T> sums;
+  alignas(64) T tails[W], xs[W];
   for (index_t t = t0; t < t1; ++t) {
     const T dt = step_size(in, opt, b, t, h), a = std::exp(dt * A);
     const T* x = in.x.ptr(b, t, h);
@@ -45,13 +45,13 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
     for (index_t p0 = 0; p0 < P; p0 += W) {
       const index_t rows = std::min(W, P - p0);
       for (index_t r = 0; r < W; ++r) {
+        tails[r] = T(0), xs[r] = r < rows ? x[p0 + r] : T(0);
         if (r >= rows) {
-          prod[r] = V(T(0)), sums[r] = T(0);
+          sums.put(r, V(T(0)));
           continue;
         }
         T* row = S + (p0 + r) * lds;
-        const T coef = dt * x[p0 + r];
-        const V cv(coef);
+        const V cv(dt * xs[r]);
         V acc0(T(0)), acc1(T(0));
         index_t n = 0;
         for (; n + 2 * W <= NV; n += 2 * W) {
@@ -66,19 +66,15 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
           simd::store(row + n, h0);
           acc0 = xsimd::fma(h0, simd::load(Ct + n), acc0);
         }
-        T tail = 0;
         for (; n < N; ++n) {
-          row[n] = a * row[n] + coef * Bt[n];
-          tail += row[n] * Ct[n];
+          row[n] = a * row[n] + dt * xs[r] * Bt[n];
+          tails[r] += row[n] * Ct[n];
         }
-        prod[r] = acc0 + acc1, sums[r] = tail;
+        sums.put(r, acc0 + acc1);
       }
-      alignas(64) T dots[W];
-      ssm::detail::sum_rows(prod, dots);
-      const V total = simd::load(dots) + simd::load(sums);
-      for (index_t r = 0; r < W; ++r) xs[r] = r < rows ? x[p0 + r] : T(0);
-      simd::store(sums, xsimd::fma(V(skip), simd::load(xs), total));
-      std::copy_n(sums, rows, out + p0);
+      alignas(64) T res[W];
+      simd::store(res, xsimd::fma(V(skip), simd::load(xs), sums.sums() + simd::load(tails)));
+      std::copy_n(res, rows, out + p0);
     }
   }
 }
