@@ -170,6 +170,20 @@ class kv_cache {
     T* dst = key_block(b, kh, sl / block_keys) + sl % block_keys;
     for (index_t d = 0; d < s_.key_dim; ++d) dst[d * block_keys] = row[d * stride];
   }
+  /// Keys of positions p0 .. p0 + n - 1: row t at src + t·row_stride, elements `stride` apart.
+  /// Writes each block's rows [Dk][run] contiguously (runs of consecutive slots).
+  void write_keys(index_t b, index_t kh, index_t p0, index_t n, const T* src, index_t row_stride, index_t stride = 1) {
+    for (index_t t = 0; t < n;) {
+      const index_t p = p0 + t, sl = slot(p), lane = sl % block_keys;
+      index_t run = std::min(n - t, block_keys - lane);
+      if (ring_ && p < mask_.sink) run = std::min(run, mask_.sink - p);  // the sink ends mid-block
+      T* dst = key_block(b, kh, sl / block_keys) + lane;
+      const T* s = src + t * row_stride;
+      for (index_t d = 0; d < s_.key_dim; ++d)
+        for (index_t i = 0; i < run; ++i) dst[d * block_keys + i] = s[i * row_stride + d * stride];
+      t += run;
+    }
+  }
   void write_value(index_t b, index_t vh, index_t p, const T* row, index_t stride = 1) {
     T* dst = v_.data() + value_offset(b, vh, slot(p));
     for (index_t e = 0; e < s_.value_dim; ++e) dst[e] = row[e * stride];

@@ -51,10 +51,9 @@ void run_tasks(int threads, index_t step, const head_map& hm, const tensor_view<
     auto ws = make_workspace();
     for (index_t t0 = 0; t0 < L; t0 += step) {
       const index_t n = std::min(step, L - t0);
-      for (index_t t = t0; t < t0 + n; ++t) {
-        for (index_t kh = vh * kpv; kh < (vh + 1) * kpv; ++kh) cache.write_key(b, kh, base + t, k.ptr(b, t, kh), k.stride(3));
-        cache.write_value(b, vh, base + t, v.ptr(b, t, vh), v.stride(3));
-      }
+      for (index_t kh = vh * kpv; kh < (vh + 1) * kpv; ++kh)
+        cache.write_keys(b, kh, base + t0, n, k.ptr(b, t0, kh), k.stride(1), k.stride(3));
+      for (index_t t = t0; t < t0 + n; ++t) cache.write_value(b, vh, base + t, v.ptr(b, t, vh), v.stride(3));
       attend(ws, task_step{b, vh, vh * kpv, kpv, t0, n, base, base + t0 + n});
     }
   });

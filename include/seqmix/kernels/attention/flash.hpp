@@ -41,6 +41,22 @@ inline void pin(B& x) {
 #endif
 }
 
+// Prefetches n elements from p (one per 64-byte line) into L2, for reading or writing. An asm
+// statement: GCC 12 deletes loops whose only effect is __builtin_prefetch / _mm_prefetch when they
+// sit in a callback like the one flash_run passes to attend().
+template <class T>
+inline void prefetch_rows(const T* p, index_t n, bool write) {
+  for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    if (write) asm volatile("prefetchw %0" : : "m"(p[i]));
+    else asm volatile("prefetcht1 %0" : : "m"(p[i]));
+#else
+    if (write) __builtin_prefetch(p + i, 1, 2);
+    else __builtin_prefetch(p + i, 0, 2);
+#endif
+  }
+}
+
 enum class visibility { none, partial, full };
 
 // 0, 1, 2, ...: lane indices of a key tile, compared with the mask bounds.
@@ -71,13 +87,13 @@ class flash_block {
   flash_block(index_t max_rows, index_t max_segments, index_t Dk, index_t Dv)
       : Dk_(Dk), Dv_(Dv), keys_of_(size(max_segments)), q_(size(max_rows * Dk)), o_(size(max_rows * Dv)), m_(size(max_rows)),
         l_(size(max_rows * L)), p_(size(max_rows * KT)), alpha_(size(max_rows)), pos_(size(max_rows)),
-        keys_(size((max_rows + MR - 1) / MR + max_segments)) {}
+        keys_(size((max_rows + MR - 1) / MR + max_segments)), fresh_(keys_.size()) {}
 
   /// Starts a block of `rows` query rows in `segments` equal segments, one per key head (rows of
   /// segment s read key head kh0 + s; all share the value head); fill them with set_row().
   void begin(index_t rows, index_t segments = 1) {
     rows_ = rows, segments_ = segments, seg_rows_ = rows / segments;
-    std::fill_n(o_.begin(), rows * Dv_, T(0));
+    std::fill_n(fresh_.begin(), fresh_.size(), 1);  // O rows are written, not accumulated, on their first tile
     std::fill_n(l_.begin(), rows * L, T(0));
     std::fill_n(m_.begin(), rows, simd::online_row<T>::initial_max);
   }
@@ -89,12 +105,15 @@ class flash_block {
   }
 
   /// Attends every row to the cache's keys of (b, key head kh0 + segment) and values of value
-  /// head vh, as the cache stands with `len` tokens.
-  void attend(const kv_cache<T>& c, index_t b, index_t kh0, index_t vh, index_t len, const mask& m) {
+  /// head vh, as the cache stands with `len` tokens. After key block i of n it calls
+  /// between(i, n) (the caller's prefetches for what comes next).
+  template <class Between = void (*)(index_t, index_t)>
+  void attend(const kv_cache<T>& c, index_t b, index_t kh0, index_t vh, index_t len, const mask& m,
+              Between&& between = [](index_t, index_t) {}) {
     if (rows_ == 0) return;
     const index_t pa = pos_[0], pb = pos_[std::size_t(seg_rows_ - 1)];
     index_t kpos[block_keys];
-    for (index_t blk = 0, nb = c.used_blocks(len); blk < nb; ++blk) {
+    for (index_t blk = 0, nb = c.used_blocks(len); blk < nb; between(blk++, nb)) {
       const block_span sp = c.span(blk, len);
       if (classify(sp.lo, sp.hi, sp.dense, pa, pb, m) == visibility::none) continue;
       if (!sp.dense)  // ring blocks: per-slot positions
@@ -122,7 +141,11 @@ class flash_block {
   /// Writes row r's output (numerators / sums) to out (unit stride, Dv elements).
   void store_row(index_t r, T* out) const {
     const T sum = simd::reduce_add(simd::load(l_.data() + r * L));
-    const T inv = sum > T(0) ? T(1) / sum : T(0);
+    if (!(sum > T(0))) {  // no visible key (cannot happen causally)
+      std::fill_n(out, Dv_, T(0));
+      return;
+    }
+    const T inv = T(1) / sum;
     simd::transform(o_.data() + r * Dv_, out, Dv_, [inv](auto x) { return x * inv; });
   }
 
@@ -157,7 +180,8 @@ class flash_block {
       const index_t nk = keys_[std::size_t(g)];
       if (nk == 0) continue;
       const auto [r0, nr] = group(g);
-      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V, nk); });
+      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V, nk, fresh_[std::size_t(g)]); });
+      fresh_[std::size_t(g)] = 0;
     }
   }
 
@@ -228,29 +252,29 @@ class flash_block {
 
   // O[r0 .. r0+R) = alpha·O + P·V over the value columns, for the first nk keys of the tile.
   template <index_t R>
-  void values(index_t r0, const T* V, index_t nk) {
+  void values(index_t r0, const T* V, index_t nk, bool fresh) {
     index_t j = 0;
-    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, V, j, nk);
-    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, V, j, nk);
+    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, V, j, nk, fresh);
+    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, V, j, nk, fresh);
     for (; j < Dv_; ++j)
       for (index_t r = 0; r < R; ++r) {
         const index_t row = r0 + r;
-        T acc = o_[std::size_t(row * Dv_ + j)] * alpha_[std::size_t(row)];
+        T acc = fresh ? T(0) : o_[std::size_t(row * Dv_ + j)] * alpha_[std::size_t(row)];
         for (index_t i = 0; i < nk; ++i) acc += p_[std::size_t(row * KT + i)] * V[i * Dv_ + j];
         o_[std::size_t(row * Dv_ + j)] = acc;
       }
   }
 
   template <index_t R, index_t NO>
-  void values_tile(index_t r0, const T* V, index_t j, index_t nk) {
+  void values_tile(index_t r0, const T* V, index_t j, index_t nk, bool fresh) {
     simd::batch<T> acc[R][NO];
     T* o = o_.data() + r0 * Dv_ + j;
     const T* p = p_.data() + r0 * KT;
     bool rescale = false;
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) rescale = rescale || alpha_[std::size_t(r0 + r)] != T(1);
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
-      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::load(o + r * Dv_ + v * L);
-    if (rescale)  // only while a row's running max still moves (lazy max: rarely after its first tiles)
+      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = fresh ? simd::batch<T>(T(0)) : simd::load(o + r * Dv_ + v * L);
+    if (rescale && !fresh)  // only while a row's running max still moves (lazy max: rarely after its first tiles)
       SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
         const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
         SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] *= a;
@@ -271,7 +295,8 @@ class flash_block {
   std::vector<const T*> keys_of_;
   std::vector<T> q_, o_, m_, l_, p_, alpha_;
   std::vector<index_t> pos_;
-  std::vector<index_t> keys_;  // per row group: keys of the current tile it uses (0: none)
+  std::vector<index_t> keys_;
+  std::vector<unsigned char> fresh_;  // per row group: no tile has written its O rows yet  // per row group: keys of the current tile it uses (0: none)
 };
 
 /// The chunkwise / recurrent frame: each task's query tokens in blocks of `C` tokens (rows: token
@@ -297,7 +322,16 @@ void flash_run(const char* who, int threads, index_t step, index_t C, tensor_vie
             for (index_t i = 0; i < nt; ++i)
               for (index_t r = 0; r < G; ++r)
                 fb.set_row(sg * per + i * G + r, q.ptr(s.b, a + i, (s.kh0 + sg) * G + r), qscale, s.base + a + i);
-          fb.attend(cache, s.b, s.kh0, s.vh, s.len, cache.visibility());
+          // Rows of one head are Hq·Dk floats apart, too far for the hardware prefetcher: fetch the
+          // next block's queries and this block's output rows while the key blocks are walked.
+          const index_t next = std::min(C, s.t0 + s.n - a - nt), nq = s.nk * G, lines = (next + nt) * nq;
+          fb.attend(cache, s.b, s.kh0, s.vh, s.len, cache.visibility(), [&](index_t i, index_t nb) {
+            for (index_t x = lines * i / nb; x < lines * (i + 1) / nb; ++x) {
+              const index_t t = x / nq, h = s.kh0 * G + x % nq;
+              if (t < next) prefetch_rows(q.ptr(s.b, a + nt + t, h), Dk, false);
+              else prefetch_rows<T>(o.ptr(s.b, a + t - next, h), Dv, true);
+            }
+          });
           for (index_t sg = 0; sg < s.nk; ++sg)
             for (index_t i = 0; i < nt; ++i)
               for (index_t r = 0; r < G; ++r) fb.store_row(sg * per + i * G + r, o.ptr(s.b, a + i, (s.kh0 + sg) * G + r));
