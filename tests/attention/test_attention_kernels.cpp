@@ -124,6 +124,29 @@ TEST_CASE("attention: the cache after a call holds every key and value", "[atten
   REQUIRE_THROWS_WITH(cache.truncate(66), Catch::Contains("past the length 65"));
 }
 
+TEST_CASE("attention: attend() on keys already cached (shared KV) matches the reference", "[attention][op]") {
+  for (const shape& s : {shape{2, 30, 45, 4, 2, 2, 16, 24}, shape{1, 200, 40, 4, 1, 1, 32, 32, {24, 2}}}) {
+    INFO(s);
+    const problem<float> p(s, 2.0, 19);
+    const auto want = p.expected();
+    auto check = [&](auto policy) {
+      attn::kv_cache<float> cache({s.B, s.Hk, s.Dk, s.Hv, s.Dv}, 10000, s.m);
+      cache.append(p.k, p.v);
+      auto o = test::nan_tensor<float, 4>({s.B, s.T, s.Hq, s.Dv});
+      attn::attend<decltype(policy), float>(policy, p.q, o, cache);
+      SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
+      CHECK(cache.length() == s.P + s.T);
+    };
+    check(exec::recurrent{});
+    check(exec::chunkwise<16>{2});
+    check(exec::parallel{});
+  }
+  attn::kv_cache<float> cache({1, 1, 8, 1, 8}, 100);
+  tensor<float, 4> q({1, 3, 1, 8}), o({1, 3, 1, 8});
+  REQUIRE_THROWS_WITH((attn::attend<exec::recurrent, float>({}, q, o, cache)),
+                      Catch::Contains("attending 3 queries needs as many cached positions, the cache holds 0"));
+}
+
 TEST_CASE("attention: prefill split anywhere equals one pass", "[attention][op]") {
   for (const attn::mask m : {attn::mask{}, attn::mask{24, 0}, attn::mask{50, 5}}) {
     const shape s{1, 0, 150, 4, 2, 2, 16, 16, m};
@@ -168,22 +191,33 @@ TEST_CASE("attention: a windowed cache is a ring of O(window) slots", "[attentio
 }
 
 TEST_CASE("attention: T = 8192 with large logits stays finite and matches the reference", "[attention][op][long]") {
-  // |q·k| up to ~80 before the 1/sqrt(32) scale; checked against the reference on the first and
-  // last 8 queries (the reference costs O(T²)), and policies against each other everywhere.
+  // Every 7th query is ±r·sign(k_j) for a key j ≤ t whose entries are ±r, r = sqrt(80/32): its
+  // score is exactly ±80 before the 1/sqrt(32) scale; the rest are uniform in [-r, r]. Checked
+  // against the reference on the first and last 16 queries (the reference costs O(T²)), and
+  // policies against each other everywhere.
+  const double r = std::sqrt(80.0 / 32);
   for (const attn::mask m : {attn::mask{}, attn::mask{512, 0}}) {
     INFO("window " << m.window);
     const shape s{1, 0, 8192, 2, 1, 1, 32, 32, m};
-    const problem<float> p(s, 2.8, 13);
+    problem<float> p(s, r, 13);
+    for (index_t t = 0; t < s.T; t += 7) {
+      const index_t j = t - (t / 7) % std::min<index_t>(t + 1, m.window > 0 ? m.window : 300);
+      const float sign = (t / 7) % 2 ? 1.f : -1.f;
+      for (index_t d = 0; d < s.Dk; ++d) {
+        p.k(0, j, 0, d) = float((d * 37 + j) % 3 ? r : -r);
+        for (index_t h = 0; h < s.Hq; ++h) p.q(0, t, h, d) = sign * p.k(0, j, 0, d);
+      }
+    }
     const auto o_c = p.run(exec::chunkwise<64>{});
     const auto o_r = p.run(exec::recurrent{2});
     REQUIRE(std::all_of(o_c.data(), o_c.data() + o_c.size(), [](float x) { return std::isfinite(x); }));
     SEQMIX_CHECK_CLOSE(o_c, o_r, 1e-5, 2e-5);
-    for (const index_t t0 : {index_t(0), s.T - 8}) {
-      const index_t S = t0 + 8;
-      tensor<float, 4> want({1, 8, s.Hq, s.Dv});
-      attn::ref<float>(p.q.view().subrange(1, t0, 8), p.k.view().subrange(1, 0, S), p.v.view().subrange(1, 0, S), want,
+    for (const index_t t0 : {index_t(0), s.T - 16}) {
+      const index_t S = t0 + 16;
+      tensor<float, 4> want({1, 16, s.Hq, s.Dv});
+      attn::ref<float>(p.q.view().subrange(1, t0, 16), p.k.view().subrange(1, 0, S), p.v.view().subrange(1, 0, S), want,
                        {}, m);
-      const tensor<float, 4> got(o_c.view().subrange(1, t0, 8));
+      const tensor<float, 4> got(o_c.view().subrange(1, t0, 16));
       SEQMIX_CHECK_CLOSE(got, want, 1e-5, 2e-5);
     }
   }

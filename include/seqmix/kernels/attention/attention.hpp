@@ -23,4 +23,17 @@ void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4>
   } else chunk(policy, q, k, v, o, cache, opt);
 }
 
+/// Attention of queries whose keys and values are already in the cache (another layer's shared
+/// cache, e.g. Hymba's KV reuse, or keys appended with kv_cache::append): q [B,T,Hq,Dk] are the
+/// cache's last T positions, length() − T + t; o [B,T,Hq,Dv]. The cache is not modified.
+template <exec::policy P, class T>
+void attend(const P& policy, tensor_view<const T, 4> q, tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
+  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, o, cache, opt);
+  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, q, o, cache, opt);
+  else if constexpr (std::same_as<P, exec::automatic>) {
+    if (q.extent(1) < policy.recurrent_below) recurrent(exec::recurrent{policy.threads}, q, o, cache, opt);
+    else chunk(exec::chunkwise<64>{policy.threads}, q, o, cache, opt);
+  } else chunk(policy, q, o, cache, opt);
+}
+
 }  // namespace seqmix::kernels::attention

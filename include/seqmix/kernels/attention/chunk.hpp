@@ -12,7 +12,14 @@ namespace seqmix::kernels::attention {
 template <index_t C, class T>
 void chunk(const exec::chunkwise<C>& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k,
            tensor_view<const T, 4> v, tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
-  detail::flash_run<T>("attention", policy.threads, q.extent(1), C, q, k, v, o, cache, opt);
+  detail::flash_run<T>("attention", policy.threads, q.extent(1), C, q, &k, &v, o, cache, opt);
+}
+
+/// Attend-only form (see attend()): q are the cache's last T positions.
+template <index_t C, class T>
+void chunk(const exec::chunkwise<C>& policy, tensor_view<const T, 4> q, tensor_view<T, 4> o, kv_cache<T>& cache,
+           options<T> opt = {}) {
+  detail::flash_run<T>("attention", policy.threads, q.extent(1), C, q, nullptr, nullptr, o, cache, opt);
 }
 
 }  // namespace seqmix::kernels::attention

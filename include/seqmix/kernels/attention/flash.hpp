@@ -301,11 +301,12 @@ class flash_block {
 
 /// The chunkwise / recurrent frame: each task's query tokens in blocks of `C` tokens (rows: token
 /// by token, the query heads of one key head inside), attended with flash_block. `step` tokens are
-/// appended to the cache before they are attended (1 for the recurrent policy).
+/// appended to the cache before they are attended (1 for the recurrent policy); without k and v
+/// (nullptr) the queries are the cache's last positions.
 template <class T>
 void flash_run(const char* who, int threads, index_t step, index_t C, tensor_view<const T, 4> q,
-               tensor_view<const T, 4> k, tensor_view<const T, 4> v, tensor_view<T, 4> o, kv_cache<T>& cache,
-               const options<T>& opt) {
+               const tensor_view<const T, 4>* k, const tensor_view<const T, 4>* v, tensor_view<T, 4> o,
+               kv_cache<T>& cache, const options<T>& opt) {
   const head_map hm = check_args(who, q, k, v, o, cache);
   const index_t Dk = cache.dims().key_dim, Dv = cache.dims().value_dim, G = hm.q_per_k();
   const T qscale = T(double(scale_of(opt, Dk)) * log2e);
@@ -313,7 +314,7 @@ void flash_run(const char* who, int threads, index_t step, index_t C, tensor_vie
   // The query heads of a task's key heads go into one block, a segment per key head, so the key
   // heads that share a value head (differential attention) share its value tiles.
   run_tasks<T>(
-      threads, step, hm, k, v, cache, [&] { return flash_block<T>(C * G * hm.k_per_v(), hm.k_per_v(), Dk, Dv); },
+      threads, step, hm, q.extent(0), q.extent(1), k, v, cache, [&] { return flash_block<T>(C * G * hm.k_per_v(), hm.k_per_v(), Dk, Dv); },
       [&](flash_block<T>& fb, const task_step& s) {
         for (index_t a = s.t0; a < s.t0 + s.n; a += C) {
           const index_t nt = std::min(C, s.t0 + s.n - a), per = nt * G;

@@ -15,10 +15,11 @@
 
 namespace seqmix::kernels::attention {
 
-/// Shapes as in chunk().
+namespace detail {
+
 template <class T>
-void parallel(const exec::parallel& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k,
-              tensor_view<const T, 4> v, tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
+void parallel_run(const exec::parallel& policy, tensor_view<const T, 4> q, const tensor_view<const T, 4>* k,
+                  const tensor_view<const T, 4>* v, tensor_view<T, 4> o, kv_cache<T>& cache, const options<T>& opt) {
   const head_map hm = detail::check_args("attention", q, k, v, o, cache);
   const index_t Dk = cache.dims().key_dim, Dv = cache.dims().value_dim, G = hm.q_per_k();
   const T scale = scale_of(opt, Dk);
@@ -28,7 +29,7 @@ void parallel(const exec::parallel& policy, tensor_view<const T, 4> q, tensor_vi
     std::vector<index_t> pos;
   };
   detail::run_tasks<T>(
-      policy.threads, q.extent(1), hm, k, v, cache, [] { return workspace{}; },
+      policy.threads, q.extent(1), hm, q.extent(0), q.extent(1), k, v, cache, [] { return workspace{}; },
       [&](workspace& w, const detail::task_step& st) {
         const index_t nb = cache.used_blocks(st.len), cols = nb * block_keys, n = st.n;
         w.s.resize(std::size_t(n * cols)), w.pos.resize(std::size_t(cols));
@@ -56,6 +57,22 @@ void parallel(const exec::parallel& policy, tensor_view<const T, 4> q, tensor_vi
                             blk == 0 ? simd::gemm_mode::overwrite : simd::gemm_mode::accumulate);
           }
       });
+}
+
+}  // namespace detail
+
+/// Shapes as in chunk().
+template <class T>
+void parallel(const exec::parallel& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k,
+              tensor_view<const T, 4> v, tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
+  detail::parallel_run<T>(policy, q, &k, &v, o, cache, opt);
+}
+
+/// Attend-only form (see attend()): q are the cache's last T positions.
+template <class T>
+void parallel(const exec::parallel& policy, tensor_view<const T, 4> q, tensor_view<T, 4> o, kv_cache<T>& cache,
+              options<T> opt = {}) {
+  detail::parallel_run<T>(policy, q, nullptr, nullptr, o, cache, opt);
 }
 
 }  // namespace seqmix::kernels::attention

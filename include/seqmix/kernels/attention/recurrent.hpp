@@ -11,7 +11,14 @@ namespace seqmix::kernels::attention {
 template <class T>
 void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k,
                tensor_view<const T, 4> v, tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
-  detail::flash_run<T>("attention", policy.threads, 1, 1, q, k, v, o, cache, opt);
+  detail::flash_run<T>("attention", policy.threads, 1, 1, q, &k, &v, o, cache, opt);
+}
+
+/// Attend-only form (see attend()): q are the cache's last T positions, one query at a time.
+template <class T>
+void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> q, tensor_view<T, 4> o, kv_cache<T>& cache,
+               options<T> opt = {}) {
+  detail::flash_run<T>("attention", policy.threads, 1, 1, q, nullptr, nullptr, o, cache, opt);
 }
 
 }  // namespace seqmix::kernels::attention
