@@ -1,39 +1,77 @@
 // RWKV-7, recurrent policy: the state [K,V] stays in cache and the tokens are taken a few at a time
-// (up to `block_tokens` per pass), which is the decode path and, for K = V = 64, the fastest prefill.
+// (blocks of `block_tokens`), which is the decode path and, for K = V = 64, the fastest prefill.
 //
 // A block of n tokens applied to the state S before it (docs/rwkv7.md):
 //   sa_j = S_{j-1}ᵀ a_j = Sᵀ(a_j ⊙ P_{j-1}) + Σ_{l<j} [a_j·(G(l,j-1)⊙b_l)] sa_l + [a_j·(G(l,j-1)⊙k_l)] v_l
 //   o_j  = S_jᵀ r_j     = Sᵀ(r_j ⊙ P_j)     + Σ_{l≤j} [r_j·(G(l,j)⊙b_l)] sa_l   + [r_j·(G(l,j)⊙k_l)] v_l
 //   S'   = P_{n-1} ⊙ S + Σ_l (G(l,n-1)⊙b_l) sa_lᵀ + (G(l,n-1)⊙k_l) v_lᵀ
-// with P_j = Π_{m≤j} e^{w_m} and G(l,j) = Π_{l<m≤j} e^{w_m}, both formed as explicit products of
-// factors ≤ 1 (never as ratios), so no term can overflow whatever the decay. Per tile of the value
-// axis, one pass over the state gathers the 2n reductions, a small triangular solve in registers
-// gives sa and o, and a second pass applies the n updates: the state is loaded twice and stored
-// once per block instead of per token.
+// with P_j = Π_{m≤j} e^{w_m} and G(l,j) = Π_{l<m≤j} e^{w_m}, explicit products of factors ≤ 1.
+//
+// Deferred decay: inside a run the state is held as S = diag(E) S~, E the product of the blocks'
+// P_{n-1} since the run began, so a block adds (G(l,n-1)⊙b_l / E') sa_lᵀ + … to S~ and never
+// multiplies it by the decay. A run ends (the decay is folded back: S = E' ⊙ S~ + …, in the same
+// pass) when min E' would drop below e^{-run_span}, and at the end of the call, so the state
+// handed back is exact.
+//
+// One pass over the state per block: while a state row is updated by block b it is also reduced
+// for block b+1 (Sᵀ ã, Sᵀ r̃ with the next block's coefficients), so each row is loaded and stored
+// once per block and costs 4 multiply-adds per token. The reductions of the next block are kept
+// per head between passes. A call of fewer tokens than a block (decode) takes the explicit
+// single-token step, two passes over the state.
 #pragma once
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
 #include "../../simd/math.hpp"
+#include "../../simd/softmax.hpp"
 #include "../../simd/vec.hpp"
+#include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
 namespace seqmix::kernels::rwkv7 {
 
 namespace detail {
 
-inline constexpr index_t block_tokens = 4;  // tokens per pass over the state
-inline constexpr index_t token_block = 32;  // tokens of one head between switches to the next head
-
-// AVX-512 has 32 vector registers, AVX2 and SSE2 16. A pass over NT tokens on NV vectors of the
-// value axis keeps 3·NT·NV of them live (two reductions and v per token) plus the state row.
+// AVX-512 has 32 vector registers, AVX2 and SSE2 16. The block pass on NV vectors of the value
+// axis keeps sa, v and the next block's two reductions live per token (4·NB·NV) plus the row.
 inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
-template <index_t NT>
-inline constexpr index_t tile_vectors = std::clamp<index_t>((vector_registers - 4) / (3 * NT + 1), 1, 4);
+inline constexpr index_t block_tokens = vector_registers >= 32 ? 4 : 2;  // NB: tokens per pass
+inline constexpr index_t token_block = 32;  // tokens of one head between switches to the next head
+inline constexpr index_t pass_vectors = std::clamp<index_t>((vector_registers - 4) / (4 * block_tokens + 1), 1, 4);
+inline constexpr index_t step_vectors = std::clamp<index_t>((vector_registers - 4) / 4, 1, 4);
+
+// Largest decay span of a run: S~ = S / E grows by at most e^{run_span}. E is a product of the
+// blocks' decays, so S = E ⊙ S~ is consistent however long the run is; the span only bounds the
+// magnitude of S~ and of the coefficients 1/E.
+template <class T>
+inline const T run_floor = std::exp(T(-16));
+// Smallest E' for which the intra-block coefficients are formed as ratios (ã_j·b̃_l): 1/E' and
+// the b̃ stay far from overflow and every factor is a normal number.
+template <class T>
+inline const T dot_floor = std::exp(T(-40));
+
+// Forces a lambda inline (GCC otherwise keeps large generic lambdas out of line and reloads the
+// captures from memory after every store).
+#if defined(__GNUC__)
+#define SEQMIX_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define SEQMIX_INLINE_LAMBDA
+#endif
+
+// e^{w} for a log decay w ≤ 0 (float: simd::exp2_bounded, ~2e-7 relative; arguments below about
+// -88 give 0).
+template <class Vec>
+inline Vec decay(const Vec& w) {
+  if constexpr (std::is_same_v<Vec, float> || std::is_same_v<Vec, simd::batch<float>>)
+    return simd::exp2_bounded(w * 1.44269504088896341f);
+  else return simd::exp(w);
+}
 
 // Vec is simd::batch<T> or T (scalar tail columns).
 template <class Vec, class T>
@@ -51,191 +89,409 @@ inline Vec vfma(const Vec& a, const Vec& b, const Vec& c) {
   if constexpr (std::is_arithmetic_v<Vec>) return a * b + c;
   else return xsimd::fma(a, b, c);
 }
+template <class Vec>
+inline Vec vmin(const Vec& a, const Vec& b) {
+  if constexpr (std::is_arithmetic_v<Vec>) return b < a ? b : a;
+  else return xsimd::min(a, b);
+}
+template <class T, class Vec>
+inline T vreduce_min(const Vec& a) {
+  if constexpr (std::is_arithmetic_v<Vec>) return a;
+  else {
+    alignas(64) T tmp[simd::lanes<T>];
+    simd::store(tmp, a);
+    return *std::min_element(tmp, tmp + simd::lanes<T>);
+  }
+}
 
-// Per-block coefficients of one head, shared by every tile of the value axis.
+// out[p] = the sum of the lanes of v[p], p < N. AVX-512 float: 16 vectors at a time through a
+// tree of lane shuffles (45 instructions instead of 16 separate horizontal sums).
+template <index_t N, class T>
+inline void sum_lanes(const simd::batch<T>* v, T* out) {
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float> && simd::lanes<T> == 16 && N % 16 == 0) {
+    for (index_t p0 = 0; p0 < N; p0 += 16) {
+      // Inputs in the order 4k+n <- source 4n+k, so that output lane 4k+n holds source 4k+n.
+      __m512 x[16];
+      SEQMIX_UNROLL for (index_t i = 0; i < 16; ++i) x[i] = v[p0 + (i % 4) * 4 + i / 4];
+      __m512 c[8], e[4], g[2];
+      // 128-bit units: c = (a0+a2, a1+a3, b0+b2, b1+b3); e = one unit per source, 4 lanes each.
+      SEQMIX_UNROLL for (index_t m = 0; m < 8; ++m)
+        c[m] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * m], x[2 * m + 1], 0x44),
+                             _mm512_shuffle_f32x4(x[2 * m], x[2 * m + 1], 0xEE));
+      SEQMIX_UNROLL for (index_t m = 0; m < 4; ++m)
+        e[m] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * m], c[2 * m + 1], 0x88),
+                             _mm512_shuffle_f32x4(c[2 * m], c[2 * m + 1], 0xDD));
+      // Within units: pairs of lanes, then the remaining pairs.
+      SEQMIX_UNROLL for (index_t m = 0; m < 2; ++m)
+        g[m] = _mm512_add_ps(_mm512_unpacklo_ps(e[2 * m], e[2 * m + 1]), _mm512_unpackhi_ps(e[2 * m], e[2 * m + 1]));
+      const __m512 z = _mm512_add_ps(
+          _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(g[0]), _mm512_castps_pd(g[1]))),
+          _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(g[0]), _mm512_castps_pd(g[1]))));
+      _mm512_storeu_ps(out + p0, z);
+    }
+    return;
+  }
+#endif
+  for (index_t p = 0; p < N; ++p) out[p] = simd::reduce_add(v[p]);
+}
+
+// Coefficients of one block of NB tokens of one head, as the pass reads them. Per-row coefficients
+// are stored in groups of G = lanes rows, [K/G][rows][G]: the pass over the state reads row i's
+// coefficients through one pointer at fixed offsets, and the preparation writes whole vectors.
+// Lanes of a partial last group are never written and stay zero.
 template <class T>
 struct block_coefs {
-  index_t K;
-  std::vector<T> buf;       // one allocation (decode calls this per token) holding:
-  T *ca, *cr, *bh, *kh, *pend;  // [block_tokens][K] each; pend [K]
-  T Aab[block_tokens][block_tokens], Aak[block_tokens][block_tokens];
-  T Arb[block_tokens][block_tokens], Ark[block_tokens][block_tokens];
+  static constexpr index_t NB = block_tokens, G = simd::lanes<T>;
+  static constexpr index_t NU = 2 * NB + 1;  // update rows: b̃_l, k̃_l and the fold factor f = E'
+  static constexpr index_t NR = 2 * NB;      // reduction rows: ã_j, r̃_j
+  T* red = nullptr;                          // [groups][NR][G]
+  T* upd = nullptr;                          // [groups][NU][G]
+  T Aab[NB][NB], Aak[NB][NB], Arb[NB][NB], Ark[NB][NB];
+  bool fold = false;
 
-  explicit block_coefs(index_t K_)
-      : K(K_), buf(std::size_t((4 * block_tokens + 1) * K_)) {
-    ca = buf.data(), cr = ca + block_tokens * K, bh = cr + block_tokens * K, kh = bh + block_tokens * K;
-    pend = kh + block_tokens * K;
-  }
-  block_coefs(const block_coefs&) = delete;
-  block_coefs& operator=(const block_coefs&) = delete;
-  const T* at(const T* x, index_t j) const { return x + j * K; }
-
-  // Coefficients of tokens [t, t+NT) of one head (see the header comment), one pass over the key
-  // axis: per vector of key channels the NT decays, prefix and suffix products, the four
-  // coefficient vectors and partial sums of the 2·NT² intra-block dot products.
-  template <index_t NT>
-  void prepare(index_t t, head_rows<const T> r, head_rows<const T> w, head_rows<const T> k, head_rows<const T> a,
-               head_rows<const T> b) {
-    // Rows through base pointer + stride, outputs through local pointers captured by value: the
-    // SIMD stores may alias anything, so pointers held in memory would be reloaded after each one.
-    const T *rp = r.row(t), *wp = w.row(t), *kp = k.row(t), *ap = a.row(t), *bp = b.row(t);
-    const index_t rs = r.ts, ws = w.ts, ks = k.ts, as = a.ts, bs = b.ts, KK = K;
-    T *oca = ca, *ocr = cr, *obh = bh, *okh = kh, *op = pend;
-    auto cols = [=]<class Vec>(index_t x, Vec(&sab)[NT][NT], Vec(&sak)[NT][NT], Vec(&srb)[NT][NT], Vec(&srk)[NT][NT]) {
-      Vec dj[NT], p(T(1));
-      SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) {
-        dj[j] = simd::exp(vload<Vec>(wp + j * ws + x));
-        vstore<Vec>(oca + j * KK + x, vload<Vec>(ap + j * as + x) * p);
-        p *= dj[j];
-        vstore<Vec>(ocr + j * KK + x, vload<Vec>(rp + j * rs + x) * p);
-      }
-      vstore<Vec>(op + x, p);
-      // u = G(l,m) ⊙ b_l and G(l,m) ⊙ k_l for m = l..NT-1: products of factors ≤ 1, never ratios.
-      SEQMIX_UNROLL for (index_t l = 0; l < NT; ++l) {
-        Vec ub = vload<Vec>(bp + l * bs + x), uk = vload<Vec>(kp + l * ks + x);
-        SEQMIX_UNROLL for (index_t m = l; m < NT; ++m) {
-          if (m > l) ub *= dj[m], uk *= dj[m];
-          const Vec rm = vload<Vec>(rp + m * rs + x);
-          srb[m][l] = vfma(rm, ub, srb[m][l]), srk[m][l] = vfma(rm, uk, srk[m][l]);
-          if (m + 1 < NT) {
-            const Vec an = vload<Vec>(ap + (m + 1) * as + x);
-            sab[m + 1][l] = vfma(an, ub, sab[m + 1][l]), sak[m + 1][l] = vfma(an, uk, sak[m + 1][l]);
-          }
-        }
-        vstore<Vec>(obh + l * KK + x, ub), vstore<Vec>(okh + l * KK + x, uk);
-      }
-    };
-    using B = simd::batch<T>;
-    constexpr index_t L = simd::lanes<T>;
-    B vab[NT][NT], vak[NT][NT], vrb[NT][NT], vrk[NT][NT];
-    T tab[NT][NT], tak[NT][NT], trb[NT][NT], trk[NT][NT];
-    for (index_t j = 0; j < NT; ++j)
-      for (index_t l = 0; l < NT; ++l) {
-        vab[j][l] = vak[j][l] = vrb[j][l] = vrk[j][l] = B(T(0));
-        tab[j][l] = tak[j][l] = trb[j][l] = trk[j][l] = T(0);
-      }
-    index_t x = 0;
-    for (; x + L <= K; x += L) cols.template operator()<B>(x, vab, vak, vrb, vrk);
-    for (; x < K; ++x) cols.template operator()<T>(x, tab, tak, trb, trk);
-    for (index_t j = 0; j < NT; ++j)
-      for (index_t l = 0; l <= j; ++l) {
-        Arb[j][l] = simd::reduce_add(vrb[j][l]) + trb[j][l], Ark[j][l] = simd::reduce_add(vrk[j][l]) + trk[j][l];
-        if (l < j) Aab[j][l] = simd::reduce_add(vab[j][l]) + tab[j][l], Aak[j][l] = simd::reduce_add(vak[j][l]) + tak[j][l];
-      }
-  }
+  static index_t at(index_t rows, index_t c, index_t x) { return (x / G) * rows * G + c * G + x % G; }
 };
 
-// One block of NT tokens on NV vectors (of type Vec) of the value axis; v[j], o[j], S point at the
-// tile's first column.
-template <index_t NT, index_t NV, class Vec, class T>
-inline void block_tile(const block_coefs<T>& c, const T* const* v, T* S, index_t lds, T* const* o) {
+// Fills c for tokens [t, t+NB) of one head. E [K] is the decay of the open run before the block
+// (S = diag(E) S~) and leaves as the decay after it (1 if the block closes the run); force closes
+// the run with this block (the last block of a call). d [NB][K] is scratch.
+template <class T>
+void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head_rows<const T> w,
+             head_rows<const T> k, head_rows<const T> a, head_rows<const T> b, T* E, bool force, T* d) {
+  using B = simd::batch<T>;
+  constexpr index_t NB = block_tokens, NU = block_coefs<T>::NU, NR = block_coefs<T>::NR, L = simd::lanes<T>;
+  constexpr auto at = block_coefs<T>::at;
+  // Rows through base pointer + stride, outputs through local pointers captured by value: the
+  // SIMD stores may alias anything, so pointers held in memory would be reloaded after each one.
+  const T *rp = r.row(t), *wp = w.row(t), *kp = k.row(t), *ap = a.row(t), *bp = b.row(t);
+  const index_t rs = r.ts, ws = w.ts, ks = k.ts, as = a.ts, bs = b.ts;
+  T *ou = c.upd, *orr = c.red;
+  // 1. d = e^{w}; ã_j = a_j ⊙ E P_{j-1}, r̃_j = r_j ⊙ E P_j; E' = E P_{NB-1};
+  //    b̃_l = b_l ⊙ Π_{m>l} d_m / E' (likewise k̃): the run-relative coefficients.
+  auto cols = [=]<class Vec>(index_t x, Vec& emin) SEQMIX_INLINE_LAMBDA {
+    Vec pe = vload<Vec>(E + x), dj[NB];
+    SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
+      dj[j] = decay(vload<Vec>(wp + j * ws + x));
+      vstore<Vec>(orr + at(NR, j, x), vload<Vec>(ap + j * as + x) * pe);
+      pe *= dj[j];
+      vstore<Vec>(orr + at(NR, NB + j, x), vload<Vec>(rp + j * rs + x) * pe);
+    }
+    vstore<Vec>(E + x, pe);
+    vstore<Vec>(ou + at(NU, 2 * NB, x), pe);
+    emin = vmin(emin, pe);
+    Vec sfx = Vec(T(1)) / pe;
+    SEQMIX_UNROLL for (index_t l = NB - 1; l >= 0; --l) {
+      vstore<Vec>(ou + at(NU, l, x), vload<Vec>(bp + l * bs + x) * sfx);
+      vstore<Vec>(ou + at(NU, NB + l, x), vload<Vec>(kp + l * ks + x) * sfx);
+      sfx *= dj[l];
+    }
+  };
+  B vmin_(std::numeric_limits<T>::max());
+  T smin = std::numeric_limits<T>::max();
+  index_t x = 0;
+  for (; x + L <= K; x += L) cols.template operator()<B>(x, vmin_);
+  for (; x < K; ++x) cols.template operator()<T>(x, smin);
+  const T emin = std::min(vreduce_min<T>(vmin_), smin);
+  c.fold = force || !(emin >= run_floor<T>);
+
+  // 2. Intra-block dot products. While E' is far from underflow, a_j·(G(l,j-1) ⊙ b_l) = ã_j·b̃_l
+  //    (E P_{j-1} / (E P_l) = G(l,j-1)) and r_j·(G(l,j) ⊙ b_l) = r̃_j·b̃_l, all factors normal;
+  //    otherwise explicit products of factors ≤ 1.
+  const bool ratio = emin >= dot_floor<T>;
+  if (!ratio || c.fold)  // the explicit products below need the decays again
+    for (index_t j = 0; j < NB; ++j) simd::transform(wp + j * ws, d + j * K, K, [](auto x) { return decay(x); });
+  if (ratio) ratio_dots(c, (K + L - 1) / L);
+  else chain_dots(c, K, rp, rs, kp, ks, ap, as, bp, bs, d);
+
+  // 3. A block that ends the run: b̂ = G(l,NB-1) ⊙ b_l, explicit products of factors ≤ 1, the
+  //    fold factor f = E' (already in place), and the run starts again from E = 1.
+  if (c.fold) {
+    auto rawcols = [=]<class Vec>(index_t x) SEQMIX_INLINE_LAMBDA {
+      Vec sfx(T(1));
+      SEQMIX_UNROLL for (index_t l = NB - 1; l >= 0; --l) {
+        vstore<Vec>(ou + at(NU, l, x), vload<Vec>(bp + l * bs + x) * sfx);
+        vstore<Vec>(ou + at(NU, NB + l, x), vload<Vec>(kp + l * ks + x) * sfx);
+        sfx *= vload<Vec>(d + l * K + x);
+      }
+      vstore<Vec>(E + x, Vec(T(1)));
+    };
+    for (x = 0; x + L <= K; x += L) rawcols.template operator()<B>(x);
+    for (; x < K; ++x) rawcols.template operator()<T>(x);
+  }
+}
+
+// Dot products of the stored rows over whole groups (unwritten lanes are zero): A_ab, A_ak from
+// the ã rows (l < j), A_rb, A_rk from the r̃ rows (l ≤ j). The 2·NB² vector sums are packed
+// densely and reduced together at the end.
+template <class T>
+void ratio_dots(block_coefs<T>& c, index_t groups) {
+  using B = simd::batch<T>;
+  constexpr index_t NB = block_tokens, NU = block_coefs<T>::NU, NR = block_coefs<T>::NR, G = simd::lanes<T>;
+  constexpr index_t NA = NB * (NB - 1) / 2, NRr = NB * (NB + 1) / 2, N = 2 * (NA + NRr);  // = 2·NB²
+  alignas(64) B acc[N];  // Aab, Aak (l < j), then Arb, Ark (l ≤ j), packed row by row
+  alignas(64) T sums[N];
+  const T *rr = c.red, *sc = c.upd;
+  // Diag = false: ã rows, l < j; true: r̃ rows, l ≤ j.
+  auto part = [&]<bool Diag>(std::bool_constant<Diag>) SEQMIX_INLINE_LAMBDA {
+    constexpr index_t M = Diag ? NRr : NA;
+    B ab[M], ak[M];
+    SEQMIX_UNROLL for (index_t m = 0; m < M; ++m) ab[m] = ak[m] = B(T(0));
+    for (index_t g = 0; g < groups; ++g) {
+      const T *rg = rr + g * NR * G + (Diag ? NB * G : 0), *sg = sc + g * NU * G;
+      index_t m = 0;
+      SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
+        if (!Diag && j == 0) continue;
+        const B aj = simd::load(rg + j * G);
+        SEQMIX_UNROLL for (index_t l = 0; l < (Diag ? j + 1 : j); ++l, ++m) {
+          ab[m] = xsimd::fma(aj, simd::load(sg + l * G), ab[m]);
+          ak[m] = xsimd::fma(aj, simd::load(sg + (NB + l) * G), ak[m]);
+        }
+      }
+    }
+    B* out = acc + (Diag ? 2 * NA : 0);
+    SEQMIX_UNROLL for (index_t m = 0; m < M; ++m) out[m] = ab[m], out[M + m] = ak[m];
+  };
+  part(std::false_type{});
+  part(std::true_type{});
+  sum_lanes<N>(acc, sums);
+  index_t ma = 0, mr = 0;
+  for (index_t j = 0; j < NB; ++j)
+    for (index_t l = 0; l < NB; ++l) {
+      c.Aab[j][l] = c.Aak[j][l] = c.Arb[j][l] = c.Ark[j][l] = T(0);
+      if (l < j) c.Aab[j][l] = sums[ma], c.Aak[j][l] = sums[NA + ma], ++ma;
+      if (l <= j) c.Arb[j][l] = sums[2 * NA + mr], c.Ark[j][l] = sums[2 * NA + NRr + mr], ++mr;
+    }
+}
+
+// Extreme decays (E' near underflow): u = G(l,m) ⊙ b_l (and k_l) for m = l..NB-1 as explicit
+// products of factors ≤ 1, never ratios; A_rb[m][l] = r_m·u, A_ab[m+1][l] = a_{m+1}·u.
+template <class T>
+void chain_dots(block_coefs<T>& c, index_t K, const T* rp, index_t rs, const T* kp, index_t ks, const T* ap,
+                index_t as, const T* bp, index_t bs, const T* d) {
+  using B = simd::batch<T>;
+  constexpr index_t NB = block_tokens, L = simd::lanes<T>;
+  for (index_t l = 0; l < NB; ++l) {
+    auto dots = [=]<class Vec>(index_t x, Vec(&rb)[NB], Vec(&rk)[NB], Vec(&ab)[NB], Vec(&ak)[NB]) {
+      Vec ub = vload<Vec>(bp + l * bs + x), uk = vload<Vec>(kp + l * ks + x);
+      SEQMIX_UNROLL for (index_t m = 0; m < NB; ++m) {
+        if (m < l) continue;
+        if (m > l) {
+          const Vec dm = vload<Vec>(d + m * K + x);
+          ub *= dm, uk *= dm;
+        }
+        const Vec rm = vload<Vec>(rp + m * rs + x);
+        rb[m] = vfma(rm, ub, rb[m]), rk[m] = vfma(rm, uk, rk[m]);
+        if (m + 1 < NB) {
+          const Vec an = vload<Vec>(ap + (m + 1) * as + x);
+          ab[m + 1] = vfma(an, ub, ab[m + 1]), ak[m + 1] = vfma(an, uk, ak[m + 1]);
+        }
+      }
+    };
+    B vrb[NB], vrk[NB], vab[NB], vak[NB];
+    T trb[NB], trk[NB], tab[NB], tak[NB];
+    for (index_t m = 0; m < NB; ++m) {
+      vrb[m] = vrk[m] = vab[m] = vak[m] = B(T(0));
+      trb[m] = trk[m] = tab[m] = tak[m] = T(0);
+    }
+    index_t y = 0;
+    for (; y + L <= K; y += L) dots.template operator()<B>(y, vrb, vrk, vab, vak);
+    for (; y < K; ++y) dots.template operator()<T>(y, trb, trk, tab, tak);
+    for (index_t m = 0; m < NB; ++m) {
+      c.Arb[m][l] = c.Ark[m][l] = c.Aab[m][l] = c.Aak[m][l] = T(0);
+      if (m >= l) c.Arb[m][l] = simd::reduce_add(vrb[m]) + trb[m], c.Ark[m][l] = simd::reduce_add(vrk[m]) + trk[m];
+      if (m > l) c.Aab[m][l] = simd::reduce_add(vab[m]) + tab[m], c.Aak[m][l] = simd::reduce_add(vak[m]) + tak[m];
+    }
+  }
+}
+
+// Reductions of the first block of a call on NV vectors (of type Vec) of the value axis:
+// pend[j] = Sᵀ ã_j, pend[NB+j] = Sᵀ r̃_j (rows of pend ldp apart). S points at the tile's column.
+template <index_t NV, class Vec, class T>
+[[gnu::noinline]] void reduce_tile(index_t K, const T* red, const T* S, index_t lds, T* pend, index_t ldp) {
+  constexpr index_t NB = block_tokens, NR = 2 * NB, G = simd::lanes<T>;
   constexpr index_t W = std::is_same_v<Vec, T> ? 1 : simd::lanes<T>;
-  const index_t K = c.K;
-  Vec xa[NT][NV], xr[NT][NV], vv[NT][NV];
-  SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j)
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xa[j][q] = Vec(T(0)), xr[j][q] = Vec(T(0));
-  // Pass 1: xa_j = Sᵀ ca_j, xr_j = Sᵀ cr_j.
-  const T *ca[NT], *cr[NT];
-  SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) ca[j] = c.at(c.ca, j), cr[j] = c.at(c.cr, j);
+  Vec acc[NR][NV];
+  SEQMIX_UNROLL for (index_t c = 0; c < NR; ++c)
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) acc[c][q] = Vec(T(0));
+  for (index_t g = 0; g * G < K; ++g) {
+    const T* rg = red + g * NR * G;
+    for (index_t ii = 0, n = std::min(G, K - g * G); ii < n; ++ii) {
+      const T* row = S + (g * G + ii) * lds;
+      Vec s[NV];
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vload<Vec>(row + q * W);
+      SEQMIX_UNROLL for (index_t c = 0; c < NR; ++c) {
+        const Vec ci(rg[c * G + ii]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) acc[c][q] = vfma(ci, s[q], acc[c][q]);
+      }
+    }
+  }
+  SEQMIX_UNROLL for (index_t c = 0; c < NR; ++c)
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(pend + c * ldp + q * W, acc[c][q]);
+}
+
+// One block of NB tokens on NV vectors of the value axis. From the block's reductions in pend it
+// solves sa and o (intra-block terms in registers), then in one pass over the state rows applies
+// the block (S~ += Σ_l b̃_l sa_lᵀ + k̃_l v_lᵀ, or with Fold S = f ⊙ S~ + …) and, with Next, reduces
+// each updated row for the next block (coefficients red_next) into pend. v[j], o[j], S and pend
+// point at the tile's first column. Kept out of line: inlined into a large caller, GCC spills the
+// accumulators of the hot loop.
+template <index_t NV, bool Fold, bool Next, class Vec, class T>
+[[gnu::noinline]] void pass_tile(index_t K, const block_coefs<T>& c, const T* red_next, const T* const* v, T* const* o,
+                                 T* S, index_t lds, T* pend, index_t ldp) {
+  constexpr index_t NB = block_tokens, NU = 2 * NB + 1, NR = 2 * NB, G = simd::lanes<T>;
+  constexpr index_t W = std::is_same_v<Vec, T> ? 1 : simd::lanes<T>;
+  Vec sa[NB][NV], vv[NB][NV];
+  {
+    Vec xr[NB][NV];
+    SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j)
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) {
+        sa[j][q] = vload<Vec>(pend + j * ldp + q * W), xr[j][q] = vload<Vec>(pend + (NB + j) * ldp + q * W);
+        vv[j][q] = vload<Vec>(v[j] + q * W);
+      }
+    // Intra-block: xa_j becomes sa_j (forward substitution), then o_j.
+    SEQMIX_UNROLL for (index_t j = 1; j < NB; ++j)
+      SEQMIX_UNROLL for (index_t l = 0; l < j; ++l) {
+        const Vec ab(c.Aab[j][l]), ak(c.Aak[j][l]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[j][q] = vfma(ab, sa[l][q], vfma(ak, vv[l][q], sa[j][q]));
+      }
+    SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
+      SEQMIX_UNROLL for (index_t l = 0; l <= j; ++l) {
+        const Vec rb(c.Arb[j][l]), rk(c.Ark[j][l]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xr[j][q] = vfma(rb, sa[l][q], vfma(rk, vv[l][q], xr[j][q]));
+      }
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o[j] + q * W, xr[j][q]);
+    }
+  }
+  Vec na[NR][NV];
+  if constexpr (Next)
+    SEQMIX_UNROLL for (index_t j = 0; j < NR; ++j)
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) na[j][q] = Vec(T(0));
+  for (index_t g = 0; g * G < K; ++g) {
+    const T* ug = c.upd + g * NU * G;
+    const T* rg = Next ? red_next + g * NR * G : nullptr;
+    for (index_t ii = 0, n = std::min(G, K - g * G); ii < n; ++ii) {
+      T* row = S + (g * G + ii) * lds;
+      // u = Σ_l b̃_l[i] sa_l + k̃_l[i] v_l as two interleaved chains (half the latency of one).
+      Vec u[NV];
+      {
+        Vec uc[2][NV];
+        SEQMIX_UNROLL for (index_t l = 0; l < NB; ++l) {
+          const Vec bl(ug[l * G + ii]), kl(ug[(NB + l) * G + ii]);
+          SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q)
+            uc[l % 2][q] = l < 2 ? vfma(kl, vv[l][q], bl * sa[l][q]) : vfma(kl, vv[l][q], vfma(bl, sa[l][q], uc[l % 2][q]));
+        }
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) u[q] = NB > 1 ? uc[0][q] + uc[1][q] : uc[0][q];
+      }
+      Vec s[NV];
+      if constexpr (Fold) {
+        const Vec f(ug[2 * NB * G + ii]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vfma(f, vload<Vec>(row + q * W), u[q]);
+      } else {
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vload<Vec>(row + q * W) + u[q];
+      }
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(row + q * W, s[q]);
+      if constexpr (Next)
+        SEQMIX_UNROLL for (index_t j = 0; j < NR; ++j) {
+          const Vec cj(rg[j * G + ii]);
+          SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) na[j][q] = vfma(cj, s[q], na[j][q]);
+        }
+    }
+  }
+  if constexpr (Next)
+    SEQMIX_UNROLL for (index_t j = 0; j < NR; ++j)
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(pend + j * ldp + q * W, na[j][q]);
+}
+
+// Runs f.template operator()<NV, Vec>(col) over the value axis: tiles of pass_vectors (or NVmax)
+// vectors, single vectors, then scalar columns.
+template <index_t NVmax, class T, class F>
+inline void over_columns(index_t V, F&& f) {
+  constexpr index_t L = simd::lanes<T>;
+  using B = simd::batch<T>;
+  index_t col = 0;
+  for (; col + NVmax * L <= V; col += NVmax * L) f.template operator()<NVmax, B>(col);
+  if constexpr (NVmax > 1)
+    for (; col + L <= V; col += L) f.template operator()<1, B>(col);
+  for (; col < V; ++col) f.template operator()<1, T>(col);
+}
+
+template <bool Fold, bool Next, class T>
+inline void pass_all(index_t K, index_t V, const block_coefs<T>& c, const T* red_next, const T* const* v, T* const* o,
+                     T* S, index_t lds, T* pend) {
+  constexpr index_t NB = block_tokens;
+  over_columns<pass_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
+    const T* vj[NB];
+    T* oj[NB];
+    for (index_t n = 0; n < NB; ++n) vj[n] = v[n] + col, oj[n] = o[n] + col;
+    pass_tile<NV, Fold, Next, Vec>(K, c, red_next, vj, oj, S + col, lds, pend + col, V);
+  });
+}
+
+// One explicit token on NV vectors of the value axis, two passes over the state:
+//   sa = Sᵀ a;  S = d ⊙ S + b saᵀ + k vᵀ;  o = Sᵀ r.
+template <index_t NV, class Vec, class T>
+[[gnu::noinline]] void step_tile(index_t K, const T* a, const T* d, const T* b, const T* k, const T* r, const T* v,
+                                 T* S, index_t lds, T* o) {
+  constexpr index_t W = std::is_same_v<Vec, T> ? 1 : simd::lanes<T>;
+  Vec sa[NV], vv[NV], acc[NV];
+  SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[q] = Vec(T(0)), acc[q] = Vec(T(0)), vv[q] = vload<Vec>(v + q * W);
   for (index_t i = 0; i < K; ++i) {
-    Vec s[NV];
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vload<Vec>(S + i * lds + q * W);
-    SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) {
-      const Vec ai(ca[j][i]), ri(cr[j][i]);
-      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xa[j][q] = vfma(ai, s[q], xa[j][q]), xr[j][q] = vfma(ri, s[q], xr[j][q]);
-    }
+    const Vec ai(a[i]);
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[q] = vfma(ai, vload<Vec>(S + i * lds + q * W), sa[q]);
   }
-  // Intra-block: xa_j becomes sa_j (forward substitution), then o_j.
-  SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j)
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vv[j][q] = vload<Vec>(v[j] + q * W);
-  SEQMIX_UNROLL for (index_t j = 1; j < NT; ++j)
-    SEQMIX_UNROLL for (index_t l = 0; l < j; ++l) {
-      const Vec ab(c.Aab[j][l]), ak(c.Aak[j][l]);
-      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xa[j][q] = vfma(ab, xa[l][q], vfma(ak, vv[l][q], xa[j][q]));
-    }
-  SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) {
-    SEQMIX_UNROLL for (index_t l = 0; l <= j; ++l) {
-      const Vec rb(c.Arb[j][l]), rk(c.Ark[j][l]);
-      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xr[j][q] = vfma(rb, xa[l][q], vfma(rk, vv[l][q], xr[j][q]));
-    }
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o[j] + q * W, xr[j][q]);
-  }
-  // Pass 2: S = pend ⊙ S + Σ_l bh_l sa_lᵀ + kh_l v_lᵀ.
-  const T *bh[NT], *kh[NT];
-  SEQMIX_UNROLL for (index_t j = 0; j < NT; ++j) bh[j] = c.at(c.bh, j), kh[j] = c.at(c.kh, j);
   for (index_t i = 0; i < K; ++i) {
     T* row = S + i * lds;
-    const Vec p(c.pend[i]);
-    Vec s[NV];
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vload<Vec>(row + q * W) * p;
-    SEQMIX_UNROLL for (index_t l = 0; l < NT; ++l) {
-      const Vec bi(bh[l][i]), ki(kh[l][i]);
-      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vfma(bi, xa[l][q], vfma(ki, vv[l][q], s[q]));
+    const Vec di(d[i]), bi(b[i]), ki(k[i]), ri(r[i]);
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) {
+      const Vec s = vfma(di, vload<Vec>(row + q * W), vfma(ki, vv[q], bi * sa[q]));
+      vstore<Vec>(row + q * W, s);
+      acc[q] = vfma(ri, s, acc[q]);
     }
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(row + q * W, s[q]);
   }
+  SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o + q * W, acc[q]);
 }
 
-// One block of NT tokens over the whole value axis: full tiles, single vectors, scalar columns.
-template <index_t NT, class T>
-inline void block_all(const block_coefs<T>& c, index_t V, const T* const* v, T* S, index_t lds, T* const* o) {
-  constexpr index_t L = simd::lanes<T>, NV = tile_vectors<NT>;
-  const T* vj[NT];
-  T* oj[NT];
-  auto at = [&](index_t col) {
-    for (index_t n = 0; n < NT; ++n) vj[n] = v[n] + col, oj[n] = o[n] + col;
-  };
-  index_t col = 0;
-  for (; col + NV * L <= V; col += NV * L) at(col), block_tile<NT, NV, simd::batch<T>>(c, vj, S + col, lds, oj);
-  for (; col + L <= V; col += L) at(col), block_tile<NT, 1, simd::batch<T>>(c, vj, S + col, lds, oj);
-  for (; col < V; ++col) at(col), block_tile<NT, 1, T>(c, vj, S + col, lds, oj);
-}
-
-// The rows of one head from token t0 on (inputs and output), and how many tokens they have.
+// The rows of one head from token 0 (inputs and output).
 template <class T>
 struct head_io {
   head_rows<const T> r, w, k, v, a, b;
   head_rows<T> o;
-  index_t tokens = 0;
-
-  // Hints the cache to fetch tokens [t, t+n) of these rows (clipped to `tokens`).
-  void prefetch(index_t t, index_t n, index_t K, index_t V) const {
-    for (index_t j = t; j < t + n && j < tokens; ++j) {
-      simd::prefetch(r.row(j), K), simd::prefetch(w.row(j), K), simd::prefetch(k.row(j), K);
-      simd::prefetch(a.row(j), K), simd::prefetch(b.row(j), K), simd::prefetch(v.row(j), V);
-      simd::prefetch_for_write(o.row(j), V);
-    }
-  }
 };
 
-template <index_t NT, class T>
-inline void run_block(block_coefs<T>& c, index_t t, index_t V, const head_io<T>& io, T* S, index_t lds) {
-  c.template prepare<NT>(t, io.r, io.w, io.k, io.a, io.b);
-  const T* vv[NT];
-  T* oo[NT];
-  for (index_t j = 0; j < NT; ++j) vv[j] = io.v.row(t + j), oo[j] = io.o.row(t + j);
-  block_all<NT>(c, V, vv, S, lds, oo);
+// Single explicit tokens [t0, t1) of one head (the state is exact before and after).
+template <class T>
+void steps(index_t t0, index_t t1, index_t K, index_t V, const head_io<T>& io, T* d, T* S, index_t lds) {
+  for (index_t t = t0; t < t1; ++t) {
+    simd::transform(io.w.row(t), d, K, [](auto x) { return decay(x); });
+    const T *a = io.a.row(t), *b = io.b.row(t), *k = io.k.row(t), *r = io.r.row(t), *v = io.v.row(t);
+    T* o = io.o.row(t);
+    over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
+      step_tile<NV, Vec>(K, a, d, b, k, r, v + col, S + col, lds, o + col);
+    });
+  }
 }
 
-// The tokens of `io` on one head; S [K,V] (row stride lds) is the state before and after. The rows
-// of the head that runs next (`next`) are fetched into cache a block at a time meanwhile: rows of
-// one head are H·K apart, too far for the hardware prefetcher.
+// Per worker (a range of heads): the coefficients of the blocks of the current token block and the
+// next one (a ring of `ring` blocks per head), per head the open run's decay E [K] and the
+// reductions of its next block pend [2·NB][V], and scratch.
 template <class T>
-void head(block_coefs<T>& c, index_t V, const head_io<T>& io, const head_io<T>& next, T* S, index_t lds) {
-  index_t t = 0;
-  const index_t n = io.tokens;
-  for (; t + block_tokens <= n; t += block_tokens) {
-    next.prefetch(t, block_tokens, c.K, V);
-    run_block<block_tokens>(c, t, V, io, S, lds);
+struct worker {
+  static constexpr index_t NB = block_tokens, ring = token_block / block_tokens + 1;
+  index_t heads, K, V;
+  tensor<T, 1> mem, E, pend, d;
+  std::vector<block_coefs<T>> slots;  // [heads][ring]
+  worker(index_t heads_, index_t K_, index_t V_)
+      : heads(heads_), K(K_), V(V_), E({heads_ * K_}, T(1)), pend({heads_ * 2 * NB * V_}), d({NB * K_}),
+        slots(std::size_t(heads_ * ring)) {
+    constexpr index_t G = simd::lanes<T>;
+    const index_t rows = (K + G - 1) / G * G, red = block_coefs<T>::NR * rows, upd = block_coefs<T>::NU * rows;
+    mem = tensor<T, 1>({heads * ring * (red + upd)});
+    for (index_t n = 0; n < heads * ring; ++n)
+      slots[std::size_t(n)].red = mem.data() + n * (red + upd), slots[std::size_t(n)].upd = slots[std::size_t(n)].red + red;
   }
-  next.prefetch(t, token_block, c.K, V);
-  switch (n - t) {
-    case 3: run_block<3>(c, t, V, io, S, lds); break;
-    case 2: run_block<2>(c, t, V, io, S, lds); break;
-    case 1: run_block<1>(c, t, V, io, S, lds); break;
-    default: break;
-  }
-}
+  block_coefs<T>& slot(index_t h, index_t blk) { return slots[std::size_t(h * ring + blk % ring)]; }
+};
 
 }  // namespace detail
 
@@ -246,24 +502,83 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
                tensor_view<const T, 4> k, tensor_view<const T, 4> v, tensor_view<const T, 4> a,
                tensor_view<const T, 4> b, tensor_view<T, 4> o, tensor_view<T, 4> state) {
   check_args(r, w, k, v, a, b, o, state);
+  constexpr index_t NB = detail::block_tokens;
   const index_t B = r.extent(0), L = r.extent(1), H = r.extent(2), K = r.extent(3), V = v.extent(3);
-  // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent in memory.
-  auto rows = [&](index_t bh, index_t t0) {
+  if (L == 0) return;
+  auto rows = [&](index_t bh) {
     const index_t bi = bh / H, h = bh % H;
-    if (t0 >= L) return detail::head_io<T>{};
-    return detail::head_io<T>{{r.ptr(bi, t0, h), r.stride(1)}, {w.ptr(bi, t0, h), w.stride(1)},
-                              {k.ptr(bi, t0, h), k.stride(1)}, {v.ptr(bi, t0, h), v.stride(1)},
-                              {a.ptr(bi, t0, h), a.stride(1)}, {b.ptr(bi, t0, h), b.stride(1)},
-                              {o.ptr(bi, t0, h), o.stride(1)}, std::min(detail::token_block, L - t0)};
+    return detail::head_io<T>{{r.ptr(bi, 0, h), r.stride(1)}, {w.ptr(bi, 0, h), w.stride(1)},
+                              {k.ptr(bi, 0, h), k.stride(1)}, {v.ptr(bi, 0, h), v.stride(1)},
+                              {a.ptr(bi, 0, h), a.stride(1)}, {b.ptr(bi, 0, h), b.stride(1)},
+                              {o.ptr(bi, 0, h), o.stride(1)}};
   };
-  // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent in memory.
+  auto S = [&](index_t bh) { return state.ptr(bh / H, bh % H); };
+  const index_t lds = state.stride(2), nb = L / NB;
+  if (nb == 0) {  // fewer tokens than a block (decode): explicit steps, no workspace
+    alignas(64) T local[256];
+    std::vector<T> heap(K > 256 ? std::size_t(K) : 0);
+    T* d = K > 256 ? heap.data() : local;
+    for (index_t bh = 0; bh < B * H; ++bh) detail::steps<T>(0, L, K, V, rows(bh), d, S(bh), lds);
+    return;
+  }
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
-    detail::block_coefs<T> c(K);
-    for (index_t t0 = 0; t0 < L; t0 += detail::token_block)
-      for (index_t bh = begin; bh < end; ++bh) {
-        const auto next = bh + 1 < end ? rows(bh + 1, t0) : rows(begin, t0 + detail::token_block);
-        detail::head<T>(c, V, rows(bh, t0), next, state.ptr(bh / H, bh % H), state.stride(2));
+    detail::worker<T> wk(end - begin, K, V);
+    auto prep = [&](index_t h, index_t blk) {
+      const auto io = rows(begin + h);
+      detail::prepare<T>(wk.slot(h, blk), K, blk * NB, io.r, io.w, io.k, io.a, io.b, wk.E.data() + h * K,
+                         blk + 1 == nb, wk.d.data());
+    };
+    // The first block: its coefficients and its reductions of the state as it enters.
+    for (index_t h = 0; h < end - begin; ++h) {
+      prep(h, 0);
+      detail::over_columns<detail::pass_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
+        detail::reduce_tile<NV, Vec>(K, wk.slot(h, 0).red, S(begin + h) + col, lds, wk.pend.data() + h * 2 * NB * V + col, V);
+      });
+    }
+    for (index_t t0 = 0; t0 < L; t0 += detail::token_block) {
+      const index_t t1 = std::min(L, t0 + detail::token_block), b0 = t0 / NB, b1 = std::min(nb, t1 / NB);
+      // Coefficients of the next blocks (b0, b1], heads inside: the rows of all heads of a token are
+      // adjacent, so this streams through the inputs (fetched during the previous passes).
+      for (index_t blk = b0 + 1; blk <= b1 && blk < nb; ++blk)
+        for (index_t h = 0; h < end - begin; ++h) prep(h, blk);
+      // The passes run at the FMA rate and leave the memory system idle: meanwhile, fetch the rows
+      // the next sweep reads, a share per pass.
+      const index_t f0 = std::min(L, t1 + NB), f1 = std::min(L, t1 + detail::token_block + NB);
+      const index_t shares = (end - begin) * (b1 - b0);
+      index_t fetched = 0, share = 0;
+      auto fetch_ahead = [&] {
+        const index_t upto = (f1 - f0) * (end - begin) * (share + 1) / std::max<index_t>(shares, 1);
+        for (; fetched < upto; ++fetched) {
+          const auto io = rows(begin + fetched % (end - begin));
+          const index_t j = f0 + fetched / (end - begin);
+          simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
+          simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K), simd::prefetch(io.v.row(j - NB), V);
+          simd::prefetch_for_write(io.o.row(j - NB), V);
+        }
+        ++share;
+      };
+      // The passes: per head, its blocks in [b0, b1) and then tokens after the last full block.
+      for (index_t h = 0; h < end - begin; ++h) {
+        const auto io = rows(begin + h);
+        T* Sh = S(begin + h);
+        T* pend = wk.pend.data() + h * 2 * NB * V;
+        for (index_t blk = b0; blk < b1; ++blk) {
+          const T* vj[NB];
+          T* oj[NB];
+          for (index_t j = 0; j < NB; ++j) vj[j] = io.v.row(blk * NB + j), oj[j] = io.o.row(blk * NB + j);
+          const auto& c = wk.slot(h, blk);
+          fetch_ahead();
+          if (blk + 1 < nb) {
+            const T* red_next = wk.slot(h, blk + 1).red;
+            if (c.fold) detail::pass_all<true, true>(K, V, c, red_next, vj, oj, Sh, lds, pend);
+            else detail::pass_all<false, true>(K, V, c, red_next, vj, oj, Sh, lds, pend);
+          } else {
+            detail::pass_all<true, false>(K, V, c, static_cast<const T*>(nullptr), vj, oj, Sh, lds, pend);
+          }
+        }
+        if (t1 == L) detail::steps<T>(nb * NB, L, K, V, io, wk.d.data(), Sh, lds);
       }
+    }
   });
 }
 
