@@ -20,7 +20,6 @@ namespace seqmix::kernels::ssm::selective_scan {
 
 namespace detail {
 
-using ssm::detail::exp_decay;
 using ssm::detail::pow2_decay;
 using ssm::detail::present;
 using ssm::detail::time_step;
@@ -39,6 +38,20 @@ struct prepared {
     const index_t sd = in.A.stride(0), sn = in.A.stride(1);
     for (index_t d = 0; d < D; ++d)
       for (index_t n = 0; n < N; ++n) At[std::size_t(n * D + d)] = T(double(a[d * sd + n * sn]) * ssm::detail::log2e);
+    for (index_t d = 0; d < D; ++d) {
+      if (present(in.D)) skip[std::size_t(d)] = in.D.data()[d * in.D.stride(0)];
+      if (present(in.delta_bias)) bias[std::size_t(d)] = in.delta_bias.data()[d * in.delta_bias.stride(0)];
+    }
+  }
+};
+
+// D and delta_bias as dense rows (zeros when absent).
+template <class T>
+struct prepared_rows {
+  std::vector<T> skip, bias;
+  // Padded to whole vectors, so a block's rows load as one vector.
+  prepared_rows(const inputs<T>& in, index_t D)
+      : skip(std::size_t((D + simd::lanes<T> - 1) / simd::lanes<T> * simd::lanes<T>), T(0)), bias(skip.size(), T(0)) {
     for (index_t d = 0; d < D; ++d) {
       if (present(in.D)) skip[std::size_t(d)] = in.D.data()[d * in.D.stride(0)];
       if (present(in.delta_bias)) bias[std::size_t(d)] = in.delta_bias.data()[d * in.delta_bias.stride(0)];
@@ -220,44 +233,54 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
   using V = simd::batch<T>;
   constexpr index_t W = simd::lanes<T>;
   const index_t D = dm.D, N = dm.N, per_group = D / dm.G;
-  const bool gate = present(in.z), skip = present(in.D), bias = present(in.delta_bias);
+  const bool gate = present(in.z);
   const index_t blocks = (D + W - 1) / W;
+  const index_t sA = in.A.stride(0), sS = state.stride(1), sB = in.B.stride(2), sC = in.C.stride(2);
   parallel_ranges(D * N * dm.L >= (index_t(1) << 18) ? threads : 1, dm.B * blocks, [&](index_t begin, index_t end) {
-    tensor<T, 1> dt({blocks * W}), du(dt.extents()), su(dt.extents()), g(dt.extents());
+    const prepared_rows<T> pp(in, D);
+    alignas(64) T dt[W], du[W], su[W], g[W];
     ssm::detail::row_sums<T> sums;
     for (index_t i = begin; i < end; ++i) {
       const index_t b = i / blocks, d0 = (i % blocks) * W, w = std::min(W, D - d0);
       for (index_t t = 0; t < dm.L; ++t) {
-        // Channel rows of this block: dt, dt·u, D·u and silu(z).
+        // Channel rows of this block: dt, dt·u, D·u and silu(z) (loaded as vectors; a partial block
+        // goes through zero-padded copies).
         const T* u = in.u.ptr(b, t, d0);
-        for (index_t c = 0; c < w; ++c) {
-          dt(c) = in.delta(b, t, d0 + c) + (bias ? in.delta_bias(d0 + c) : T(0));
-          su(c) = skip ? in.D(d0 + c) * u[c] : T(0);
-          g(c) = gate ? in.z(b, t, d0 + c) : T(1);
-        }
-        simd::transform(dt.data(), dt.data(), w, [softplus](auto x) { return time_step(x, softplus); });
-        simd::transform(dt.data(), u, du.data(), w, [](auto a, auto x) { return a * x; });
-        if (gate) simd::transform(g.data(), g.data(), w, [](auto x) { return simd::silu(x); });
-        for (index_t c = 0; c < W; ++c) {
-          if (c >= w) {
-            sums.put(c, V(T(0)));
-            continue;
+        const T* delta = in.delta.ptr(b, t, d0);
+        const T* z = gate ? in.z.ptr(b, t, d0) : nullptr;
+        if (w < W) {
+          for (index_t c = 0; c < W; ++c) {
+            du[c] = c < w ? u[c] : T(0), dt[c] = c < w ? delta[c] : T(0), g[c] = c < w && gate ? z[c] : T(0);
           }
-          const index_t d = d0 + c, grp = d / per_group;
-          const T* A = in.A.ptr(d);
-          const T* Bt = in.B.ptr(b, t, grp);
-          const T* Ct = in.C.ptr(b, t, grp);
-          T* h = state.ptr(b, d);
-          const V dtv(dt(c)), duv(du(c));
+          u = du, delta = dt, z = g;
+        }
+        {
+          const V uv = simd::load(u), d = time_step(simd::load(delta) + simd::load(pp.bias.data() + d0), softplus);
+          simd::store(dt, d * V(T(ssm::detail::log2e)));  // decays are 2^(dt·log2 e · A)
+          simd::store(du, d * uv);
+          simd::store(su, simd::load(pp.skip.data() + d0) * uv);
+          simd::store(g, gate ? simd::silu(simd::load(z)) : V(T(1)));
+        }
+        index_t grp = d0 / per_group, next_group = (grp + 1) * per_group;
+        const T* Bt = in.B.ptr(b, t, 0);
+        const T* Ct = in.C.ptr(b, t, 0);
+        const T* A = in.A.ptr(d0);
+        T* h = state.ptr(b, d0);
+        for (index_t c = 0; c < w; ++c, A += sA, h += sS) {
+          if (d0 + c == next_group) ++grp, next_group += per_group;
+          const T* Bg = Bt + grp * sB;
+          const T* Cg = Ct + grp * sC;
+          const V dtv(dt[c]), duv(du[c]);
           V acc(T(0));
           for (index_t v = 0; v < N; v += W) {
-            const V hv = xsimd::fma(exp_decay(dtv * simd::load(A + v)), simd::load(h + v), duv * simd::load(Bt + v));
+            const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + v)), simd::load(h + v), duv * simd::load(Bg + v));
             simd::store(h + v, hv);
-            acc = xsimd::fma(hv, simd::load(Ct + v), acc);
+            acc = xsimd::fma(hv, simd::load(Cg + v), acc);
           }
           sums.put(c, acc);
         }
-        const V out = (sums.sums() + simd::load(su.data())) * simd::load(g.data());
+        for (index_t c = w; c < W; ++c) sums.put(c, V(T(0)));
+        const V out = (sums.sums() + simd::load(su)) * simd::load(g);
         if (w == W) {
           simd::store(y.ptr(b, t, d0), out);
         } else {

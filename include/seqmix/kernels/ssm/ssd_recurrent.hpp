@@ -34,7 +34,8 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
   const index_t NV = N / W * W;  // vectorised part of a row
   const T A = in.A(h), skip = present(in.D) ? in.D(h) : T(0);
   ssm::detail::row_sums<T> sums;
-  alignas(64) T tails[W], xs[W];
+  alignas(64) T tails[W], xs[W], res[W];
+  const bool ragged = NV < N;  // a scalar tail of each row
   for (index_t t = t0; t < t1; ++t) {
     const T dt = step_size(in, opt, b, t, h), a = std::exp(dt * A);
     const T* x = in.x.ptr(b, t, h);
@@ -44,14 +45,10 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
     const V av(a);
     for (index_t p0 = 0; p0 < P; p0 += W) {
       const index_t rows = std::min(W, P - p0);
-      for (index_t r = 0; r < W; ++r) {
-        tails[r] = T(0), xs[r] = r < rows ? x[p0 + r] : T(0);
-        if (r >= rows) {
-          sums.put(r, V(T(0)));
-          continue;
-        }
+      for (index_t r = 0; r < rows; ++r) {
         T* row = S + (p0 + r) * lds;
-        const V cv(dt * xs[r]);
+        const T coef = dt * x[p0 + r];
+        const V cv(coef);
         V acc0(T(0)), acc1(T(0));
         index_t n = 0;
         for (; n + 2 * W <= NV; n += 2 * W) {
@@ -66,15 +63,26 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
           simd::store(row + n, h0);
           acc0 = xsimd::fma(h0, simd::load(Ct + n), acc0);
         }
-        for (; n < N; ++n) {
-          row[n] = a * row[n] + dt * xs[r] * Bt[n];
-          tails[r] += row[n] * Ct[n];
+        if (ragged) {
+          T tail = 0;
+          for (; n < N; ++n) {
+            row[n] = a * row[n] + coef * Bt[n];
+            tail += row[n] * Ct[n];
+          }
+          tails[r] = tail;
         }
         sums.put(r, acc0 + acc1);
       }
-      alignas(64) T res[W];
-      simd::store(res, xsimd::fma(V(skip), simd::load(xs), sums.sums() + simd::load(tails)));
-      std::copy_n(res, rows, out + p0);
+      for (index_t r = rows; r < W; ++r) sums.put(r, V(T(0))), tails[r] = T(0);
+      V total = sums.sums();
+      if (ragged) total += simd::load(tails);
+      if (rows == W) {
+        simd::store(out + p0, xsimd::fma(V(skip), simd::load(x + p0), total));
+      } else {
+        for (index_t r = 0; r < W; ++r) xs[r] = r < rows ? x[p0 + r] : T(0);
+        simd::store(res, xsimd::fma(V(skip), simd::load(xs), total));
+        std::copy_n(res, rows, out + p0);
+      }
     }
   }
 }
