@@ -34,6 +34,7 @@ inline constexpr index_t group_tokens = vector_registers >= 32 ? 4 : 2;
 template <index_t N>
 inline constexpr index_t tile_vectors = std::clamp<index_t>((vector_registers - 2) / (3 * N + 1), 1, 4);
 inline constexpr index_t block_tokens = 64;  // tokens whose coefficients are shared by all tiles
+inline constexpr index_t l1_state_bytes = 16384;  // a head's state this small stays in L1 whole
 
 // The column arithmetic written once for batches and for plain scalars (tail columns).
 template <class W>
@@ -76,49 +77,50 @@ struct group {
   T bv[N], bw[N], c[N][N], dr[N], d[N][N];
 };
 
-// Cache lines of the next block's rows, fetched a few at a time while the current block computes:
-// rows of one head are H·K floats apart, too far for the hardware prefetcher.
+// Cache lines of the next block's rows, fetched one at a time while the current block computes:
+// rows of one head are H·K floats apart, too far for the hardware prefetcher, and a burst of
+// prefetches would wait for free miss buffers. The lines are generated on the fly from up to six
+// row sets (q, k, v, o, beta, g), so queueing a block costs nothing per line.
 struct prefetcher {
-  std::vector<const void*> reads;
-  std::vector<void*> writes;
-  std::size_t next_read = 0, next_write = 0;
+  struct row_set {
+    const char* p;
+    index_t stride, bytes, count;  // row stride and bytes per row, in bytes
+  };
+  row_set sets[6];
+  int count = 0, current = 0;
+  index_t offset = 0;
+  std::size_t lines = 0;  // lines queued in total
 
+  void clear() { count = current = 0, offset = 0, lines = 0; }
+  /// `rows` rows of `n` elements, `stride` elements apart, starting at p.
   template <class T>
-  void add_rows(const T* p, index_t count, index_t stride, index_t n) {
-    for (index_t t = 0; t < count; ++t)
-      for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) reads.push_back(p + t * stride + i);
+  void add(const T* p, index_t rows, index_t stride, index_t n) {
+    if (rows <= 0 || n <= 0) return;
+    const index_t bytes = n * index_t(sizeof(T));
+    sets[count++] = {reinterpret_cast<const char*>(p), stride * index_t(sizeof(T)), bytes, rows};
+    lines += std::size_t(rows * ((bytes + 63) / 64));
   }
-  template <class T>
-  void add_write_rows(T* p, index_t count, index_t stride, index_t n) {
-    for (index_t t = 0; t < count; ++t)
-      for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) writes.push_back(p + t * stride + i);
+  /// Prefetches the next queued line (into L2), if any.
+  [[gnu::always_inline]] void step() {
+    if (current == count) return;
+    row_set& r = sets[current];
+    __builtin_prefetch(r.p + offset, 0, 2);
+    if ((offset += 64) >= r.bytes) {
+      offset = 0, r.p += r.stride;
+      if (--r.count == 0) ++current;
+    }
   }
-  void clear() { reads.clear(), writes.clear(), next_read = next_write = 0; }
-  std::size_t size() const { return reads.size() + writes.size(); }
-  // Issues the remaining prefetches at once.
   void issue_all() {
-    for (; next_read < reads.size(); ++next_read) __builtin_prefetch(reads[next_read], 0, 2);
-    for (; next_write < writes.size(); ++next_write) __builtin_prefetch(writes[next_write], 1, 2);
+    while (current != count) step();
   }
 };
 
-// Up to `budget` queued prefetches, issued one read and one write per state row of a pass: spread
-// out, they never wait for a free miss buffer.
+// At most `budget` steps of the prefetcher, one per state row of a pass.
 struct prefetch_cursor {
-  const void* const* r;
-  const void* const* re;
-  void* const* w;
-  void* const* we;
-  prefetch_cursor(prefetcher& pf, std::size_t budget)
-      : r(pf.reads.data() + pf.next_read), re(pf.reads.data() + std::min(pf.reads.size(), pf.next_read + budget)),
-        w(pf.writes.data() + pf.next_write),
-        we(pf.writes.data() + std::min(pf.writes.size(), pf.next_write + budget)) {}
-  [[gnu::always_inline]] void step() {
-    if (r < re) __builtin_prefetch(*r++, 0, 2);
-    if (w < we) __builtin_prefetch(*w++, 1, 2);
-  }
-  void commit(prefetcher& pf) const {
-    pf.next_read = std::size_t(r - pf.reads.data()), pf.next_write = std::size_t(w - pf.writes.data());
+  prefetcher* pf;
+  index_t budget;
+  [[gnu::always_inline]] void step(index_t row) {
+    if (row < budget) pf->step();
   }
 };
 
@@ -139,7 +141,7 @@ template <bool Update, bool Mul, bool Read, index_t N, index_t NV, class W, clas
   for (index_t n = 0; n < N; ++n) kd[n] = prev->kd[n], k[n] = cur->k[n], q[n] = cur->q[n];
   const W a(prev->mul);
   for (index_t i = 0; i < K; ++i) {
-    pf.step();
+    pf.step(i);
     T* row = S + i * lds;
     W s[NV];
     SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] = vload<W>(row + j * L);
@@ -162,23 +164,26 @@ template <bool Update, bool Mul, bool Read, index_t N, index_t NV, class W, clas
   }
 }
 
-// Runs groups gs[0 .. ng) on the column tile starting at column c0 (S points at the state's column
-// c0); the state is exact on return (the last group's update is explicit).
+// Runs groups gs[g0 .. g1) of gs[0 .. ng) on the column tile starting at column c0 (S points at
+// the state's column c0). The pending u of the tile lives in registers and is saved to `u_save`
+// between calls; after the last group the (explicit) pending update is applied, so the state is
+// exact on return.
 template <index_t N, index_t NV, class W, class T>
-void tile_run(const group<T, N>* gs, index_t ng, index_t K, T* S, index_t lds, index_t c0, prefetcher& queue,
-              std::size_t prefetch_per_group) {
+void tile_run(const group<T, N>* gs, index_t g0, index_t g1, index_t ng, index_t K, T* S, index_t lds, index_t c0,
+              T* u_save, prefetcher& queue, std::size_t prefetch_per_group) {
   constexpr index_t L = width<W>;
   W u[N][NV];
-  for (index_t gi = 0; gi < ng; ++gi) {
+  SEQMIX_UNROLL for (index_t n = 0; n < N; ++n)
+    SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) u[n][j] = g0 > 0 ? vload<W>(u_save + (n * NV + j) * L) : W(T(0));
+  for (index_t gi = g0; gi < g1; ++gi) {
     const group<T, N>& cur = gs[gi];
     W w[N][NV], r[N][NV];
     SEQMIX_UNROLL for (index_t n = 0; n < N; ++n)
       SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) w[n][j] = W(T(0)), r[n][j] = W(T(0));
-    prefetch_cursor pf(queue, prefetch_per_group);
+    prefetch_cursor pf{&queue, index_t(prefetch_per_group)};
     if (gi == 0) tile_pass<false, false, true>(K, S, lds, &cur, u, &cur, w, r, pf);
     else if (gs[gi - 1].scale) tile_pass<true, true, true>(K, S, lds, &gs[gi - 1], u, &cur, w, r, pf);
     else tile_pass<true, false, true>(K, S, lds, &gs[gi - 1], u, &cur, w, r, pf);
-    pf.commit(queue);
     SEQMIX_UNROLL for (index_t t = 0; t < N; ++t) {
       SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) {
         W x = vfma(W(cur.bw[t]), w[t][j], W(cur.bv[t]) * vload<W>(cur.v[t] + c0 + j * L));
@@ -194,26 +199,70 @@ void tile_run(const group<T, N>* gs, index_t ng, index_t K, T* S, index_t lds, i
       }
     }
   }
-  if (ng > 0) {
+  if (g1 < ng) {
+    SEQMIX_UNROLL for (index_t n = 0; n < N; ++n)
+      SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) vstore(u_save + (n * NV + j) * L, u[n][j]);
+  } else if (ng > 0) {
     W w[N][NV], r[N][NV];
-    prefetch_cursor pf(queue, 0);
+    prefetch_cursor pf{&queue, 0};
     if (gs[ng - 1].scale) tile_pass<true, true, false>(K, S, lds, &gs[ng - 1], u, &gs[ng - 1], w, r, pf);
     else tile_pass<true, false, false>(K, S, lds, &gs[ng - 1], u, &gs[ng - 1], w, r, pf);
   }
 }
 
 // Scratch of one thread: the groups of a block, their decayed key rows, per-token decays and betas,
-// a zero row for padding and the prefetch queue of the next block.
+// a zero row for padding and the prefetch queue of the next block. Kept per thread and grown on
+// demand, so a decode step allocates nothing.
 template <class T, index_t N>
 struct block_workspace {
   std::vector<group<T, N>> groups;
-  std::vector<T> kd, zero, a, b;
+  std::vector<T> kd, zero, a, b, u_save;
   prefetcher pf;
-  block_workspace(index_t K, index_t V)
-      : groups(std::size_t(block_tokens / N + 1)), kd(std::size_t(block_tokens * K)),
-        zero(std::size_t(std::max(K, V)), T(0)), a(std::size_t(block_tokens + N), T(1)),
-        b(std::size_t(block_tokens + N), T(0)) {}
+
+  // Room for blocks of n tokens with key dim K and value dim V.
+  void reserve(index_t n, index_t K, index_t V) {
+    const auto tokens = std::size_t(n + N), rows = std::size_t(std::max(K, V));
+    if (groups.size() < tokens / N + 1) groups.resize(tokens / N + 1);
+    if (kd.size() < tokens * std::size_t(K)) kd.resize(tokens * std::size_t(K));
+    if (zero.size() < rows) zero.assign(rows, T(0));
+    if (a.size() < tokens) a.resize(tokens), b.resize(tokens);
+    // Pending u of every tile: at most V tiles of N x (NV·lanes) values.
+    const auto u_size = std::size_t(V * N * tile_vectors<N> * simd::lanes<T>);
+    if (u_save.size() < u_size) u_save.resize(u_size);
+  }
+  static block_workspace& of_this_thread(index_t n, index_t K, index_t V) {
+    thread_local block_workspace ws;
+    ws.reserve(n, K, V);
+    return ws;
+  }
 };
+
+// Gram products of one group: kk[t][j] = k_t·k_j (j < t) and kq[t][j] = q_t·k_j (j ≤ t). Each
+// vector of every row is loaded once and feeds all products.
+template <index_t N, class T>
+void group_gram(const T* const* k, const T* const* q, index_t K, T (&kk)[N][N], T (&kq)[N][N]) {
+  using B = simd::batch<T>;
+  constexpr index_t L = simd::lanes<T>;
+  B akk[N][N], akq[N][N];
+  SEQMIX_UNROLL for (index_t t = 0; t < N; ++t)
+    SEQMIX_UNROLL for (index_t j = 0; j < N; ++j) akk[t][j] = B(T(0)), akq[t][j] = B(T(0));
+  index_t i = 0;
+  for (; i + L <= K; i += L) {
+    B kv[N], qv[N];
+    SEQMIX_UNROLL for (index_t t = 0; t < N; ++t) kv[t] = simd::load(k[t] + i), qv[t] = simd::load(q[t] + i);
+    SEQMIX_UNROLL for (index_t t = 0; t < N; ++t)
+      SEQMIX_UNROLL for (index_t j = 0; j <= t; ++j) {
+        if (j < t) akk[t][j] = xsimd::fma(kv[t], kv[j], akk[t][j]);
+        akq[t][j] = xsimd::fma(qv[t], kv[j], akq[t][j]);
+      }
+  }
+  for (index_t t = 0; t < N; ++t)
+    for (index_t j = 0; j <= t; ++j) {
+      T sk = j < t ? simd::reduce_add(akk[t][j]) : T(0), sq = simd::reduce_add(akq[t][j]);
+      for (index_t x = i; x < K; ++x) sk += k[t][x] * k[j][x], sq += q[t][x] * k[j][x];
+      kk[t][j] = sk, kq[t][j] = sq;
+    }
+}
 
 // Coefficients of the groups of tokens [t0, t0 + n) of one value head (see group). The decays
 // Γ_tj = Π_{j<s≤t} e^{g_s} are products of factors ≤ 1: no overflow, no cancellation, and a decay
@@ -225,12 +274,16 @@ index_t prepare_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b,
   const auto g = p.g_of(b, hv), beta = p.beta_of(b, hv);
   const index_t K = p.K, ng = (n + N - 1) / N;
   // e^{g} and beta of the block; padding tokens have e^{g} = 1, beta = 0.
-  std::fill(ws.a.begin(), ws.a.end(), T(1)), std::fill(ws.b.begin(), ws.b.end(), T(0));
+  const index_t padded = ng * N;
   for (index_t t = 0; t < n; ++t) ws.b[std::size_t(t)] = beta[t0 + t];
+  std::fill(ws.b.begin() + n, ws.b.begin() + padded, T(0));
   if (p.gated()) {
     for (index_t t = 0; t < n; ++t) ws.a[std::size_t(t)] = g[t0 + t];
     simd::transform(ws.a.data(), ws.a.data(), n, [](auto x) { return simd::exp(x); });
+  } else {
+    std::fill(ws.a.begin(), ws.a.begin() + n, T(1));
   }
+  std::fill(ws.a.begin() + n, ws.a.begin() + padded, T(1));
   T sigma = 1;  // S = σ·S̃ before the group
   for (index_t gi = 0; gi < ng; ++gi) {
     group<T, N>& gr = ws.groups[std::size_t(gi)];
@@ -250,13 +303,15 @@ index_t prepare_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b,
       decay[t][t] = T(1);
       for (index_t j = 0; j < t; ++j) decay[t][j] = decay[t - 1][j] * a[t];
     }
+    T kk[N][N], kq[N][N];
+    group_gram<N>(gr.k, gr.q, K, kk, kq);
     for (index_t t = 0; t < N; ++t) {
       const T A = sigma * decay[t][0] * a[0];  // σ e^{G_t}
       gr.bv[t] = bt[t], gr.bw[t] = -bt[t] * A, gr.dr[t] = t < m ? p.scale * A : T(0);
       for (index_t j = 0; j < N; ++j) {
         const bool lower = t < m && j <= t;
-        gr.c[t][j] = lower && j < t ? -bt[t] * decay[t][j] * simd::dot(gr.k[t], gr.k[j], K) : T(0);
-        gr.d[t][j] = lower ? p.scale * decay[t][j] * simd::dot(gr.q[t], gr.k[j], K) : T(0);
+        gr.c[t][j] = lower && j < t ? -bt[t] * decay[t][j] * kk[t][j] : T(0);
+        gr.d[t][j] = lower ? p.scale * decay[t][j] * kq[t][j] : T(0);
       }
     }
     // The group's update: deferred while σ' stays above min_scale, explicit for the block's last group.
@@ -280,18 +335,27 @@ index_t prepare_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b,
 }
 
 // All column tiles of one value head through the prepared groups: full tiles of NV vectors,
-// single vectors, then scalar columns. The queued prefetches are spread over the groups.
+// single vectors, then scalar columns. When the whole state fits in L1 the tiles take turns group
+// by group, so one tile's forward substitution (a latency chain) overlaps the next tile's pass;
+// otherwise each tile runs through the block while it sits in L1. The queued prefetches are
+// spread over the passes.
 template <index_t N, class T>
 void run_block(block_workspace<T, N>& ws, index_t ng, index_t K, index_t V, T* S, index_t lds) {
   using B = simd::batch<T>;
   constexpr index_t L = simd::lanes<T>, NV = tile_vectors<N>;
   const group<T, N>* gs = ws.groups.data();
   const index_t tiles = V / (NV * L) + (V % (NV * L)) / L + V % L;
-  const std::size_t per_group = ws.pf.size() / std::size_t(std::max<index_t>(1, ng * tiles)) + 1;
-  index_t c = 0;
-  for (; c + NV * L <= V; c += NV * L) tile_run<N, NV, B>(gs, ng, K, S + c, lds, c, ws.pf, per_group);
-  for (; c + L <= V; c += L) tile_run<N, 1, B>(gs, ng, K, S + c, lds, c, ws.pf, per_group);
-  for (; c < V; ++c) tile_run<N, 1, T>(gs, ng, K, S + c, lds, c, ws.pf, per_group);
+  const std::size_t per_group = ws.pf.lines / std::size_t(std::max<index_t>(1, ng * tiles)) + 1;
+  const index_t step = K * V * index_t(sizeof(T)) <= l1_state_bytes ? 1 : ng;
+  T* u_save = ws.u_save.data();
+  for (index_t g0 = 0; g0 < ng; g0 += step) {
+    const index_t g1 = std::min(ng, g0 + step);
+    index_t c = 0, slot = 0;
+    auto save = [&](index_t width) { return u_save + (slot++) * N * width; };
+    for (; c + NV * L <= V; c += NV * L) tile_run<N, NV, B>(gs, g0, g1, ng, K, S + c, lds, c, save(NV * L), ws.pf, per_group);
+    for (; c + L <= V; c += L) tile_run<N, 1, B>(gs, g0, g1, ng, K, S + c, lds, c, save(NV * L), ws.pf, per_group);
+    for (; c < V; ++c) tile_run<N, 1, T>(gs, g0, g1, ng, K, S + c, lds, c, save(NV * L), ws.pf, per_group);
+  }
   ws.pf.issue_all();
 }
 
@@ -301,17 +365,18 @@ void queue_rows(block_workspace<T, N>& ws, const problem<T>& p, index_t b, index
   ws.pf.clear();
   const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv), v = p.v_rows(b, hv);
   const auto o = p.o_rows(b, hv);
-  ws.pf.add_rows(q.row(t0), n, q.ts, p.K), ws.pf.add_rows(k.row(t0), n, k.ts, p.K);
-  ws.pf.add_rows(v.row(t0), n, v.ts, p.V), ws.pf.add_write_rows(o.row(t0), n, o.ts, p.V);
-  ws.pf.add_rows(p.beta.ptr(b, t0, hv), n, p.beta.stride(1), 1);
-  if (p.gated()) ws.pf.add_rows(p.g.ptr(b, t0, hv), n, p.g.stride(1), 1);
+  ws.pf.add(q.row(t0), n, q.ts, p.K), ws.pf.add(k.row(t0), n, k.ts, p.K);
+  ws.pf.add(v.row(t0), n, v.ts, p.V), ws.pf.add(o.row(t0), n, o.ts, p.V);  // o: read-prefetched, then owned
+  ws.pf.add(p.beta.ptr(b, t0, hv), n, p.beta.stride(1), 1);
+  if (p.gated()) ws.pf.add(p.g.ptr(b, t0, hv), n, p.g.stride(1), 1);
 }
 
 template <class T>
 void recurrent_impl(int threads, const problem<T>& p) {
   parallel_ranges(threads, p.B * p.HV, [&](index_t begin, index_t end) {
-    block_workspace<T, group_tokens> ws(p.K, p.V);
-    block_workspace<T, 1> ws1(p.K, p.V);
+    const index_t n_max = std::min(block_tokens, p.L);
+    auto& ws = block_workspace<T, group_tokens>::of_this_thread(n_max, p.K, p.V);
+    auto& ws1 = block_workspace<T, 1>::of_this_thread(1, p.K, p.V);
     for (index_t bh = begin; bh < end; ++bh) {
       const index_t b = bh / p.HV, hv = bh % p.HV;
       for (index_t t0 = 0; t0 < p.L; t0 += block_tokens) {
