@@ -105,9 +105,28 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
     w.dth(s) = w.dt(s, h);
     acc += double(w.dth(s)) * A;
     w.hi(s) = T(acc), w.lo(s) = T(acc - double(w.hi(s)));
-    copy_row(in.x.ptr(b, t0 + s, h), w.X.data() + s * P, P);
   }
   const T hi_end = w.hi(L - 1), lo_end = w.lo(L - 1);
+
+  // The new state scale (see below) and, in one pass over x, its staged copy X and the state
+  // update's operand Xw_s = x_s · e^{cs_L - cs_s} dt_s / scale'.
+  const double next = scale * std::exp(double(hi_end) + double(lo_end));
+  const bool fold = !(next >= min_state_scale);  // then hT is rescaled to the true state below
+  const T inv = fold ? T(1) : T(1 / next);
+  simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L,
+                  [=](auto a, auto c) { return exp_decay((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
+  for (index_t s = 0; s < L; ++s) {
+    const T ws = w.e(s) * w.dth(s) * inv;
+    const T* xs = in.x.ptr(b, t0 + s, h);
+    T* xc = w.X.data() + s * P;
+    T* xw = w.Xw.data() + s * P;
+    index_t i = 0;
+    for (; i + W <= P; i += W) {
+      const V v = simd::load(xs + i);
+      simd::store(xc + i, v), simd::store(xw + i, v * V(ws));
+    }
+    for (; i < P; ++i) xc[i] = xs[i], xw[i] = xs[i] * ws;
+  }
 
   // M[t][s] = CB[t][s] · e^{cs_t - cs_s} · dt_s for s ≤ t (0 above), plus D on the diagonal. The
   // exponent (hi_t - hi_s) + (lo_t - lo_s) is accurate relative to the difference itself, not
@@ -143,20 +162,9 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
   }
 
   // h = e^{cs_L} h + Xᵀ diag(w) B with w_s = e^{cs_L - cs_s} dt_s, as scale' = scale · e^{cs_L} and
-  // hᵀ += Bᵀ · (w / scale' ⊙ X). A scale' that would get too small is folded into hT first.
-  double next = scale * std::exp(double(hi_end) + double(lo_end));
-  if (!(next >= min_state_scale)) {
-    simd::scale(T(next), hT, N * P);
-    next = 1;
-  }
-  scale = next;
-  const T inv = T(1 / next);
-  simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L,
-                  [=](auto a, auto c) { return exp_decay((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
-  for (index_t s = 0; s < L; ++s) {
-    const T ws = w.e(s) * w.dth(s) * inv;
-    simd::transform(X.ptr(s), w.Xw.data() + s * P, P, [ws](auto v) { return v * ws; });
-  }
+  // hᵀ += Bᵀ · (w / scale' ⊙ X). A scale' that would get too small is folded into hT instead.
+  if (fold) simd::scale(T(next), hT, N * P);
+  scale = fold ? 1.0 : next;
   simd::gemm<T>(tensor_view<const T, 2>(w.Bt.data(), {N, L}, {C, 1}), tensor_view<const T, 2>(w.Xw.data(), {L, P}),
                 tensor_view<T, 2>(hT, {N, P}), simd::gemm_mode::accumulate);
 }
