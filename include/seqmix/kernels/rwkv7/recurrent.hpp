@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <type_traits>
 #include <vector>
@@ -428,28 +429,60 @@ inline void pass_all(index_t K, index_t V, const block_coefs<T>& c, const T* red
   });
 }
 
-// One explicit token on NV vectors of the value axis, two passes over the state:
-//   sa = Sᵀ a;  S = d ⊙ S + b saᵀ + k vᵀ;  o = Sᵀ r.
+// Explicit single tokens, for calls shorter than a block (decode) and the tokens after a call's
+// last full block:  sa = Sᵀ a;  S = d ⊙ S + b saᵀ + k vᵀ;  o = Sᵀ r.  The reduction sa of each
+// token is fused into the update pass of the token before it, so every token costs one pass over
+// its state (plus one reduction pass before the first): `Next` says where the next token's state
+// is, `same` (this one, as it leaves the update) or `other` (another head's state, loaded), or
+// `none`. All pointers are at the tile's first column; sa_in / sa_out hold sa of this / the next
+// token on the tile.
+enum class step_next { none, same, other };
+
 template <index_t NV, class Vec, class T>
-[[gnu::noinline]] void step_tile(index_t K, const T* a, const T* d, const T* b, const T* k, const T* r, const T* v,
-                                 T* S, index_t lds, T* o) {
+[[gnu::noinline]] void step_reduce_tile(index_t K, const T* a, const T* S, index_t lds, T* sa_out) {
   constexpr index_t W = std::is_same_v<Vec, T> ? 1 : simd::lanes<T>;
-  Vec sa[NV], vv[NV], acc[NV];
-  SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[q] = Vec(T(0)), acc[q] = Vec(T(0)), vv[q] = vload<Vec>(v + q * W);
-  for (index_t i = 0; i < K; ++i) {
+  Vec sa[2][NV];  // two sets of accumulators: the FMA latency is off the critical path
+  SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[0][q] = sa[1][q] = Vec(T(0));
+  index_t i = 0;
+  for (; i + 2 <= K; i += 2)
+    SEQMIX_UNROLL for (index_t n = 0; n < 2; ++n) {
+      const Vec ai(a[i + n]);
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[n][q] = vfma(ai, vload<Vec>(S + (i + n) * lds + q * W), sa[n][q]);
+    }
+  if (i < K) {
     const Vec ai(a[i]);
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[q] = vfma(ai, vload<Vec>(S + i * lds + q * W), sa[q]);
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[0][q] = vfma(ai, vload<Vec>(S + i * lds + q * W), sa[0][q]);
+  }
+  SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(sa_out + q * W, sa[0][q] + sa[1][q]);
+}
+
+template <index_t NV, step_next Next, class Vec, class T>
+[[gnu::noinline]] void step_tile(index_t K, const T* d, const T* b, const T* k, const T* r, const T* v, const T* sa_in,
+                                 T* S, index_t lds, T* o, const T* a_next, const T* S_next, T* sa_out) {
+  constexpr index_t W = std::is_same_v<Vec, T> ? 1 : simd::lanes<T>;
+  Vec sa[NV], vv[NV], acc[NV], nx[NV];
+  SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) {
+    sa[q] = vload<Vec>(sa_in + q * W), vv[q] = vload<Vec>(v + q * W);
+    acc[q] = nx[q] = Vec(T(0));
   }
   for (index_t i = 0; i < K; ++i) {
     T* row = S + i * lds;
     const Vec di(d[i]), bi(b[i]), ki(k[i]), ri(r[i]);
+    Vec s[NV];
     SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) {
-      const Vec s = vfma(di, vload<Vec>(row + q * W), vfma(ki, vv[q], bi * sa[q]));
-      vstore<Vec>(row + q * W, s);
-      acc[q] = vfma(ri, s, acc[q]);
+      s[q] = vfma(di, vload<Vec>(row + q * W), vfma(ki, vv[q], bi * sa[q]));
+      vstore<Vec>(row + q * W, s[q]);
+      acc[q] = vfma(ri, s[q], acc[q]);
+    }
+    if constexpr (Next != step_next::none) {
+      const Vec ai(a_next[i]);
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q)
+        nx[q] = vfma(ai, Next == step_next::same ? s[q] : vload<Vec>(S_next + i * lds + q * W), nx[q]);
     }
   }
   SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o + q * W, acc[q]);
+  if constexpr (Next != step_next::none)
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(sa_out + q * W, nx[q]);
 }
 
 // The rows of one head from token 0 (inputs and output).
@@ -459,16 +492,43 @@ struct head_io {
   head_rows<T> o;
 };
 
-// Single explicit tokens [t0, t1) of one head (the state is exact before and after).
-template <class T>
-void steps(index_t t0, index_t t1, index_t K, index_t V, const head_io<T>& io, T* d, T* S, index_t lds) {
-  for (index_t t = t0; t < t1; ++t) {
-    simd::transform(io.w.row(t), d, K, [](auto x) { return decay(x); });
-    const T *a = io.a.row(t), *b = io.b.row(t), *k = io.k.row(t), *r = io.r.row(t), *v = io.v.row(t);
-    T* o = io.o.row(t);
-    over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
-      step_tile<NV, Vec>(K, a, d, b, k, r, v + col, S + col, lds, o + col);
-    });
+// Explicit tokens [t0, t1) of each of n heads, head after head (states exact before and after):
+// head(h) gives the rows (head_io) and state(h) the state [K,V] (row stride lds) of head h.
+// scratch: steps_scratch(K, V) values, 64-byte aligned.
+inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
+inline index_t steps_scratch(index_t K, index_t V) { return 2 * round_up(V, 16) + K; }
+template <class T, class Rows, class States>
+void steps(index_t n, Rows&& head, States&& state, index_t lds, index_t t0, index_t t1, index_t K, index_t V,
+           T* scratch) {
+  if (t1 <= t0 || n == 0) return;
+  T *sa_cur = scratch, *sa_nxt = scratch + round_up(V, 16), *d = scratch + 2 * round_up(V, 16);
+  head_io<T> io = head(0), io_next;
+  T *S = state(0), *S_next = nullptr;
+  over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
+    step_reduce_tile<NV, Vec>(K, io.a.row(t0), S + col, lds, sa_cur + col);
+  });
+  for (index_t h = 0; h < n; ++h) {
+    if (h + 1 < n) io_next = head(h + 1), S_next = state(h + 1);
+    for (index_t t = t0; t < t1; ++t) {
+      simd::transform(io.w.row(t), d, K, [](auto x) { return decay(x); });
+      const T *b = io.b.row(t), *k = io.k.row(t), *r = io.r.row(t), *v = io.v.row(t);
+      T* o = io.o.row(t);
+      const bool same = t + 1 < t1, other = !same && h + 1 < n;
+      const T* a_next = same ? io.a.row(t + 1) : other ? io_next.a.row(t0) : nullptr;
+      over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
+        if (same)
+          step_tile<NV, step_next::same, Vec>(K, d, b, k, r, v + col, sa_cur + col, S + col, lds, o + col, a_next,
+                                              static_cast<const T*>(nullptr), sa_nxt + col);
+        else if (other)
+          step_tile<NV, step_next::other, Vec>(K, d, b, k, r, v + col, sa_cur + col, S + col, lds, o + col, a_next,
+                                               S_next + col, sa_nxt + col);
+        else
+          step_tile<NV, step_next::none, Vec>(K, d, b, k, r, v + col, sa_cur + col, S + col, lds, o + col, a_next,
+                                              static_cast<const T*>(nullptr), sa_nxt + col);
+      });
+      std::swap(sa_cur, sa_nxt);
+    }
+    io = io_next, S = S_next;
   }
 }
 
@@ -479,10 +539,10 @@ template <class T>
 struct worker {
   static constexpr index_t NB = block_tokens, ring = token_block / block_tokens + 1;
   index_t heads, K, V;
-  tensor<T, 1> mem, E, pend, d;
+  tensor<T, 1> mem, E, pend, d, sa;
   std::vector<block_coefs<T>> slots;  // [heads][ring]
   worker(index_t heads_, index_t K_, index_t V_)
-      : heads(heads_), K(K_), V(V_), E({heads_ * K_}, T(1)), pend({heads_ * 2 * NB * V_}), d({NB * K_}),
+      : heads(heads_), K(K_), V(V_), E({heads_ * K_}, T(1)), pend({heads_ * 2 * NB * V_}), d({NB * K_}), sa({steps_scratch(K_, V_)}),
         slots(std::size_t(heads_ * ring)) {
     constexpr index_t G = simd::lanes<T>;
     const index_t rows = (K + G - 1) / G * G, red = block_coefs<T>::NR * rows, upd = block_coefs<T>::NU * rows;
@@ -514,11 +574,12 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
   };
   auto S = [&](index_t bh) { return state.ptr(bh / H, bh % H); };
   const index_t lds = state.stride(2), nb = L / NB;
-  if (nb == 0) {  // fewer tokens than a block (decode): explicit steps, no workspace
-    alignas(64) T local[256];
-    std::vector<T> heap(K > 256 ? std::size_t(K) : 0);
-    T* d = K > 256 ? heap.data() : local;
-    for (index_t bh = 0; bh < B * H; ++bh) detail::steps<T>(0, L, K, V, rows(bh), d, S(bh), lds);
+  if (nb == 0) {  // fewer tokens than a block (decode): explicit steps, head after head
+    const index_t need = detail::steps_scratch(K, V);
+    alignas(64) T local[1024];  // typical decode shapes need no allocation
+    std::vector<T> heap(need > 1024 ? std::size_t(need + 64 / sizeof(T)) : 0);
+    T* scratch = need > 1024 ? heap.data() + (64 - reinterpret_cast<std::uintptr_t>(heap.data()) % 64) % 64 / sizeof(T) : local;
+    detail::steps<T>(B * H, rows, S, lds, 0, L, K, V, scratch);
     return;
   }
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
@@ -576,7 +637,8 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
             detail::pass_all<true, false>(K, V, c, static_cast<const T*>(nullptr), vj, oj, Sh, lds, pend);
           }
         }
-        if (t1 == L) detail::steps<T>(nb * NB, L, K, V, io, wk.d.data(), Sh, lds);
+        if (t1 == L)
+          detail::steps<T>(1, [&](index_t) { return io; }, [&](index_t) { return Sh; }, lds, nb * NB, L, K, V, wk.sa.data());
       }
     }
   });
