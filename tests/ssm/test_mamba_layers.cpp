@@ -133,6 +133,20 @@ TEST_CASE("Mamba2: forward in pieces equals one pass; step() equals forward", "[
   check_steps(m, x, 12);
 }
 
+TEST_CASE("Mamba2 with three groups and head dim 48: pieces, steps and policies", "[mamba2][layer]") {
+  mamba2::config c;
+  c.d_model = 72, c.d_state = 12, c.headdim = 48, c.ngroups = 3;  // d_inner 144, 3 heads, norm groups of 48
+  const mamba2 m(c, random_weights(c, 21));
+  const auto x = uniform_tensor<float, 3>({1, 60, 72}, -1, 1, 22);
+  check_pieces(m, x, {0, 2, 30, 59, 60});
+  check_steps(m, x, 5);
+  auto s_r = m.make_state(1), s_c = m.make_state(1), s_p = m.make_state(1);
+  const auto y_r = m.forward(exec::recurrent{}, x, s_r);
+  SEQMIX_CHECK_CLOSE(m.forward(exec::chunkwise<16>{}, x, s_c), y_r, 1e-5, 1e-5);
+  SEQMIX_CHECK_CLOSE(m.forward(exec::parallel{}, x, s_p), y_r, 1e-5, 1e-5);
+  SEQMIX_CHECK_CLOSE(s_c.ssm, s_r.ssm, 1e-5, 1e-5);
+}
+
 TEST_CASE("Mamba and Mamba2: policies agree on the layer", "[mamba][mamba2][layer]") {
   const mamba m1(m1_config(), random_weights(m1_config(), 5));
   const mamba2 m2(m2_config(), random_weights(m2_config(), 6));
