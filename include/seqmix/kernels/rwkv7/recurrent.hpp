@@ -414,9 +414,10 @@ inline void over_columns(index_t V, F&& f) {
   for (; col + NVmax * L <= V; col += NVmax * L) f.template operator()<NVmax, B>(col);
   if constexpr (NVmax > 1)
     for (; col + L <= V; col += L) f.template operator()<1, B>(col);
-  for (; col < V; ++col) f.template operator()<1, T>(col);
+  for (index_t rem = V - col; rem > 0; --rem, ++col) f.template operator()<1, T>(col);
 }
 
+// One block over the whole value axis.
 template <bool Fold, bool Next, class T>
 inline void pass_all(index_t K, index_t V, const block_coefs<T>& c, const T* red_next, const T* const* v, T* const* o,
                      T* S, index_t lds, T* pend) {
@@ -537,13 +538,14 @@ void steps(index_t n, Rows&& head, States&& state, index_t lds, index_t t0, inde
 // reductions of its next block pend [2·NB][V], and scratch.
 template <class T>
 struct worker {
-  static constexpr index_t NB = block_tokens, ring = token_block / block_tokens + 1;
-  index_t heads, K, V;
+  static constexpr index_t NB = block_tokens;
+  index_t heads, K, V, ring;  // ring: blocks kept per head, those of one token block and the next
   tensor<T, 1> mem, E, pend, d, sa;
   std::vector<block_coefs<T>> slots;  // [heads][ring]
-  worker(index_t heads_, index_t K_, index_t V_)
-      : heads(heads_), K(K_), V(V_), E({heads_ * K_}, T(1)), pend({heads_ * 2 * NB * V_}), d({NB * K_}), sa({steps_scratch(K_, V_)}),
-        slots(std::size_t(heads_ * ring)) {
+  std::vector<head_io<T>> io;         // the rows of each head
+  worker(index_t heads_, index_t K_, index_t V_, index_t blocks)
+      : heads(heads_), K(K_), V(V_), ring(std::min(token_block / NB, blocks) + 1), E({heads_ * K_}, T(1)),
+        pend({heads_ * 2 * NB * V_}), d({NB * K_}), sa({steps_scratch(K_, V_)}), slots(std::size_t(heads_ * ring)) {
     constexpr index_t G = simd::lanes<T>;
     const index_t rows = (K + G - 1) / G * G, red = block_coefs<T>::NR * rows, upd = block_coefs<T>::NU * rows;
     mem = tensor<T, 1>({heads * ring * (red + upd)});
@@ -583,9 +585,10 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     return;
   }
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
-    detail::worker<T> wk(end - begin, K, V);
+    detail::worker<T> wk(end - begin, K, V, nb);
+    for (index_t h = 0; h < end - begin; ++h) wk.io.push_back(rows(begin + h));
     auto prep = [&](index_t h, index_t blk) {
-      const auto io = rows(begin + h);
+      const auto& io = wk.io[std::size_t(h)];
       detail::prepare<T>(wk.slot(h, blk), K, blk * NB, io.r, io.w, io.k, io.a, io.b, wk.E.data() + h * K,
                          blk + 1 == nb, wk.d.data());
     };
@@ -599,28 +602,22 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     for (index_t t0 = 0; t0 < L; t0 += detail::token_block) {
       const index_t t1 = std::min(L, t0 + detail::token_block), b0 = t0 / NB, b1 = std::min(nb, t1 / NB);
       // Coefficients of the next blocks (b0, b1], heads inside: the rows of all heads of a token are
-      // adjacent, so this streams through the inputs (fetched during the previous passes).
+      // adjacent, so this streams through the inputs. Each step fetches the rows of the same
+      // head's next block, and the value and output rows of the block before (for the passes).
       for (index_t blk = b0 + 1; blk <= b1 && blk < nb; ++blk)
-        for (index_t h = 0; h < end - begin; ++h) prep(h, blk);
-      // The passes run at the FMA rate and leave the memory system idle: meanwhile, fetch the rows
-      // the next sweep reads, a share per pass.
-      const index_t f0 = std::min(L, t1 + NB), f1 = std::min(L, t1 + detail::token_block + NB);
-      const index_t shares = (end - begin) * (b1 - b0);
-      index_t fetched = 0, share = 0;
-      auto fetch_ahead = [&] {
-        const index_t upto = (f1 - f0) * (end - begin) * (share + 1) / std::max<index_t>(shares, 1);
-        for (; fetched < upto; ++fetched) {
-          const auto io = rows(begin + fetched % (end - begin));
-          const index_t j = f0 + fetched / (end - begin);
-          simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
-          simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K), simd::prefetch(io.v.row(j - NB), V);
-          simd::prefetch_for_write(io.o.row(j - NB), V);
+        for (index_t h = 0; h < end - begin; ++h) {
+          const auto& io = wk.io[std::size_t(h)];
+          for (index_t j = (blk + 1) * NB; j < (blk + 2) * NB && j < L; ++j) {
+            simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
+            simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K);
+          }
+          for (index_t j = (blk - 1) * NB; j < blk * NB; ++j)
+            simd::prefetch(io.v.row(j), V), simd::prefetch_for_write(io.o.row(j), V);
+          prep(h, blk);
         }
-        ++share;
-      };
       // The passes: per head, its blocks in [b0, b1) and then tokens after the last full block.
       for (index_t h = 0; h < end - begin; ++h) {
-        const auto io = rows(begin + h);
+        const auto& io = wk.io[std::size_t(h)];
         T* Sh = S(begin + h);
         T* pend = wk.pend.data() + h * 2 * NB * V;
         for (index_t blk = b0; blk < b1; ++blk) {
@@ -628,7 +625,6 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
           T* oj[NB];
           for (index_t j = 0; j < NB; ++j) vj[j] = io.v.row(blk * NB + j), oj[j] = io.o.row(blk * NB + j);
           const auto& c = wk.slot(h, blk);
-          fetch_ahead();
           if (blk + 1 < nb) {
             const T* red_next = wk.slot(h, blk + 1).red;
             if (c.fold) detail::pass_all<true, true>(K, V, c, red_next, vj, oj, Sh, lds, pend);
