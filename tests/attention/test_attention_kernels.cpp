@@ -3,6 +3,7 @@
 // anywhere, ring-buffer caches, long contexts with large logits, and argument errors.
 #include <seqmix/kernels/attention/attention.hpp>
 #include <seqmix/kernels/attention/ref.hpp>
+#include <seqmix/simd/softmax.hpp>
 
 #include "support/compare.hpp"
 
@@ -86,6 +87,22 @@ void check_against_ref(const P& policy, const shape& s, double range) {
 }
 
 }  // namespace
+
+TEST_CASE("simd::exp2_bounded: relative error and underflow", "[attention][simd]") {
+  constexpr index_t L = simd::lanes<float>;
+  double worst = 0;
+  for (double x = -126.0; x <= 64.0; x += 0.001953) {
+    alignas(64) float in[L], out[L];
+    for (index_t i = 0; i < L; ++i) in[i] = float(x + 1e-4 * double(i));
+    simd::store(out, simd::exp2_bounded(simd::load(in)));
+    for (index_t i = 0; i < L; ++i) worst = std::max(worst, std::abs(double(out[i]) / std::exp2(double(in[i])) - 1));
+  }
+  CHECK(worst < 3e-7);  // the polynomial's 1.6e-7 plus the rounding of the scaling
+  alignas(64) float in[L], out[L];
+  for (index_t i = 0; i < L; ++i) in[i] = i % 3 == 0 ? -130.f : i % 3 == 1 ? -1e30f : std::numeric_limits<float>::lowest();
+  simd::store(out, simd::exp2_bounded(simd::load(in)));
+  for (index_t i = 0; i < L; ++i) CHECK((out[i] >= 0.f && out[i] < 1e-37f));  // 0 or a denormal below 2^-126
+}
 
 TEMPLATE_TEST_CASE("attention policies match the reference", "[attention][op]", float, double) {
   for (const double range : {1.0, 3.0}) {

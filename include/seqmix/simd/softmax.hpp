@@ -12,26 +12,34 @@
 
 namespace seqmix::simd {
 
-/// 2^x for x <= 64 (no overflow check). Arguments below about -126.5 give exactly 0, so -inf
-/// (a masked score) gives 0. float: round-to-nearest range reduction and a degree-5 polynomial
+/// 2^x for finite x <= 64 (no overflow check); arguments below about -126.5 give 0, so a masked
+/// score (-FLT_MAX) gives 0. float: round-to-nearest range reduction and a degree-5 polynomial
 /// 1 + f·P4(f) fitted to 2^f on [-1/2, 1/2] for least maximum relative error (9e-8; 1.6e-7 once
-/// evaluated in float), 12 instructions; double: xsimd::exp2.
+/// evaluated in float); AVX-512 scales by 2^n with vscalefps (9 instructions), other targets
+/// build 2^n in the exponent bits (12). double: xsimd::exp2.
 inline batch<float> exp2_bounded(batch<float> x) {
   using ints = xsimd::batch<std::int32_t, arch>;
   using floats = batch<float>;
+  auto poly = [](const floats& f) {
+    floats p = xsimd::fma(floats(1.326473523e-3f), f, floats(9.671517535e-3f));
+    p = xsimd::fma(p, f, floats(5.550733769e-2f));
+    p = xsimd::fma(p, f, floats(2.402224201e-1f));
+    p = xsimd::fma(p, f, floats(6.931469776e-1f));
+    return xsimd::fma(p, f, floats(1.f));
+  };
+#if defined(__AVX512F__)
+  if constexpr (std::is_base_of_v<xsimd::avx512f, arch>) {
+    const floats n = _mm512_roundscale_ps(__m512(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_scalef_ps(__m512(poly(x - n)), __m512(n));  // exact 2^n scaling, 0 on underflow
+  }
+#endif
   x = xsimd::max(x, floats(-127.f));
   // 1.5·2^23 + 127: adding it rounds x to an integer n held in the low mantissa bits as n + 127,
   // which shifted into the exponent field is 2^n (and 0 for n = -127).
   const floats magic(12582912.f + 127.f);
   const floats t = x + magic;
-  const floats f = x - (t - magic);  // in [-1/2, 1/2]
-  floats p = xsimd::fma(floats(1.326473523e-3f), f, floats(9.671517535e-3f));
-  p = xsimd::fma(p, f, floats(5.550733769e-2f));
-  p = xsimd::fma(p, f, floats(2.402224201e-1f));
-  p = xsimd::fma(p, f, floats(6.931469776e-1f));
-  p = xsimd::fma(p, f, floats(1.f));
   const floats two_n = xsimd::bitwise_cast<floats>(xsimd::bitwise_cast<ints>(t) << 23);
-  return p * two_n;
+  return poly(x - (t - magic)) * two_n;
 }
 
 inline batch<double> exp2_bounded(batch<double> x) { return xsimd::exp2(x); }
@@ -49,11 +57,13 @@ inline double exp2_bounded(double x) { return std::exp2(x); }
 template <class T>
 struct online_row {
   static constexpr T slack = T(8);
-  /// Start value of m: finite, so that (masked score -inf) - m is -inf, never NaN.
+  /// Score of a masked key: finite (so s - m never becomes inf - inf), far below any real one.
+  static constexpr T masked = std::numeric_limits<T>::lowest();
+  /// Start value of m: far above `masked`, so masked keys get p = 0 even before any real score.
   static constexpr T initial_max = std::is_same_v<T, float> ? T(-1e30) : T(-1e300);
 };
 
-/// Updates row statistics for the scores s[0..NV) of one row (log2 domain, masked = -inf) and
+/// Updates row statistics for the scores s[0..NV) of one row (log2 domain, masked = `masked`) and
 /// writes p = 2^(s - m) to `p`. `m` is the running max, `l` the running partial sums (one vector);
 /// returns alpha, the factor the row's earlier accumulators must be multiplied by (1 when m did
 /// not move).

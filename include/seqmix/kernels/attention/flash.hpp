@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <array>
-#include <utility>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "../../simd/math.hpp"
@@ -221,14 +221,14 @@ class flash_block {
       }
     }
     if (vis == visibility::partial) {
-      const simd::batch<T> minus_inf(-std::numeric_limits<T>::infinity());
+      const simd::batch<T> masked(simd::online_row<T>::masked);
       for (index_t r = 0; r < R; ++r) {
         const index_t p = pos_[std::size_t(r0 + r)];
         if (kpos) {  // ring tile: per-slot positions
           alignas(64) T s[KT];
           SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) simd::store(s + v * L, acc[r][v]);
           for (index_t i = 0; i < NV * L; ++i)
-            if (!m.sees(p, kpos[i])) s[i] = -std::numeric_limits<T>::infinity();
+            if (!m.sees(p, kpos[i])) s[i] = simd::online_row<T>::masked;
           SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::load(s + v * L);
           continue;
         }
@@ -239,7 +239,7 @@ class flash_block {
             sink(bound(m.sink - lo));
         SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) {
           const simd::batch<T> i = simd::load(lane_index<T>() + v * L);
-          acc[r][v] = xsimd::select((i <= last) & ((i >= first) | (i < sink)), acc[r][v], minus_inf);
+          acc[r][v] = xsimd::select((i <= last) & ((i >= first) | (i < sink)), acc[r][v], masked);
         }
       }
     }
