@@ -52,15 +52,15 @@ dims check_args(const inputs<T>& in, const tensor_view<T, 3>& y, const tensor_vi
   check_shape(who, "A", in.A.extents(), {D, N});
   check_shape(who, "B", in.B.extents(), {B, L, G, N});
   check_shape(who, "C", in.C.extents(), {B, L, G, N});
-  if (detail::present(in.D)) check_shape(who, "D", in.D.extents(), {D});
-  if (detail::present(in.z)) check_shape(who, "z", in.z.extents(), in.u.extents());
-  if (detail::present(in.delta_bias)) check_shape(who, "delta_bias", in.delta_bias.extents(), {D});
+  if (ssm::detail::present(in.D)) check_shape(who, "D", in.D.extents(), {D});
+  if (ssm::detail::present(in.z)) check_shape(who, "z", in.z.extents(), in.u.extents());
+  if (ssm::detail::present(in.delta_bias)) check_shape(who, "delta_bias", in.delta_bias.extents(), {D});
   check_shape(who, "y", y.extents(), {B, L, D});
   check_shape(who, "state", state.extents(), {B, D, N});
   require(G >= 1 && D % G == 0, who,
           "channels D=" + std::to_string(D) + " must be a multiple of the groups G=" + std::to_string(G));
   const bool unit = D <= 1 || (in.u.stride(2) == 1 && in.delta.stride(2) == 1 && y.stride(2) == 1 &&
-                               (!detail::present(in.z) || in.z.stride(2) == 1));
+                               (!ssm::detail::present(in.z) || in.z.stride(2) == 1));
   require(unit, who, "u, delta, z and y need unit stride along the channel axis");
   return {B, L, D, N, G};
 }
@@ -103,8 +103,8 @@ dims check_args(const inputs<T>& in, const tensor_view<T, 4>& y, const tensor_vi
   check_shape(who, "A", in.A.extents(), {H});
   check_shape(who, "B", in.B.extents(), {B, L, G, N});
   check_shape(who, "C", in.C.extents(), {B, L, G, N});
-  if (detail::present(in.D)) check_shape(who, "D", in.D.extents(), {H});
-  if (detail::present(in.dt_bias)) check_shape(who, "dt_bias", in.dt_bias.extents(), {H});
+  if (ssm::detail::present(in.D)) check_shape(who, "D", in.D.extents(), {H});
+  if (ssm::detail::present(in.dt_bias)) check_shape(who, "dt_bias", in.dt_bias.extents(), {H});
   check_shape(who, "y", y.extents(), {B, L, H, P});
   check_shape(who, "state", state.extents(), {B, H, P, N});
   require(G >= 1 && H % G == 0, who,

@@ -28,16 +28,16 @@ void ref(const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, opti
       const index_t g = d / (D / G);
       for (index_t n = 0; n < N; ++n) h[n] = state(b, d, n);
       for (index_t t = 0; t < L; ++t) {
-        double dt = double(in.delta(b, t, d)) + (detail::present(in.delta_bias) ? double(in.delta_bias(d)) : 0.0);
-        if (opt.delta_softplus) dt = detail::softplus_ref(dt);
+        double dt = double(in.delta(b, t, d)) + (ssm::detail::present(in.delta_bias) ? double(in.delta_bias(d)) : 0.0);
+        if (opt.delta_softplus) dt = ssm::detail::softplus_ref(dt);
         const double u = in.u(b, t, d);
         double acc = 0;
         for (index_t n = 0; n < N; ++n) {
           h[n] = std::exp(dt * double(in.A(d, n))) * h[n] + dt * double(in.B(b, t, g, n)) * u;
           acc += h[n] * double(in.C(b, t, g, n));
         }
-        if (detail::present(in.D)) acc += double(in.D(d)) * u;
-        if (detail::present(in.z)) acc *= detail::silu_ref(double(in.z(b, t, d)));
+        if (ssm::detail::present(in.D)) acc += double(in.D(d)) * u;
+        if (ssm::detail::present(in.z)) acc *= ssm::detail::silu_ref(double(in.z(b, t, d)));
         y(b, t, d) = static_cast<T>(acc);
       }
       for (index_t n = 0; n < N; ++n) state(b, d, n) = static_cast<T>(h[n]);
@@ -60,8 +60,8 @@ void ref(const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state, opti
       for (index_t p = 0; p < P; ++p)
         for (index_t n = 0; n < N; ++n) h[p * N + n] = state(b, hd, p, n);
       for (index_t t = 0; t < L; ++t) {
-        double dt = double(in.dt(b, t, hd)) + (detail::present(in.dt_bias) ? double(in.dt_bias(hd)) : 0.0);
-        if (opt.dt_softplus) dt = detail::softplus_ref(dt);
+        double dt = double(in.dt(b, t, hd)) + (ssm::detail::present(in.dt_bias) ? double(in.dt_bias(hd)) : 0.0);
+        if (opt.dt_softplus) dt = ssm::detail::softplus_ref(dt);
         dt = std::clamp(dt, opt.dt_min, opt.dt_max);
         const double a = std::exp(dt * double(in.A(hd)));
         for (index_t p = 0; p < P; ++p) {
@@ -72,7 +72,7 @@ void ref(const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state, opti
             s = a * s + dt * x * double(in.B(b, t, g, n));
             acc += s * double(in.C(b, t, g, n));
           }
-          if (detail::present(in.D)) acc += double(in.D(hd)) * x;
+          if (ssm::detail::present(in.D)) acc += double(in.D(hd)) * x;
           y(b, t, hd, p) = static_cast<T>(acc);
         }
       }
