@@ -218,6 +218,10 @@ struct block_workspace {
   std::vector<group<T, N>> groups;
   std::vector<T> kd, zero, a, b, u_save;
   prefetcher pf;
+  struct {
+    index_t b, hv, t0, n, ng;
+  } block{};   // the block being run
+  T sigma = 1;  // S = σ·S̃ before the next group to prepare
 
   // Room for blocks of n tokens with key dim K and value dim V.
   void reserve(index_t n, index_t K, index_t V) {
@@ -264,17 +268,12 @@ void group_gram(const T* const* k, const T* const* q, index_t K, T (&kk)[N][N], 
     }
 }
 
-// Coefficients of the groups of tokens [t0, t0 + n) of one value head (see group). The decays
-// Γ_tj = Π_{j<s≤t} e^{g_s} are products of factors ≤ 1: no overflow, no cancellation, and a decay
-// that underflows simply cuts the chain.
+// Starts the block of tokens [t0, t0 + n) of value head (b, hv): e^{g} and beta of its tokens
+// (padding tokens: e^{g} = 1, beta = 0). Returns the number of groups.
 template <class T, index_t N>
-index_t prepare_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b, index_t hv, index_t t0, index_t n) {
-  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv), v = p.v_rows(b, hv);
-  const auto o = p.o_rows(b, hv);
+index_t begin_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b, index_t hv, index_t t0, index_t n) {
   const auto g = p.g_of(b, hv), beta = p.beta_of(b, hv);
-  const index_t K = p.K, ng = (n + N - 1) / N;
-  // e^{g} and beta of the block; padding tokens have e^{g} = 1, beta = 0.
-  const index_t padded = ng * N;
+  const index_t ng = (n + N - 1) / N, padded = ng * N;
   for (index_t t = 0; t < n; ++t) ws.b[std::size_t(t)] = beta[t0 + t];
   std::fill(ws.b.begin() + n, ws.b.begin() + padded, T(0));
   if (p.gated()) {
@@ -284,72 +283,100 @@ index_t prepare_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b,
     std::fill(ws.a.begin(), ws.a.begin() + n, T(1));
   }
   std::fill(ws.a.begin() + n, ws.a.begin() + padded, T(1));
-  T sigma = 1;  // S = σ·S̃ before the group
-  for (index_t gi = 0; gi < ng; ++gi) {
-    group<T, N>& gr = ws.groups[std::size_t(gi)];
-    const index_t s = t0 + gi * N, m = std::min(N, t0 + n - s);
-    const T* a = ws.a.data() + gi * N;
-    const T* bt = ws.b.data() + gi * N;
-    gr.m = m;
-    for (index_t t = 0; t < N; ++t) {
-      const bool real = t < m;
-      gr.k[t] = real ? k.row(s + t) : ws.zero.data();
-      gr.q[t] = real ? q.row(s + t) : ws.zero.data();
-      gr.v[t] = real ? v.row(s + t) : ws.zero.data();
-      gr.o[t] = real ? o.row(s + t) : nullptr;
-    }
-    T decay[N][N];  // Γ_tj for j ≤ t
-    for (index_t t = 0; t < N; ++t) {
-      decay[t][t] = T(1);
-      for (index_t j = 0; j < t; ++j) decay[t][j] = decay[t - 1][j] * a[t];
-    }
-    T kk[N][N], kq[N][N];
-    group_gram<N>(gr.k, gr.q, K, kk, kq);
-    for (index_t t = 0; t < N; ++t) {
-      const T A = sigma * decay[t][0] * a[0];  // σ e^{G_t}
-      gr.bv[t] = bt[t], gr.bw[t] = -bt[t] * A, gr.dr[t] = t < m ? p.scale * A : T(0);
-      for (index_t j = 0; j < N; ++j) {
-        const bool lower = t < m && j <= t;
-        gr.c[t][j] = lower && j < t ? -bt[t] * decay[t][j] * kk[t][j] : T(0);
-        gr.d[t][j] = lower ? p.scale * decay[t][j] * kq[t][j] : T(0);
-      }
-    }
-    // The group's update: deferred while σ' stays above min_scale, explicit for the block's last group.
-    const T next = sigma * decay[N - 1][0] * a[0];
-    const bool deferred = gi + 1 < ng && next >= min_scale<T>;
-    gr.scale = !deferred && next != T(1), gr.mul = next;
-    const T inv = deferred ? T(1) / next : T(1);
-    for (index_t j = 0; j < N; ++j) {
-      const T f = decay[N - 1][j] * inv;
-      if (f == T(1) || j >= m) {
-        gr.kd[j] = gr.k[j];
-        continue;
-      }
-      T* dst = ws.kd.data() + (gi * N + j) * K;
-      simd::transform(gr.k[j], dst, K, [f](auto x) { return x * f; });
-      gr.kd[j] = dst;
-    }
-    sigma = deferred ? next : T(1);
-  }
+  ws.block = {b, hv, t0, n, ng}, ws.sigma = T(1);
   return ng;
 }
 
-// All column tiles of one value head through the prepared groups: full tiles of NV vectors,
-// single vectors, then scalar columns. When the whole state fits in L1 the tiles take turns group
-// by group, so one tile's forward substitution (a latency chain) overlaps the next tile's pass;
-// otherwise each tile runs through the block while it sits in L1. The queued prefetches are
-// spread over the passes.
+// Coefficients of group gi of the current block (see group); groups are prepared in order (σ
+// carries over). The decays Γ_tj = Π_{j<s≤t} e^{g_s} are products of factors ≤ 1: no overflow, no
+// cancellation, and a decay that underflows simply cuts the chain.
+template <class T, index_t N>
+void prepare_group(block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
+  const auto [b, hv, t0, n, ng] = ws.block;
+  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv), v = p.v_rows(b, hv);
+  const auto o = p.o_rows(b, hv);
+  const index_t K = p.K;
+  const T sigma = ws.sigma;  // S = σ·S̃ before the group
+  group<T, N>& gr = ws.groups[std::size_t(gi)];
+  const index_t s = t0 + gi * N, m = std::min(N, t0 + n - s);
+  const T* a = ws.a.data() + gi * N;
+  const T* bt = ws.b.data() + gi * N;
+  gr.m = m;
+  for (index_t t = 0; t < N; ++t) {
+    const bool real = t < m;
+    gr.k[t] = real ? k.row(s + t) : ws.zero.data();
+    gr.q[t] = real ? q.row(s + t) : ws.zero.data();
+    gr.v[t] = real ? v.row(s + t) : ws.zero.data();
+    gr.o[t] = real ? o.row(s + t) : nullptr;
+  }
+  T decay[N][N];  // Γ_tj for j ≤ t
+  for (index_t t = 0; t < N; ++t) {
+    decay[t][t] = T(1);
+    for (index_t j = 0; j < t; ++j) decay[t][j] = decay[t - 1][j] * a[t];
+  }
+  T kk[N][N], kq[N][N];
+  group_gram<N>(gr.k, gr.q, K, kk, kq);
+  for (index_t t = 0; t < N; ++t) {
+    const T A = sigma * decay[t][0] * a[0];  // σ e^{G_t}
+    gr.bv[t] = bt[t], gr.bw[t] = -bt[t] * A, gr.dr[t] = t < m ? p.scale * A : T(0);
+    for (index_t j = 0; j < N; ++j) {
+      const bool lower = t < m && j <= t;
+      gr.c[t][j] = lower && j < t ? -bt[t] * decay[t][j] * kk[t][j] : T(0);
+      gr.d[t][j] = lower ? p.scale * decay[t][j] * kq[t][j] : T(0);
+    }
+  }
+  // The group's update: deferred while σ' stays above min_scale, explicit for the block's last group.
+  const T next = sigma * decay[N - 1][0] * a[0];
+  const bool deferred = gi + 1 < ng && next >= min_scale<T>;
+  gr.scale = !deferred && next != T(1), gr.mul = next;
+  const T inv = deferred ? T(1) / next : T(1);
+  for (index_t j = 0; j < N; ++j) {
+    const T f = decay[N - 1][j] * inv;
+    if (f == T(1) || j >= m) {
+      gr.kd[j] = gr.k[j];
+      continue;
+    }
+    T* dst = ws.kd.data() + (gi * N + j) * K;
+    simd::transform(gr.k[j], dst, K, [f](auto x) { return x * f; });
+    gr.kd[j] = dst;
+  }
+  ws.sigma = deferred ? next : T(1);
+}
+
+// Fetches the q and k rows of group gi of the current block into L1 (its Gram products come next).
+template <class T, index_t N>
+void prefetch_group(const block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
+  const auto [b, hv, t0, n, ng] = ws.block;
+  if (gi >= ng) return;
+  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv);
+  for (index_t t = t0 + gi * N, e = std::min(t0 + n, t + N); t < e; ++t)
+    for (index_t i = 0; i < p.K; i += 64 / index_t(sizeof(T)))
+      __builtin_prefetch(k.row(t) + i, 0, 3), __builtin_prefetch(q.row(t) + i, 0, 3);
+}
+
+// All column tiles of one value head through the groups of the current block: full tiles of NV
+// vectors, single vectors, then scalar columns. When the whole state fits in L1 the tiles take
+// turns group by group, so one tile's forward substitution (a latency chain) overlaps the next
+// tile's pass, and each group is prepared just before its passes; otherwise every group is
+// prepared first and each tile runs through the block while it sits in L1. The queued prefetches
+// of the next block are spread over the passes.
 template <index_t N, class T>
-void run_block(block_workspace<T, N>& ws, index_t ng, index_t K, index_t V, T* S, index_t lds) {
+void run_block(block_workspace<T, N>& ws, const problem<T>& p) {
   using B = simd::batch<T>;
   constexpr index_t L = simd::lanes<T>, NV = tile_vectors<N>;
+  const index_t K = p.K, V = p.V, ng = ws.block.ng, lds = p.state.stride(2);
+  T* S = p.state.ptr(ws.block.b, ws.block.hv);
   const group<T, N>* gs = ws.groups.data();
   const index_t tiles = V / (NV * L) + (V % (NV * L)) / L + V % L;
   const std::size_t per_group = ws.pf.lines / std::size_t(std::max<index_t>(1, ng * tiles)) + 1;
-  const index_t step = K * V * index_t(sizeof(T)) <= l1_state_bytes ? 1 : ng;
+  const bool turns = K * V * index_t(sizeof(T)) <= l1_state_bytes;
+  if (!turns)
+    for (index_t gi = 0; gi < ng; ++gi) prepare_group(ws, p, gi);
+  const index_t step = turns ? 1 : ng;
   T* u_save = ws.u_save.data();
   for (index_t g0 = 0; g0 < ng; g0 += step) {
     const index_t g1 = std::min(ng, g0 + step);
+    if (turns) prepare_group(ws, p, g0), prefetch_group(ws, p, g0 + 1);
     index_t c = 0, slot = 0;
     auto save = [&](index_t width) { return u_save + (slot++) * N * width; };
     for (; c + NV * L <= V; c += NV * L) tile_run<N, NV, B>(gs, g0, g1, ng, K, S + c, lds, c, save(NV * L), ws.pf, per_group);
@@ -381,19 +408,17 @@ void recurrent_impl(int threads, const problem<T>& p) {
       const index_t b = bh / p.HV, hv = bh % p.HV;
       for (index_t t0 = 0; t0 < p.L; t0 += block_tokens) {
         const index_t n = std::min(block_tokens, p.L - t0);
-        T* S = p.state.ptr(b, hv);
-        const index_t lds = p.state.stride(2);
         if (n == 1) {  // decode: no padding tokens, nothing to prefetch
-          const index_t ng = prepare_block(ws1, p, b, hv, t0, n);
-          run_block<1>(ws1, ng, p.K, p.V, S, lds);
+          begin_block(ws1, p, b, hv, t0, n);
+          run_block<1>(ws1, p);
           continue;
         }
         // The next work item of this thread: the next block of this head or the first of the next.
         const index_t nt0 = t0 + block_tokens < p.L ? t0 + block_tokens : 0, nbh = nt0 > 0 ? bh : bh + 1;
         if (nbh < end) queue_rows(ws, p, nbh / p.HV, nbh % p.HV, nt0, std::min(block_tokens, p.L - nt0));
         else ws.pf.clear();
-        const index_t ng = prepare_block(ws, p, b, hv, t0, n);
-        run_block<group_tokens>(ws, ng, p.K, p.V, S, lds);
+        begin_block(ws, p, b, hv, t0, n);
+        run_block<group_tokens>(ws, p);
       }
     }
   });
