@@ -179,7 +179,6 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
       vstore<Vec>(orr + at(NR, NB + j, x), vload<Vec>(rp + j * rs + x) * pe);
     }
     vstore<Vec>(E + x, pe);
-    vstore<Vec>(ou + at(NU, 2 * NB, x), pe);
     emin = vmin(emin, pe);
     Vec sfx = Vec(T(1)) / pe;
     SEQMIX_UNROLL for (index_t l = NB - 1; l >= 0; --l) {
@@ -206,7 +205,7 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
   else chain_dots(c, K, rp, rs, kp, ks, ap, as, bp, bs, d);
 
   // 3. A block that ends the run: b̂ = G(l,NB-1) ⊙ b_l, explicit products of factors ≤ 1, the
-  //    fold factor f = E' (already in place), and the run starts again from E = 1.
+  //    fold factor f = E', and the run starts again from E = 1.
   if (c.fold) {
     auto rawcols = [=]<class Vec>(index_t x) SEQMIX_INLINE_LAMBDA {
       Vec sfx(T(1));
@@ -215,6 +214,7 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
         vstore<Vec>(ou + at(NU, NB + l, x), vload<Vec>(kp + l * ks + x) * sfx);
         sfx *= vload<Vec>(d + l * K + x);
       }
+      vstore<Vec>(ou + at(NU, 2 * NB, x), vload<Vec>(E + x));
       vstore<Vec>(E + x, Vec(T(1)));
     };
     for (x = 0; x + L <= K; x += L) rawcols.template operator()<B>(x);
