@@ -47,8 +47,10 @@ template <class P>
 void ssd_op(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
   const index_t B = 1, H = 24, Pd = 64, N = 128, G = 1;
   policy.threads = threads;
-  add(name(std::string("mamba2/op/") + policy_name + "/" + phase,
-           {{"B", B}, {"T", T}, {"H", H}, {"P", Pd}, {"N", N}, {"G", G}, {"threads", threads}}),
+  std::vector<std::pair<const char*, long>> args{{"B", B}, {"T", T}, {"H", H}, {"P", Pd}, {"N", N}, {"G", G}};
+  if constexpr (exec::is_chunkwise_v<P>) args.push_back({"C", P::chunk});
+  args.push_back({"threads", threads});
+  add(name(std::string("mamba2/op/") + policy_name + "/" + phase, args),
       double(B * T), ssd_flops(B, T, H, Pd, N), [=](benchmark::State& state) {
         const auto x = uniform_tensor<float, 4>({B, T, H, Pd}, -1, 1, 1);
         const auto dt = uniform_tensor<float, 3>({B, T, H}, -4, -1, 2);
@@ -156,6 +158,7 @@ const bool registered = [] {
     scan_op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
     scan_op("parallel", exec::parallel{}, "prefill", 256, threads);  // O(T²): a shorter sequence
     ssd_op("recurrent", exec::recurrent{}, "prefill", 2048, threads);
+    ssd_op("chunkwise", exec::chunkwise<32>{}, "prefill", 2048, threads);
     ssd_op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
     ssd_op("parallel", exec::parallel{}, "prefill", 2048, threads);
     conv(2048, threads);
@@ -164,6 +167,8 @@ const bool registered = [] {
   }
   scan_op("automatic", exec::automatic{}, "prefill", 2048, 1);
   ssd_op("automatic", exec::automatic{}, "prefill", 2048, 1);
+  ssd_op("recurrent", exec::recurrent{}, "prefill", 32, 1);  // below the automatic crossover
+  ssd_op("chunkwise", exec::chunkwise<32>{}, "prefill", 32, 1);
   scan_op("recurrent", exec::recurrent{}, "decode", 1, 1);
   ssd_op("recurrent", exec::recurrent{}, "decode", 1, 1);
   mamba_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
