@@ -43,7 +43,7 @@ namespace detail {
 // axis keeps sa, v and the next block's two reductions live per token (4·NB·NV) plus the row.
 inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
 inline constexpr index_t block_tokens = vector_registers >= 32 ? 4 : 2;  // NB: tokens per pass
-inline constexpr index_t token_block = 32;  // tokens of one head between switches to the next head
+inline constexpr index_t token_block = 8;  // tokens of one head between switches to the next head
 inline constexpr index_t pass_vectors = std::clamp<index_t>((vector_registers - 4) / (4 * block_tokens + 1), 1, 4);
 inline constexpr index_t step_vectors = std::clamp<index_t>((vector_registers - 4) / 4, 1, 4);
 
@@ -418,16 +418,26 @@ inline void over_columns(index_t V, F&& f) {
 }
 
 // One block over the whole value axis.
-template <bool Fold, bool Next, class T>
+// between() runs before each tile (the caller spreads its prefetches over the passes with it).
+template <bool Fold, bool Next, class T, class F>
 inline void pass_all(index_t K, index_t V, const block_coefs<T>& c, const T* red_next, const T* const* v, T* const* o,
-                     T* S, index_t lds, T* pend) {
+                     T* S, index_t lds, T* pend, F&& between) {
   constexpr index_t NB = block_tokens;
   over_columns<pass_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
     const T* vj[NB];
     T* oj[NB];
     for (index_t n = 0; n < NB; ++n) vj[n] = v[n] + col, oj[n] = o[n] + col;
+    between();
     pass_tile<NV, Fold, Next, Vec>(K, c, red_next, vj, oj, S + col, lds, pend + col, V);
   });
+}
+
+// The number of tiles over_columns<NVmax, T> visits for V columns.
+template <index_t NVmax, class T>
+inline index_t column_tiles(index_t V) {
+  constexpr index_t L = simd::lanes<T>;
+  const index_t full = V / (NVmax * L), rest = V - full * NVmax * L;
+  return full + (NVmax > 1 ? rest / L + rest % L : rest);
 }
 
 // Explicit single tokens, for calls shorter than a block (decode) and the tokens after a call's
@@ -587,6 +597,14 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
     detail::worker<T> wk(end - begin, K, V, nb);
     for (index_t h = 0; h < end - begin; ++h) wk.io.push_back(rows(begin + h));
+    // Prefetches tokens [j0, j1) of the input rows of head h.
+    auto fetch = [&](index_t h, index_t j0, index_t j1) {
+      const auto& io = wk.io[std::size_t(h)];
+      for (index_t j = j0; j < j1; ++j) {
+        simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
+        simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K);
+      }
+    };
     auto prep = [&](index_t h, index_t blk) {
       const auto& io = wk.io[std::size_t(h)];
       detail::prepare<T>(wk.slot(h, blk), K, blk * NB, io.r, io.w, io.k, io.a, io.b, wk.E.data() + h * K,
@@ -602,19 +620,31 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     for (index_t t0 = 0; t0 < L; t0 += detail::token_block) {
       const index_t t1 = std::min(L, t0 + detail::token_block), b0 = t0 / NB, b1 = std::min(nb, t1 / NB);
       // Coefficients of the next blocks (b0, b1], heads inside: the rows of all heads of a token are
-      // adjacent, so this streams through the inputs. Each step fetches the rows of the same
-      // head's next block, and the value and output rows of the block before (for the passes).
+      // adjacent, so this streams through the inputs. They were fetched during the previous
+      // passes; the first sweep fetches the rows of each head's next block as it goes.
+      const index_t nh = end - begin;
       for (index_t blk = b0 + 1; blk <= b1 && blk < nb; ++blk)
-        for (index_t h = 0; h < end - begin; ++h) {
-          const auto& io = wk.io[std::size_t(h)];
-          for (index_t j = (blk + 1) * NB; j < (blk + 2) * NB && j < L; ++j) {
-            simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
-            simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K);
-          }
-          for (index_t j = (blk - 1) * NB; j < blk * NB; ++j)
-            simd::prefetch(io.v.row(j), V), simd::prefetch_for_write(io.o.row(j), V);
+        for (index_t h = 0; h < nh; ++h) {
+          if (t0 == 0) fetch(h, (blk + 1) * NB, std::min(L, (blk + 2) * NB));
           prep(h, blk);
         }
+      // The passes are FMA-bound: spread over their tiles, fetch the rows the next sweep reads
+      // (and the value and output rows of the next passes), one token of one head at a time.
+      // Fetched all at once in the sweep, they would wait for memory; fetched further ahead, they
+      // would leave L2 before they are used.
+      const index_t f0 = std::min(L, t1 + NB), f1 = std::min(L, t1 + detail::token_block + NB);
+      const index_t pairs = (f1 - f0) * nh;
+      const index_t calls = std::max<index_t>(1, nh * (b1 - b0) * detail::column_tiles<detail::pass_vectors, T>(V));
+      index_t fetched = 0, call = 0;
+      auto between = [&] {
+        for (const index_t upto = pairs * ++call / calls; fetched < upto; ++fetched) {
+          const index_t h = fetched % nh, j = f0 + fetched / nh;
+          const auto& io = wk.io[std::size_t(h)];
+          simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
+          simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K);
+          simd::prefetch(io.v.row(j - NB), V), simd::prefetch_for_write(io.o.row(j - NB), V);
+        }
+      };
       // The passes: per head, its blocks in [b0, b1) and then tokens after the last full block.
       for (index_t h = 0; h < end - begin; ++h) {
         const auto& io = wk.io[std::size_t(h)];
@@ -627,10 +657,10 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
           const auto& c = wk.slot(h, blk);
           if (blk + 1 < nb) {
             const T* red_next = wk.slot(h, blk + 1).red;
-            if (c.fold) detail::pass_all<true, true>(K, V, c, red_next, vj, oj, Sh, lds, pend);
-            else detail::pass_all<false, true>(K, V, c, red_next, vj, oj, Sh, lds, pend);
+            if (c.fold) detail::pass_all<true, true>(K, V, c, red_next, vj, oj, Sh, lds, pend, between);
+            else detail::pass_all<false, true>(K, V, c, red_next, vj, oj, Sh, lds, pend, between);
           } else {
-            detail::pass_all<true, false>(K, V, c, static_cast<const T*>(nullptr), vj, oj, Sh, lds, pend);
+            detail::pass_all<true, false>(K, V, c, static_cast<const T*>(nullptr), vj, oj, Sh, lds, pend, between);
           }
         }
         if (t1 == L)
