@@ -214,3 +214,40 @@ TEST_CASE("rwkv7: an empty sequence leaves the state unchanged", "[rwkv7][op]") 
   rwkv7::forward<exec::parallel, float>({}, p.r, p.w, p.k, p.v, p.a, p.b, o, s);
   SEQMIX_CHECK_CLOSE(s, p.state, 0.0, 0.0);
 }
+
+TEMPLATE_TEST_CASE("rwkv7: short calls on several heads (decode) match the reference", "[rwkv7][op]", float, double) {
+  // Calls shorter than a block take explicit steps, each fused with the next token's (or the next
+  // head's) reduction; odd widths exercise the single-vector and scalar tiles of that path.
+  const shape short_shapes[] = {{2, 1, 3, 20, 33}, {3, 1, 2, 64, 64}, {1, 2, 4, 16, 16}, {2, 3, 2, 24, 40}, {1, 3, 3, 5, 7}};
+  for (const auto& [wmin, wmax] : decays)
+    for (const shape& s : short_shapes) {
+      INFO("B=" << s.B << " T=" << s.T << " H=" << s.H << " K=" << s.K << " V=" << s.V << " w in " << wmin << ".." << wmax);
+      check_against_ref<TestType>(exec::recurrent{}, s, wmin, wmax);
+    }
+}
+
+TEST_CASE("rwkv7: token-by-token calls give the same outputs and state as one call", "[rwkv7][op]") {
+  // Each single-token call hands back the exact state; one long call keeps it in deferred form
+  // between its blocks and folds it back at the end.
+  const shape s{2, 23, 3, 24, 20};
+  const problem<double> p(s, -0.7, 0, 13);
+  const auto [o_full, s_full] = run<double>(exec::recurrent{}, p);
+  auto o = test::nan_tensor<double, 4>(o_full.extents());
+  tensor<double, 4> st = p.state;
+  auto sub = [&](const tensor<double, 4>& x, index_t t) { return tensor_view<const double, 4>(x.view().subrange(1, t, 1)); };
+  for (index_t t = 0; t < s.T; ++t)
+    rwkv7::forward<exec::recurrent, double>({}, sub(p.r, t), sub(p.w, t), sub(p.k, t), sub(p.v, t), sub(p.a, t),
+                                            sub(p.b, t), o.view().subrange(1, t, 1), st);
+  SEQMIX_CHECK_CLOSE(o, o_full, 1e-12, 1e-12);
+  SEQMIX_CHECK_CLOSE(st, s_full, 1e-12, 1e-12);
+}
+
+TEST_CASE("rwkv7: one open run over a whole long call stays exact", "[rwkv7][op][long]") {
+  // Log decays in (-1e-3, 0): over 8192 tokens no channel decays below e^-16, so the recurrent
+  // kernel keeps one deferred-decay run for the whole call and folds it only at the end.
+  const problem<float> p({1, 8192, 2, 32, 32}, -1e-3, 0, 17);
+  const auto [o_ref, s_ref] = run<float>(0, p);
+  const auto [o_r, s_r] = run<float>(exec::recurrent{}, p);
+  SEQMIX_CHECK_CLOSE(o_r, o_ref, 1e-4, 1e-4);
+  SEQMIX_CHECK_CLOSE(s_r, s_ref, 1e-4, 1e-4);
+}
