@@ -5,6 +5,7 @@
 #include <seqmix/kernels/delta_rule/ref.hpp>
 
 #include <algorithm>
+#include <limits>
 
 #include "support/compare.hpp"
 
@@ -192,6 +193,7 @@ TEST_CASE("delta rule: decays that underflow reset the state", "[delta_rule][op]
   problem<float> p({1, 40, 1, 2, 16, 16}, true, -1, 9);
   p.g(0, 20, 0) = -200.f;  // e^-200 underflows in float
   p.g(0, 21, 1) = -1e4f;
+  p.g(0, 30, 0) = -std::numeric_limits<float>::infinity();  // e.g. exp(A_log) overflowing in a layer
   const auto [o_ref, s_ref] = run<float>(reference{}, p);
   for (const auto& [o, st] : {run<float>(exec::recurrent{}, p), run<float>(exec::chunkwise<16>{}, p),
                               run<float>(exec::parallel{}, p)}) {

@@ -241,3 +241,14 @@ TEST_CASE("Delta-rule layers: bad input shapes raise seqmix::error", "[delta_rul
   auto sd = d.net.make_state(2);
   REQUIRE_THROWS_WITH(d.net.step(xt.view(), yt.view(), sd), Catch::Contains("DeltaNet: x has shape [2, 100], expected [2, 128]"));
 }
+
+TEST_CASE("Delta-rule layers: an empty input leaves the state unchanged", "[delta_rule][layer]") {
+  const medium_case<gated_delta_net> c(gdn_medium, gdn_config());
+  auto s = c.net.make_state(2);
+  c.net.forward(exec::recurrent{}, c.x.view().subrange(1, 0, 5), s);
+  const auto before = s;
+  tensor<float, 3> x({2, 0, 64}), y({2, 0, 64});
+  c.net.forward(exec::chunkwise<64>{}, x.view(), y.view(), s);
+  c.net.forward(exec::recurrent{}, x.view(), y.view(), s);
+  check_states(s, before, 0.0);
+}

@@ -16,12 +16,14 @@
 namespace seqmix::kernels::common {
 
 /// G[t] = Σ_{s ≤ t} g[s · gs] for t < L (the cumulative log decay of a chunk), accumulated in
-/// double: a differences G_t - G_j of nearby tokens must stay exact after a huge step (a decay of
-/// e^-160 followed by decays near 1 would otherwise lose the latter to cancellation).
+/// double: differences G_t - G_j of nearby tokens must stay exact after a huge step (one decay of
+/// e^-1e4 among decays near 1 would otherwise lose the latter to cancellation in float). Steps
+/// below -1e4 count as -1e4 (e^-1e4 is 0 in any precision), so g = -inf cannot turn G_t - G_j
+/// into inf - inf.
 template <class T>
 void cumsum(const T* g, index_t gs, index_t L, double* G) {
   double acc = 0;
-  for (index_t t = 0; t < L; ++t) G[t] = acc += double(g[t * gs]);
+  for (index_t t = 0; t < L; ++t) G[t] = acc += std::max(double(g[t * gs]), -1e4);
 }
 
 /// The causal scalar-decay mask of an [L, L] block A (row stride lda), in place:
