@@ -275,6 +275,10 @@ TEST_CASE("attention: bad shapes and a full cache raise seqmix::error", "[attent
   attn::forward<exec::chunkwise<64>, float>({}, q, k, v, o, cache);
   attn::forward<exec::chunkwise<64>, float>({}, q, k, v, o, cache);
   CHECK(cache.length() == 8);
+  tensor<float, 4> q0({2, 0, 4, 16}), k0({2, 0, 2, 16}), v0({2, 0, 2, 16}), o0({2, 0, 4, 16});
+  attn::forward<exec::recurrent, float>({}, q0, k0, v0, o0, cache);  // no tokens: nothing happens
+  attn::forward<exec::parallel, float>({}, q0, k0, v0, o0, cache);
+  CHECK(cache.length() == 8);
   REQUIRE_THROWS_WITH((attn::forward<exec::recurrent, float>({}, q, k, v, o, cache)),
                       Catch::Contains("KV cache capacity 10 exceeded (holds 8 tokens, appending 4)"));
   CHECK(cache.length() == 8);
