@@ -4,7 +4,9 @@
 #include <seqmix/nn/rotary.hpp>
 #include <seqmix/tensor/random.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "support/compare.hpp"
 
@@ -44,6 +46,19 @@ TEST_CASE("rotary: both layouts match the rotation formula", "[rotary]") {
         nn::rotary<float>{D, theta, layout}.apply(yf, 100);
         SEQMIX_CHECK_CLOSE(yf, rotated(x, D, theta, layout, 100), 1e-6, 1e-6);
       }
+}
+
+TEST_CASE("rotary: the cos/sin tables match direct evaluation far into a sequence", "[rotary]") {
+  const nn::rotary<double> rope{64, 500000, nn::rope_layout::half_split};
+  std::vector<double> c, s;
+  rope.tables(70000, 1000, c, s);
+  double worst = 0;
+  for (index_t t = 0; t < 1000; ++t)
+    for (index_t i = 0; i < 32; ++i) {
+      const double a = double(70000 + t) * std::pow(500000.0, -2.0 * double(i) / 64);
+      worst = std::max({worst, std::abs(c[std::size_t(t * 32 + i)] - std::cos(a)), std::abs(s[std::size_t(t * 32 + i)] - std::sin(a))});
+    }
+  CHECK(worst < 1e-10);  // the direct angle p·f itself is only good to ~p·eps = 1e-11
 }
 
 TEST_CASE("rotary: position offsets continue a sequence; position 0 is the identity", "[rotary]") {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../io/weights.hpp"
 #include "../kernels/attention/attention.hpp"
@@ -127,8 +128,10 @@ class Attention {
     tensor<T, 2> q({N, H * D}), k({N, Hk * D}), v({N, Hk * D}), o({N, H * D});
     w_.q_proj(xr.rows, q, name, th), w_.k_proj(xr.rows, k, name, th), w_.v_proj(xr.rows, v, name, th);
     auto heads = [&](tensor<T, 2>& t, index_t h) { return t.view().template reshape<4>({B, L, h, D}); };
-    rope_.apply(heads(q, H), state.length(), name, th);
-    rope_.apply(heads(k, Hk), state.length(), name, th);
+    std::vector<T> cos, sin;  // one table for q and k
+    rope_.tables(state.length(), L, cos, sin);
+    rope_.apply(heads(q, H), cos, sin, name, th);
+    rope_.apply(heads(k, Hk), cos, sin, name, th);
     kernels::attention::forward<P, T>(policy, heads(q, H), heads(k, Hk), heads(v, Hk), heads(o, H), state,
                                       {T(1) / std::sqrt(T(D))});
     attention_detail::project_out<T>(w_.o_proj, o.view(), y, name, th);

@@ -6,6 +6,7 @@
 #include <limits>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "../kernels/attention/differential.hpp"
 #include "attention.hpp"
@@ -94,8 +95,10 @@ class MultiheadDiffAttn {
     w_.q_proj(xr.rows, q, name, th), w_.k_proj(xr.rows, k, name, th), w_.v_proj(xr.rows, v, name, th);
     const auto q4 = q.view().template reshape<4>({B, L, 2 * H, d});
     const auto k4 = k.view().template reshape<4>({B, L, 2 * Hkv, d});
-    rope_.apply(q4, state.length(), name, th);
-    rope_.apply(k4, state.length(), name, th);
+    std::vector<T> cos, sin;  // one table for q and k
+    rope_.tables(state.length(), L, cos, sin);
+    rope_.apply(q4, cos, sin, name, th);
+    rope_.apply(k4, cos, sin, name, th);
     kernels::attention::differential<P, T>(policy, q4, k4, v.view().template reshape<4>({B, L, Hkv, 2 * d}),
                                            o.view().template reshape<4>({B, L, H, 2 * d}), state, params(),
                                            {T(1) / std::sqrt(T(d))});
