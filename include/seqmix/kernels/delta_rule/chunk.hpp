@@ -25,6 +25,8 @@ namespace seqmix::kernels::delta_rule {
 
 namespace detail {
 
+inline constexpr index_t gram_rows = 16;  // row block of the causal Gram products
+
 // Scratch for one chunk of at most C tokens of one head.
 template <class T>
 struct chunk_workspace {
@@ -56,8 +58,13 @@ void chunk_block(chunk_workspace<T>& w, const problem<T>& p, index_t b, index_t 
     for (index_t i = 0; i < K; ++i) w.kT[i * C + t] = Kc(t, i);
   const tensor_view<const T, 2> kT(w.kT.data(), {K, L}, {C, 1});
   const tensor_view<T, 2> M(w.M.data(), {L, L}, {C, 1}), P(w.P.data(), {L, L}, {C, 1});
-  simd::gemm<T>(Kc, kT, M);
-  simd::gemm<T>(Q, kT, P);
+  // Only the blocks on and below the diagonal (rows [s, e) need columns [0, e)).
+  for (index_t s = 0; s < L; s += gram_rows) {
+    const index_t e = std::min(L, s + gram_rows);
+    const tensor_view<const T, 2> kTe = kT.subrange(1, 0, e);
+    simd::gemm<T>(Kc.subrange(0, s, e - s), kTe, M.subrange(0, s, e - s).subrange(1, 0, e));
+    simd::gemm<T>(Q.subrange(0, s, e - s), kTe, P.subrange(0, s, e - s).subrange(1, 0, e));
+  }
   for (index_t t = 0; t < L; ++t) w.f[t] = beta[t0 + t];
   common::decay_mask(w.M.data(), C, G, w.f.data(), T(1), L, /*diagonal=*/false);
   common::decay_mask(w.P.data(), C, G, static_cast<const T*>(nullptr), p.scale, L, /*diagonal=*/true);
