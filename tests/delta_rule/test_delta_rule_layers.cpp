@@ -188,6 +188,45 @@ TEST_CASE("GatedDeltaNet: held-out shapes run with every policy, in float and do
   }
 }
 
+// A DeltaNet with random weights (conv biases and the output gate on, to cover those paths).
+template <class T>
+layers::DeltaNet<T> random_dn(const typename layers::DeltaNet<T>::config& c, unsigned seed) {
+  using L = layers::DeltaNet<T>;
+  const index_t D = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), W = c.conv_size;
+  const double w = 1.0 / std::sqrt(double(D));
+  auto lin = [&](index_t out, index_t in, unsigned s) { return nn::linear<T>{uniform_tensor<T, 2>({out, in}, -w, w, s), {}}; };
+  auto conv = [&](index_t C, unsigned s) {
+    return nn::causal_conv1d<T>{uniform_tensor<T, 2>({C, W}, -0.5, 0.5, s), uniform_tensor<T, 1>({C}, -0.2, 0.2, s + 50), true};
+  };
+  typename L::weights wt{lin(kd, D, seed),      lin(kd, D, seed + 1), lin(vd, D, seed + 2), lin(c.num_heads, D, seed + 3),
+                         conv(kd, seed + 4),    conv(kd, seed + 5),   conv(vd, seed + 6),   lin(vd, D, seed + 7),
+                         uniform_tensor<T, 1>({c.head_v_dim()}, 0.5, 1.5, seed + 8), lin(D, vd, seed + 9)};
+  return L(c, std::move(wt));
+}
+
+TEST_CASE("DeltaNet: held-out shapes run with every policy, in float and double", "[delta_rule][layer]") {
+  // Head dims 48 and 24 (hidden 96 / 2 heads, 120 / 5 heads), with conv biases and the output gate.
+  for (const auto& [hidden, heads] : {std::pair<index_t, index_t>{96, 2}, {120, 5}}) {
+    INFO("hidden=" << hidden << " heads=" << heads);
+    layers::DeltaNet<double>::config cd;
+    cd.hidden_size = hidden, cd.num_heads = heads, cd.conv_bias = true, cd.use_gate = true;
+    delta_net::config cf;
+    cf.hidden_size = hidden, cf.num_heads = heads, cf.conv_bias = true, cf.use_gate = true;
+    const auto net_d = random_dn<double>(cd, 5);
+    const auto net_f = random_dn<float>(cf, 5);
+    const auto xd = uniform_tensor<double, 3>({2, 37, hidden}, -1, 1, 8);
+    const auto xf = uniform_tensor<float, 3>({2, 37, hidden}, -1, 1, 8);
+    auto sd = net_d.make_state(2);
+    const auto yd = net_d.forward(exec::parallel{}, xd, sd);
+    policies_agree(net_f, xf);
+    pieces_equal_one_pass(net_f, xf);
+    auto sf = net_f.make_state(2);
+    const auto yf = net_f.forward(exec::recurrent{}, xf, sf);
+    SEQMIX_CHECK_CLOSE(yf, yd, 1e-5, 1e-5);
+    SEQMIX_CHECK_CLOSE(sf.h, sd.h, 1e-5, 1e-5);
+  }
+}
+
 TEST_CASE("Delta-rule layers: weights load under a checkpoint prefix", "[delta_rule][layer][io]") {
   {
     const auto ref = io::safetensors::load(dn_medium);
