@@ -167,31 +167,38 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
   // SIMD stores may alias anything, so pointers held in memory would be reloaded after each one.
   const T *rp = r.row(t), *wp = w.row(t), *kp = k.row(t), *ap = a.row(t), *bp = b.row(t);
   const index_t rs = r.ts, ws = w.ts, ks = k.ts, as = a.ts, bs = b.ts;
+  const bool same = rs == ws && rs == ks && rs == as && rs == bs;
   T *ou = c.upd, *orr = c.red;
   // 1. d = e^{w}; ã_j = a_j ⊙ E P_{j-1}, r̃_j = r_j ⊙ E P_j; E' = E P_{NB-1};
   //    b̃_l = b_l ⊙ Π_{m>l} d_m / E' (likewise k̃): the run-relative coefficients.
-  auto cols = [=]<class Vec>(index_t x, Vec& emin) SEQMIX_INLINE_LAMBDA {
+  //    Same: one token stride for all five inputs (separate [B,T,H,K] tensors), which leaves
+  //    GCC enough registers to address the 4·5 rows without spilling pointers.
+  auto cols = [=]<bool Same, class Vec>(index_t x, Vec& emin) SEQMIX_INLINE_LAMBDA {
+    const index_t sr = rs, sw = Same ? rs : ws, sk = Same ? rs : ks, sa = Same ? rs : as, sb = Same ? rs : bs;
     Vec pe = vload<Vec>(E + x), dj[NB];
     SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
-      dj[j] = decay(vload<Vec>(wp + j * ws + x));
-      vstore<Vec>(orr + at(NR, j, x), vload<Vec>(ap + j * as + x) * pe);
+      dj[j] = decay(vload<Vec>(wp + j * sw + x));
+      vstore<Vec>(orr + at(NR, j, x), vload<Vec>(ap + j * sa + x) * pe);
       pe *= dj[j];
-      vstore<Vec>(orr + at(NR, NB + j, x), vload<Vec>(rp + j * rs + x) * pe);
+      vstore<Vec>(orr + at(NR, NB + j, x), vload<Vec>(rp + j * sr + x) * pe);
     }
     vstore<Vec>(E + x, pe);
     emin = vmin(emin, pe);
     Vec sfx = Vec(T(1)) / pe;
     SEQMIX_UNROLL for (index_t l = NB - 1; l >= 0; --l) {
-      vstore<Vec>(ou + at(NU, l, x), vload<Vec>(bp + l * bs + x) * sfx);
-      vstore<Vec>(ou + at(NU, NB + l, x), vload<Vec>(kp + l * ks + x) * sfx);
+      vstore<Vec>(ou + at(NU, l, x), vload<Vec>(bp + l * sb + x) * sfx);
+      vstore<Vec>(ou + at(NU, NB + l, x), vload<Vec>(kp + l * sk + x) * sfx);
       sfx *= dj[l];
     }
   };
   B vmin_(std::numeric_limits<T>::max());
   T smin = std::numeric_limits<T>::max();
   index_t x = 0;
-  for (; x + L <= K; x += L) cols.template operator()<B>(x, vmin_);
-  for (; x < K; ++x) cols.template operator()<T>(x, smin);
+  if (same)
+    for (; x + L <= K; x += L) cols.template operator()<true, B>(x, vmin_);
+  else
+    for (; x + L <= K; x += L) cols.template operator()<false, B>(x, vmin_);
+  for (; x < K; ++x) cols.template operator()<false, T>(x, smin);
   const T emin = std::min(vreduce_min<T>(vmin_), smin);
   c.fold = force || !(emin >= run_floor<T>);
 
