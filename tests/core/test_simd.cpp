@@ -230,7 +230,7 @@ index_t gemm_failures(index_t m, index_t n, index_t k, simd::gemm_mode mode, boo
 TEMPLATE_TEST_CASE("simd::gemm matches a triple loop", "[simd]", float, double) {
   using T = TestType;
   using simd::gemm_mode;
-  for (index_t m : {1, 3, 4, 5, 17, 65})
+  for (index_t m : {1, 3, 4, 5, 6, 10, 11, 17, 65})  // row blocks of 6 (AVX-512), 4 and 1
     for (index_t n : {1, 3, 4, 5, 16, 17, 33, 64, 65})
       for (index_t k : {1, 5, 16, 65}) {
         INFO("m=" << m << " n=" << n << " k=" << k << " lanes=" << simd::lanes<T>);

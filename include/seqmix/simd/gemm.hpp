@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <type_traits>
 
 #include "../error.hpp"
 #include "../tensor/view.hpp"
@@ -78,12 +79,17 @@ void gemm(tensor_view<const T, 2> A, tensor_view<const T, 2> B, tensor_view<T, 2
     throw error("simd::gemm: B and C need unit column stride");
   const bool acc = mode == gemm_mode::accumulate;
   const index_t ars = A.stride(0), acs = A.stride(1), ldb = B.stride(0), ldc = C.stride(0);
-  constexpr index_t MR = 4;
   index_t i = 0;
-  for (; i + MR <= m; i += MR) {
-    const index_t kend = lower_triangular_a ? std::min(k, i + MR) : k;
-    detail::row_block<MR>(n, kend, A.data() + i * ars, ars, acs, B.data(), ldb, C.data() + i * ldc, ldc, acc);
-  }
+  auto rows = [&]<index_t MR>(std::integral_constant<index_t, MR>) {
+    for (; i + MR <= m; i += MR) {
+      const index_t kend = lower_triangular_a ? std::min(k, i + MR) : k;
+      detail::row_block<MR>(n, kend, A.data() + i * ars, ars, acs, B.data(), ldb, C.data() + i * ldc, ldc, acc);
+    }
+  };
+  // 6 rows x 4 vectors (24 accumulators) fill AVX-512's 32 registers and amortise each B load
+  // over more FMAs; then blocks of 4 rows, then single rows.
+  if constexpr (sizeof(batch<T>) >= 64) rows(std::integral_constant<index_t, 6>{});
+  rows(std::integral_constant<index_t, 4>{});
   for (; i < m; ++i) {
     const index_t kend = lower_triangular_a ? std::min(k, i + 1) : k;
     detail::row_block<1>(n, kend, A.data() + i * ars, ars, acs, B.data(), ldb, C.data() + i * ldc, ldc, acc);
