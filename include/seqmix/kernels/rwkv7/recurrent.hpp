@@ -10,14 +10,16 @@
 // Deferred decay: inside a run the state is held as S = diag(E) S~, E the product of the blocks'
 // P_{n-1} since the run began, so a block adds (G(l,n-1)⊙b_l / E') sa_lᵀ + … to S~ and never
 // multiplies it by the decay. A run ends (the decay is folded back: S = E' ⊙ S~ + …, in the same
-// pass) when min E' would drop below e^{-run_span}, and at the end of the call, so the state
-// handed back is exact.
+// pass) when min E' would drop below e^{-16}, and at the end of the call, so the state handed
+// back is exact.
 //
 // One pass over the state per block: while a state row is updated by block b it is also reduced
 // for block b+1 (Sᵀ ã, Sᵀ r̃ with the next block's coefficients), so each row is loaded and stored
 // once per block and costs 4 multiply-adds per token. The reductions of the next block are kept
-// per head between passes. A call of fewer tokens than a block (decode) takes the explicit
-// single-token step, two passes over the state.
+// per head between passes. Coefficients are prepared for all heads of a token block at a time
+// (streaming through the inputs), and the next token block's rows are prefetched during the
+// passes. A call of fewer tokens than a block (decode) takes explicit single-token steps, one
+// pass each (plus one to start). See docs/rwkv7.md.
 #pragma once
 
 #include <algorithm>
@@ -47,9 +49,9 @@ inline constexpr index_t token_block = 8;  // tokens of one head between switche
 inline constexpr index_t pass_vectors = std::clamp<index_t>((vector_registers - 4) / (4 * block_tokens + 1), 1, 4);
 inline constexpr index_t step_vectors = std::clamp<index_t>((vector_registers - 4) / 4, 1, 4);
 
-// Largest decay span of a run: S~ = S / E grows by at most e^{run_span}. E is a product of the
-// blocks' decays, so S = E ⊙ S~ is consistent however long the run is; the span only bounds the
-// magnitude of S~ and of the coefficients 1/E.
+// Smallest decay E of an open run (span 16): S~ = S / E grows by at most e^{16}. E is a stored
+// product of the blocks' decays, so S = E ⊙ S~ is consistent however long the run is; the floor
+// only bounds the magnitude of S~ and of the coefficients 1/E.
 template <class T>
 inline const T run_floor = std::exp(T(-16));
 // Smallest E' for which the intra-block coefficients are formed as ratios (ã_j·b̃_l): 1/E' and
