@@ -485,7 +485,17 @@ template <index_t NV, step_next Next, class Vec, class T>
     sa[q] = vload<Vec>(sa_in + q * W), vv[q] = vload<Vec>(v + q * W);
     acc[q] = nx[q] = Vec(T(0));
   }
-  for (index_t i = 0; i < K; ++i) {
+  // The other state's rows are read `shift` rows ahead (cyclically) of the rows being written,
+  // so that a load never shares its address bits 0-11 with the store just before it.
+  index_t shift = 0;
+  if constexpr (Next == step_next::other) {
+    const auto dist = reinterpret_cast<std::uintptr_t>(S_next) - reinterpret_cast<std::uintptr_t>(S);
+    for (index_t m = 0; m < K; ++m) {
+      const auto off = (dist + std::uintptr_t(m * lds) * sizeof(T)) % 4096;
+      if (off >= 1024 && off <= 3072) { shift = m; break; }
+    }
+  }
+  for (index_t i = 0, in = shift; i < K; ++i, in = in + 1 == K ? 0 : in + 1) {
     T* row = S + i * lds;
     const Vec di(d[i]), bi(b[i]), ki(k[i]), ri(r[i]);
     Vec s[NV];
@@ -495,9 +505,13 @@ template <index_t NV, step_next Next, class Vec, class T>
       acc[q] = vfma(ri, s[q], acc[q]);
     }
     if constexpr (Next != step_next::none) {
-      const Vec ai(a_next[i]);
-      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q)
-        nx[q] = vfma(ai, Next == step_next::same ? s[q] : vload<Vec>(S_next + i * lds + q * W), nx[q]);
+      if constexpr (Next == step_next::same) {
+        const Vec ai(a_next[i]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) nx[q] = vfma(ai, s[q], nx[q]);
+      } else {
+        const Vec ai(a_next[in]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) nx[q] = vfma(ai, vload<Vec>(S_next + in * lds + q * W), nx[q]);
+      }
     }
   }
   SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o + q * W, acc[q]);
