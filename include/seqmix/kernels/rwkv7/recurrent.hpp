@@ -62,9 +62,9 @@ inline const T dot_floor = std::exp(T(-40));
 // Forces a lambda inline (GCC otherwise keeps large generic lambdas out of line and reloads the
 // captures from memory after every store).
 #if defined(__GNUC__)
-#define SEQMIX_INLINE_LAMBDA __attribute__((always_inline))
+#define SEQMIX_RWKV7_INLINE __attribute__((always_inline))
 #else
-#define SEQMIX_INLINE_LAMBDA
+#define SEQMIX_RWKV7_INLINE
 #endif
 
 // e^{w} for a log decay w ≤ 0 (float: simd::exp2_bounded, ~2e-7 relative; arguments below about
@@ -175,7 +175,7 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
   //    b̃_l = b_l ⊙ Π_{m>l} d_m / E' (likewise k̃): the run-relative coefficients.
   //    Same: one token stride for all five inputs (separate [B,T,H,K] tensors), which leaves
   //    GCC enough registers to address the 4·5 rows without spilling pointers.
-  auto cols = [=]<bool Same, class Vec>(index_t x, Vec& emin) SEQMIX_INLINE_LAMBDA {
+  auto cols = [=]<bool Same, class Vec>(index_t x, Vec& emin) SEQMIX_RWKV7_INLINE {
     const index_t sr = rs, sw = Same ? rs : ws, sk = Same ? rs : ks, sa = Same ? rs : as, sb = Same ? rs : bs;
     Vec pe = vload<Vec>(E + x), dj[NB];
     SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
@@ -216,7 +216,7 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
   // 3. A block that ends the run: b̂ = G(l,NB-1) ⊙ b_l, explicit products of factors ≤ 1, the
   //    fold factor f = E', and the run starts again from E = 1.
   if (c.fold) {
-    auto rawcols = [=]<class Vec>(index_t x) SEQMIX_INLINE_LAMBDA {
+    auto rawcols = [=]<class Vec>(index_t x) SEQMIX_RWKV7_INLINE {
       Vec sfx(T(1));
       SEQMIX_UNROLL for (index_t l = NB - 1; l >= 0; --l) {
         vstore<Vec>(ou + at(NU, l, x), vload<Vec>(bp + l * bs + x) * sfx);
@@ -243,7 +243,7 @@ void ratio_dots(block_coefs<T>& c, index_t groups) {
   alignas(64) T sums[N];
   const T *rr = c.red, *sc = c.upd;
   // Diag = false: ã rows, l < j; true: r̃ rows, l ≤ j.
-  auto part = [&]<bool Diag>(std::bool_constant<Diag>) SEQMIX_INLINE_LAMBDA {
+  auto part = [&]<bool Diag>(std::bool_constant<Diag>) SEQMIX_RWKV7_INLINE {
     constexpr index_t M = Diag ? NRr : NA;
     B ab[M], ak[M];
     SEQMIX_UNROLL for (index_t m = 0; m < M; ++m) ab[m] = ak[m] = B(T(0));
@@ -694,3 +694,5 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
 }
 
 }  // namespace seqmix::kernels::rwkv7
+
+#undef SEQMIX_RWKV7_INLINE
