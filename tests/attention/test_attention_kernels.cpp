@@ -113,6 +113,11 @@ TEMPLATE_TEST_CASE("attention policies match the reference", "[attention][op]", 
       SECTION("chunkwise<64>") { check_against_ref<TestType>(exec::chunkwise<64>{}, s, range); }
       SECTION("parallel") { check_against_ref<TestType>(exec::parallel{}, s, range); }
       SECTION("two threads") { check_against_ref<TestType>(exec::chunkwise<32>{2}, s, range); }
+      SECTION("more threads than heads") {  // linear caches split the queries by causal cost
+        check_against_ref<TestType>(exec::chunkwise<16>{5}, s, range);
+        check_against_ref<TestType>(exec::recurrent{3}, s, range);
+        check_against_ref<TestType>(exec::parallel{4}, s, range);
+      }
     }
   }
 }

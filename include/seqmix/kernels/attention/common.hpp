@@ -4,6 +4,7 @@
 #pragma once
 
 #include <algorithm>
+#include <vector>
 
 #include "../../policy/threads.hpp"
 #include "cache.hpp"
@@ -54,7 +55,36 @@ template <class T, class MakeWorkspace, class Attend>
 void run_tasks(int threads, index_t step, const head_map& hm, index_t B, index_t L, const tensor_view<const T, 4>* k,
                const tensor_view<const T, 4>* v, kv_cache<T>& cache, MakeWorkspace&& make_workspace,
                Attend&& attend) {
-  const index_t base = k ? cache.length() : cache.length() - L, kpv = hm.k_per_v();
+  const index_t base = k ? cache.length() : cache.length() - L, kpv = hm.k_per_v(), tasks = B * hm.v;
+  if (!cache.is_ring() && threads > tasks && L > 1) {
+    // More threads than (b, vh) tasks and a linear cache: write every key and value first, then
+    // split each task's queries into parts of equal causal cost (token t sees ~base + t + 1 keys).
+    if (k)
+      parallel_for(threads, B * (hm.k + hm.v), [&](index_t i) {
+        const index_t b = i / (hm.k + hm.v), h = i % (hm.k + hm.v);
+        if (h < hm.k) cache.write_keys(b, h, base, L, k->ptr(b, 0, h), k->stride(1), k->stride(3));
+        else
+          for (index_t t = 0; t < L; ++t) cache.write_value(b, h - hm.k, base + t, v->ptr(b, t, h - hm.k), v->stride(3));
+      });
+    const index_t parts = std::min(L, (threads + tasks - 1) / tasks);
+    std::vector<index_t> cut(static_cast<std::size_t>(parts + 1), L);
+    cut[0] = 0;
+    const index_t W = cache.visibility().window;
+    auto keys = [&](index_t t) { return double(W > 0 ? std::min(base + t + 1, W) : base + t + 1); };
+    double total = 0, acc = 0;
+    for (index_t t = 0; t < L; ++t) total += keys(t);
+    for (index_t t = 0, p = 1; t < L && p < parts; ++t)
+      if ((acc += keys(t)) >= total * double(p) / double(parts)) cut[std::size_t(p++)] = t + 1;
+    parallel_for(threads, tasks * parts, [&](index_t i) {
+      const index_t task = i / parts, part = i % parts, b = task / hm.v, vh = task % hm.v;
+      const index_t t0 = cut[std::size_t(part)], n = cut[std::size_t(part + 1)] - t0;
+      if (n <= 0) return;
+      auto ws = make_workspace();
+      attend(ws, task_step{b, vh, vh * kpv, kpv, t0, n, base, base + L});
+    });
+    if (k) cache.commit(L);
+    return;
+  }
   if (cache.is_ring()) step = std::min(step, cache.step());
   step = k ? std::max<index_t>(1, std::min(step, L)) : std::max<index_t>(L, 1);
   parallel_for(threads, B * hm.v, [&](index_t task) {
