@@ -33,7 +33,7 @@ inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 3
 inline constexpr index_t group_tokens = vector_registers >= 32 ? 4 : 2;
 template <index_t N>
 inline constexpr index_t tile_vectors = std::clamp<index_t>((vector_registers - 2) / (3 * N + 1), 1, 4);
-inline constexpr index_t block_tokens = 64;  // tokens whose coefficients are shared by all tiles
+inline constexpr index_t block_tokens = 32;  // tokens whose coefficients are shared by all tiles
 inline constexpr index_t l1_state_bytes = 16384;  // a head's state this small stays in L1 whole
 
 // The column arithmetic written once for batches and for plain scalars (tail columns).
@@ -404,18 +404,19 @@ void recurrent_impl(int threads, const problem<T>& p) {
     const index_t n_max = std::min(block_tokens, p.L);
     auto& ws = block_workspace<T, group_tokens>::of_this_thread(n_max, p.K, p.V);
     auto& ws1 = block_workspace<T, 1>::of_this_thread(1, p.K, p.V);
-    for (index_t bh = begin; bh < end; ++bh) {
-      const index_t b = bh / p.HV, hv = bh % p.HV;
-      for (index_t t0 = 0; t0 < p.L; t0 += block_tokens) {
-        const index_t n = std::min(block_tokens, p.L - t0);
+    // Token blocks outermost, heads inside: the rows of all heads of a token are adjacent.
+    for (index_t t0 = 0; t0 < p.L; t0 += block_tokens) {
+      const index_t n = std::min(block_tokens, p.L - t0);
+      for (index_t bh = begin; bh < end; ++bh) {
+        const index_t b = bh / p.HV, hv = bh % p.HV;
         if (n == 1) {  // decode: no padding tokens, nothing to prefetch
           begin_block(ws1, p, b, hv, t0, n);
           run_block<1>(ws1, p);
           continue;
         }
-        // The next work item of this thread: the next block of this head or the first of the next.
-        const index_t nt0 = t0 + block_tokens < p.L ? t0 + block_tokens : 0, nbh = nt0 > 0 ? bh : bh + 1;
-        if (nbh < end) queue_rows(ws, p, nbh / p.HV, nbh % p.HV, nt0, std::min(block_tokens, p.L - nt0));
+        // The next work item of this thread: the next head of this block or the first of the next.
+        const index_t nbh = bh + 1 < end ? bh + 1 : begin, nt0 = bh + 1 < end ? t0 : t0 + block_tokens;
+        if (nt0 < p.L) queue_rows(ws, p, nbh / p.HV, nbh % p.HV, nt0, std::min(block_tokens, p.L - nt0));
         else ws.pf.clear();
         begin_block(ws, p, b, hv, t0, n);
         run_block<group_tokens>(ws, p);
