@@ -105,20 +105,27 @@ TEST_CASE("simd::exp2_bounded: relative error and underflow", "[attention][simd]
 }
 
 TEMPLATE_TEST_CASE("attention policies match the reference", "[attention][op]", float, double) {
-  for (const double range : {1.0, 3.0}) {
-    for (const shape& s : shapes) {
-      INFO(s << " range=" << range);
-      SECTION("recurrent") { check_against_ref<TestType>(exec::recurrent{}, s, range); }
-      SECTION("chunkwise<16>") { check_against_ref<TestType>(exec::chunkwise<16>{}, s, range); }
-      SECTION("chunkwise<64>") { check_against_ref<TestType>(exec::chunkwise<64>{}, s, range); }
-      SECTION("parallel") { check_against_ref<TestType>(exec::parallel{}, s, range); }
-      SECTION("two threads") { check_against_ref<TestType>(exec::chunkwise<32>{2}, s, range); }
-      SECTION("more threads than heads") {  // linear caches split the queries by causal cost
-        check_against_ref<TestType>(exec::chunkwise<16>{5}, s, range);
-        check_against_ref<TestType>(exec::recurrent{3}, s, range);
-        check_against_ref<TestType>(exec::parallel{4}, s, range);
+  // Sections outermost: Catch2 enters a section once per run, so one inside the loops would only
+  // ever see the first shape.
+  auto every_shape = [](auto check) {
+    for (const double range : {1.0, 3.0})
+      for (const shape& s : shapes) {
+        INFO(s << " range=" << range);
+        check(s, range);
       }
-    }
+  };
+  auto with = [&](const auto& policy) {
+    every_shape([&](const shape& s, double range) { check_against_ref<TestType>(policy, s, range); });
+  };
+  SECTION("recurrent") { with(exec::recurrent{}); }
+  SECTION("chunkwise<16>") { with(exec::chunkwise<16>{}); }
+  SECTION("chunkwise<64>") { with(exec::chunkwise<64>{}); }
+  SECTION("parallel") { with(exec::parallel{}); }
+  SECTION("two threads") { with(exec::chunkwise<32>{2}); }
+  SECTION("more threads than heads") {  // linear caches split the queries by causal cost
+    with(exec::chunkwise<16>{5});
+    with(exec::recurrent{3});
+    with(exec::parallel{4});
   }
 }
 

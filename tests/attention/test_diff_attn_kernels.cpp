@@ -58,14 +58,17 @@ const shape shapes[] = {{1, 0, 1, 1, 1, 8}, {2, 0, 37, 2, 2, 16}, {2, 0, 48, 4, 
 }  // namespace
 
 TEMPLATE_TEST_CASE("diff_attn policies match the reference", "[diff_attn][op]", float, double) {
-  for (const shape& s : shapes) {
-    INFO("B=" << s.B << " P=" << s.P << " T=" << s.T << " H=" << s.H << " Hkv=" << s.Hkv << " d=" << s.d);
-    const problem<TestType> p(s, 17);
-    const auto want = p.expected();
-    SECTION("recurrent") { SEQMIX_CHECK_CLOSE(p.run(exec::recurrent{}), want, tol<TestType>, tol<TestType>); }
-    SECTION("chunkwise") { SEQMIX_CHECK_CLOSE(p.run(exec::chunkwise<16>{2}), want, tol<TestType>, tol<TestType>); }
-    SECTION("parallel") { SEQMIX_CHECK_CLOSE(p.run(exec::parallel{}), want, tol<TestType>, tol<TestType>); }
-  }
+  // Sections outermost (Catch2 enters a section once per run): every shape under every policy.
+  auto every_shape = [](const auto& policy, double tol) {
+    for (const shape& s : shapes) {
+      INFO("B=" << s.B << " P=" << s.P << " T=" << s.T << " H=" << s.H << " Hkv=" << s.Hkv << " d=" << s.d);
+      const problem<TestType> p(s, 17);
+      SEQMIX_CHECK_CLOSE(p.run(policy), p.expected(), tol, tol);
+    }
+  };
+  SECTION("recurrent") { every_shape(exec::recurrent{}, tol<TestType>); }
+  SECTION("chunkwise") { every_shape(exec::chunkwise<16>{2}, tol<TestType>); }
+  SECTION("parallel") { every_shape(exec::parallel{}, tol<TestType>); }
 }
 
 TEST_CASE("diff_attn: lambda re-parameterisation and lambda_init", "[diff_attn][op]") {
