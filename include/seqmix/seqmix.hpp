@@ -12,6 +12,7 @@
 #include "simd/batch.hpp"
 #include "simd/gemm.hpp"
 #include "simd/math.hpp"
+#include "simd/softmax.hpp"
 #include "simd/vec.hpp"
 #include "tensor/concepts.hpp"
 #include "tensor/eigen.hpp"
@@ -19,8 +20,16 @@
 #include "tensor/tensor.hpp"
 #include "tensor/view.hpp"
 
+// Building blocks with weights.
+#include "nn/conv1d.hpp"
+#include "nn/group_norm.hpp"
+#include "nn/linear.hpp"
+#include "nn/rmsnorm.hpp"
+#include "nn/rotary.hpp"
+
 // Ops and layers: one line per layer.
 #include "kernels/attention/attention.hpp"
+#include "kernels/attention/differential.hpp"
 #include "kernels/delta_rule/delta_rule.hpp"
 #include "kernels/gla/gla.hpp"
 #include "kernels/rwkv7/rwkv7.hpp"
