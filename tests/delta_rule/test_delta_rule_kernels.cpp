@@ -71,10 +71,10 @@ void check_against_ref(const P& policy, shape s, bool gated, double gmin) {
   SEQMIX_CHECK_CLOSE(st, s_ref, atol<T>, ratio<T>);
 }
 
-// Odd lengths, T = 1, grouped value heads (HV = 2H, 3H) and head dims that are not a multiple of
-// any vector width.
-const shape shapes[] = {{1, 1, 1, 1, 8, 8},     {2, 37, 3, 3, 16, 24}, {1, 100, 2, 4, 20, 33},
-                        {1, 130, 1, 1, 64, 64}, {1, 17, 2, 6, 5, 3},   {2, 3, 2, 2, 32, 16}};
+// Odd lengths, T = 1, grouped value heads (HV = 2H, 3H), head dims that are not a multiple of any
+// vector width, and K = 80 (the recurrent kernel's 4-token groups on AVX-512; smaller K use 2).
+const shape shapes[] = {{1, 1, 1, 1, 8, 8},   {2, 37, 3, 3, 16, 24}, {1, 100, 2, 4, 20, 33}, {1, 130, 1, 1, 64, 64},
+                        {1, 17, 2, 6, 5, 3}, {2, 3, 2, 2, 32, 16},  {1, 45, 1, 2, 80, 40}};
 
 // Every shape, with and without a gate (decays down to -0.05, -1 and -8 per step).
 template <class T, class P>
