@@ -68,9 +68,9 @@ problem<T> check_args(const char* who, tensor_view<const T, 4> q, tensor_view<co
   const index_t HV = v.extent(2), V = v.extent(3);
   check_shape(who, "k", k.extents(), q.extents());
   check_shape(who, "v", v.extents(), {B, L, HV, V});
-  require(H > 0 ? HV % H == 0 && HV > 0 : HV == 0, who,
-          "v has " + std::to_string(HV) + " heads, not a positive multiple of the " + std::to_string(H) +
-              " q/k heads");
+  if (!(H > 0 ? HV % H == 0 && HV > 0 : HV == 0))
+    throw error(std::string(who) + ": v has " + std::to_string(HV) + " heads, not a positive multiple of the " +
+                std::to_string(H) + " q/k heads");
   if (g.data() != nullptr) check_shape(who, "g", g.extents(), {B, L, HV});
   check_shape(who, "beta", beta.extents(), {B, L, HV});
   check_shape(who, "o", o.extents(), {B, L, HV, V});
