@@ -140,8 +140,11 @@ template <bool Update, bool Mul, bool Read, index_t N, index_t NV, class W, clas
   const T *k[N], *q[N];
   for (index_t n = 0; n < N; ++n) kd[n] = prev->kd[n], k[n] = cur->k[n], q[n] = cur->q[n];
   const W a(prev->mul);
-  for (index_t i = 0; i < K; ++i) {
-    pf.step(i);
+  for (index_t ii = 0; ii < K; ++ii) {
+    // An update-only pass (the last of a block) follows a read of the same rows: backwards, it
+    // starts on the rows that read left in L1.
+    const index_t i = Read ? ii : K - 1 - ii;
+    pf.step(ii);
     T* row = S + i * lds;
     W s[NV];
     SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] = vload<W>(row + j * L);
