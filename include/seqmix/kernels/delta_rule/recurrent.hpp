@@ -22,6 +22,7 @@
 #include "../../policy/threads.hpp"
 #include "../../simd/batch.hpp"
 #include "../../simd/vec.hpp"
+#include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
 namespace seqmix::kernels::delta_rule {
@@ -63,18 +64,19 @@ template <class W>
 // decay; σ ≤ 1 per group, 1 at the block start), so w_t = σ S̃ᵀk_t and r_t = σ S̃ᵀq_t:
 //   u_t = bv_t v_t + bw_t (S̃ᵀk_t) + Σ_{j<t} c_tj u_j      bv = β, bw = -β σ e^{G}, c = -β Γ k_t·k_j
 //   o_t = dr_t (S̃ᵀq_t) + Σ_{j≤t} d_tj u_j                  dr = scale σ e^{G}, d = scale Γ q_t·k_j
-// The group's own update, applied by the next pass, is S̃ <- mul·S̃ + Σ_j kd_j u_jᵀ with either
-//   deferred: mul = 1 (no multiply), kd_j = Γ_last,j k_j / σ', σ' = σ e^{G_last} ≥ min_scale, or
-//   explicit: mul = σ' and kd_j = Γ_last,j k_j, after which S̃ is the true state (σ = 1).
+// The group's own update, applied by the next pass, is S̃ <- mul·S̃ + Σ_j k_j (f_j u_j)ᵀ with either
+//   deferred: mul = 1 (no multiply), f_j = Γ_last,j / σ', σ' = σ e^{G_last} ≥ min_scale, or
+//   explicit: mul = σ' and f_j = Γ_last,j, after which S̃ is the true state (σ = 1).
+// (The factors scale u_j, N·NV multiplies per tile, rather than the key rows.)
 // Tokens past m point at a zero row and have zero coefficients.
 template <class T, index_t N>
 struct group {
   index_t m = 0;
-  const T *k[N], *q[N], *kd[N], *v[N];
+  const T *k[N], *q[N], *v[N];
   T* o[N];             // nullptr for padding
   bool scale = false;  // explicit update: multiply the state by mul
   T mul = 1;
-  T bv[N], bw[N], c[N][N], dr[N], d[N][N];
+  T bv[N], bw[N], c[N][N], dr[N], d[N][N], f[N];
 };
 
 // Cache lines of the next block's rows, fetched one at a time while the current block computes:
@@ -136,9 +138,8 @@ template <bool Update, bool Mul, bool Read, index_t N, index_t NV, class W, clas
                                              const group<T, N>* cur, W (&w)[N][NV], W (&r)[N][NV],
                                              prefetch_cursor& pf) {
   constexpr index_t L = width<W>;
-  const T* kd[N];
-  const T *k[N], *q[N];
-  for (index_t n = 0; n < N; ++n) kd[n] = prev->kd[n], k[n] = cur->k[n], q[n] = cur->q[n];
+  const T *kp[N], *k[N], *q[N];  // keys of the previous group; keys and queries of this one
+  for (index_t n = 0; n < N; ++n) kp[n] = prev->k[n], k[n] = cur->k[n], q[n] = cur->q[n];
   const W a(prev->mul);
   for (index_t ii = 0; ii < K; ++ii) {
     // An update-only pass (the last of a block) follows a read of the same rows: backwards, it
@@ -153,7 +154,7 @@ template <bool Update, bool Mul, bool Read, index_t N, index_t NV, class W, clas
         SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] *= a;
       }
       SEQMIX_UNROLL for (index_t n = 0; n < N; ++n) {
-        const W kn(kd[n][i]);
+        const W kn(kp[n][i]);
         SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] = vfma(kn, u[n][j], s[j]);
       }
       SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) vstore(row + j * L, s[j]);
@@ -201,6 +202,8 @@ void tile_run(const group<T, N>* gs, index_t g0, index_t g1, index_t ng, index_t
         }
       }
     }
+    SEQMIX_UNROLL for (index_t t = 0; t < N; ++t)  // u_t -> f_t u_t, what the update adds
+      SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) u[t][j] *= W(cur.f[t]);
   }
   if (g1 < ng) {
     SEQMIX_UNROLL for (index_t n = 0; n < N; ++n)
@@ -219,7 +222,8 @@ void tile_run(const group<T, N>* gs, index_t g0, index_t g1, index_t ng, index_t
 template <class T, index_t N>
 struct block_workspace {
   std::vector<group<T, N>> groups;
-  std::vector<T> kd, zero, a, b, u_save;
+  std::vector<T> zero, a, b, u_save;
+  tensor<T, 1> k_rows, q_rows;  // the block's keys and queries, packed (64-byte aligned)
   prefetcher pf;
   struct {
     index_t b, hv, t0, n, ng;
@@ -230,9 +234,9 @@ struct block_workspace {
   void reserve(index_t n, index_t K, index_t V) {
     const auto tokens = std::size_t(n + N), rows = std::size_t(std::max(K, V));
     if (groups.size() < tokens / N + 1) groups.resize(tokens / N + 1);
-    if (kd.size() < tokens * std::size_t(K)) kd.resize(tokens * std::size_t(K));
     if (zero.size() < rows) zero.assign(rows, T(0));
     if (a.size() < tokens) a.resize(tokens), b.resize(tokens);
+    if (k_rows.size() < n * K) k_rows = tensor<T, 1>({n * K}), q_rows = tensor<T, 1>({n * K});
     // Pending u of every tile: at most V tiles of N x (NV·lanes) values.
     const auto u_size = std::size_t(V * N * tile_vectors<N> * simd::lanes<T>);
     if (u_save.size() < u_size) u_save.resize(u_size);
@@ -286,6 +290,13 @@ index_t begin_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b, i
     std::fill(ws.a.begin(), ws.a.begin() + n, T(1));
   }
   std::fill(ws.a.begin() + n, ws.a.begin() + padded, T(1));
+  // Rows of one head are H·K floats apart; at 4 KB (H·K = 1024) every row of the block falls in
+  // the same L1 sets, so the passes read packed copies.
+  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv);
+  for (index_t t = 0; t < n; ++t) {
+    std::copy_n(k.row(t0 + t), p.K, ws.k_rows.data() + t * p.K);
+    std::copy_n(q.row(t0 + t), p.K, ws.q_rows.data() + t * p.K);
+  }
   ws.block = {b, hv, t0, n, ng}, ws.sigma = T(1);
   return ng;
 }
@@ -296,7 +307,7 @@ index_t begin_block(block_workspace<T, N>& ws, const problem<T>& p, index_t b, i
 template <class T, index_t N>
 void prepare_group(block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
   const auto [b, hv, t0, n, ng] = ws.block;
-  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv), v = p.v_rows(b, hv);
+  const auto v = p.v_rows(b, hv);
   const auto o = p.o_rows(b, hv);
   const index_t K = p.K;
   const T sigma = ws.sigma;  // S = σ·S̃ before the group
@@ -307,8 +318,8 @@ void prepare_group(block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
   gr.m = m;
   for (index_t t = 0; t < N; ++t) {
     const bool real = t < m;
-    gr.k[t] = real ? k.row(s + t) : ws.zero.data();
-    gr.q[t] = real ? q.row(s + t) : ws.zero.data();
+    gr.k[t] = real ? ws.k_rows.data() + (s + t - t0) * K : ws.zero.data();
+    gr.q[t] = real ? ws.q_rows.data() + (s + t - t0) * K : ws.zero.data();
     gr.v[t] = real ? v.row(s + t) : ws.zero.data();
     gr.o[t] = real ? o.row(s + t) : nullptr;
   }
@@ -333,16 +344,7 @@ void prepare_group(block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
   const bool deferred = gi + 1 < ng && next >= min_scale<T>;
   gr.scale = !deferred && next != T(1), gr.mul = next;
   const T inv = deferred ? T(1) / next : T(1);
-  for (index_t j = 0; j < N; ++j) {
-    const T f = decay[N - 1][j] * inv;
-    if (f == T(1) || j >= m) {
-      gr.kd[j] = gr.k[j];
-      continue;
-    }
-    T* dst = ws.kd.data() + (gi * N + j) * K;
-    simd::transform(gr.k[j], dst, K, [f](auto x) { return x * f; });
-    gr.kd[j] = dst;
-  }
+  for (index_t j = 0; j < N; ++j) gr.f[j] = decay[N - 1][j] * inv;
   ws.sigma = deferred ? next : T(1);
 }
 
