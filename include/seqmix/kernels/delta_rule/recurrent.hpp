@@ -348,17 +348,6 @@ void prepare_group(block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
   ws.sigma = deferred ? next : T(1);
 }
 
-// Fetches the q and k rows of group gi of the current block into L1 (its Gram products come next).
-template <class T, index_t N>
-void prefetch_group(const block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
-  const auto [b, hv, t0, n, ng] = ws.block;
-  if (gi >= ng) return;
-  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv);
-  for (index_t t = t0 + gi * N, e = std::min(t0 + n, t + N); t < e; ++t)
-    for (index_t i = 0; i < p.K; i += 64 / index_t(sizeof(T)))
-      __builtin_prefetch(k.row(t) + i, 0, 3), __builtin_prefetch(q.row(t) + i, 0, 3);
-}
-
 // All column tiles of one value head through the groups of the current block: full tiles of NV
 // vectors, single vectors, then scalar columns. When the whole state fits in L1 the tiles take
 // turns group by group, so one tile's forward substitution (a latency chain) overlaps the next
@@ -381,7 +370,7 @@ void run_block(block_workspace<T, N>& ws, const problem<T>& p) {
   T* u_save = ws.u_save.data();
   for (index_t g0 = 0; g0 < ng; g0 += step) {
     const index_t g1 = std::min(ng, g0 + step);
-    if (turns) prepare_group(ws, p, g0), prefetch_group(ws, p, g0 + 1);
+    if (turns) prepare_group(ws, p, g0);
     index_t c = 0, slot = 0;
     auto save = [&](index_t width) { return u_save + (slot++) * N * width; };
     for (; c + NV * L <= V; c += NV * L) tile_run<N, NV, B>(gs, g0, g1, ng, K, S + c, lds, c, save(NV * L), ws.pf, per_group);
