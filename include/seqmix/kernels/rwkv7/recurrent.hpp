@@ -566,26 +566,29 @@ void steps(index_t n, Rows&& head, States&& state, index_t lds, index_t t0, inde
   }
 }
 
-// Per worker (a range of heads): the coefficients of the blocks of the current token block and the
-// next one (a ring of `ring` blocks per head), per head the open run's decay E [K] and the
-// reductions of its next block pend [2·NB][V], and scratch.
+// Per worker (a range of heads): block coefficients, per head the open run's decay E [K] and the
+// reductions of its next block pend [2·NB][V], and scratch. A head's blocks are prepared just
+// before their passes, into two slots shared by all heads (so they stay in L1); only the first
+// block of the next token block, prepared by the last pass of a token block, is kept per head
+// (two slots per head, alternating by token block).
 template <class T>
 struct worker {
   static constexpr index_t NB = block_tokens;
-  index_t heads, K, V, ring;  // ring: blocks kept per head, those of one token block and the next
+  index_t heads, K, V;
   tensor<T, 1> mem, E, pend, d, sa;
-  std::vector<block_coefs<T>> slots;  // [heads][ring]
+  std::vector<block_coefs<T>> slots;  // [2] shared, then [heads][2]
   std::vector<head_io<T>> io;         // the rows of each head
-  worker(index_t heads_, index_t K_, index_t V_, index_t blocks)
-      : heads(heads_), K(K_), V(V_), ring(std::min(token_block / NB, blocks) + 1), E({heads_ * K_}, T(1)),
-        pend({heads_ * 2 * NB * V_}), d({NB * K_}), sa({steps_scratch(K_, V_)}), slots(std::size_t(heads_ * ring)) {
+  worker(index_t heads_, index_t K_, index_t V_)
+      : heads(heads_), K(K_), V(V_), E({heads_ * K_}, T(1)), pend({heads_ * 2 * NB * V_}), d({NB * K_}),
+        sa({steps_scratch(K_, V_)}), slots(std::size_t(2 * heads_ + 2)) {
     constexpr index_t G = simd::lanes<T>;
     const index_t rows = (K + G - 1) / G * G, red = block_coefs<T>::NR * rows, upd = block_coefs<T>::NU * rows;
-    mem = tensor<T, 1>({heads * ring * (red + upd)});
-    for (index_t n = 0; n < heads * ring; ++n)
+    mem = tensor<T, 1>({(2 * heads + 2) * (red + upd)});
+    for (index_t n = 0; n < 2 * heads + 2; ++n)
       slots[std::size_t(n)].red = mem.data() + n * (red + upd), slots[std::size_t(n)].upd = slots[std::size_t(n)].red + red;
   }
-  block_coefs<T>& slot(index_t h, index_t blk) { return slots[std::size_t(h * ring + blk % ring)]; }
+  block_coefs<T>& shared(index_t blk) { return slots[std::size_t(blk % 2)]; }
+  block_coefs<T>& kept(index_t h, index_t tb) { return slots[std::size_t(2 + 2 * h + tb % 2)]; }
 };
 
 }  // namespace detail
@@ -618,58 +621,53 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     return;
   }
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
-    detail::worker<T> wk(end - begin, K, V, nb);
-    for (index_t h = 0; h < end - begin; ++h) wk.io.push_back(rows(begin + h));
+    constexpr index_t TB = detail::token_block;
+    detail::worker<T> wk(end - begin, K, V);
+    const index_t nh = end - begin;
+    for (index_t h = 0; h < nh; ++h) wk.io.push_back(rows(begin + h));
     // Prefetches tokens [j0, j1) of the input rows of head h.
     auto fetch = [&](index_t h, index_t j0, index_t j1) {
       const auto& io = wk.io[std::size_t(h)];
       for (index_t j = j0; j < j1; ++j) {
         simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
         simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K);
+        simd::prefetch(io.v.row(j), V), simd::prefetch_for_write(io.o.row(j), V);
       }
     };
-    auto prep = [&](index_t h, index_t blk) {
+    auto prep = [&](detail::block_coefs<T>& c, index_t h, index_t blk) {
       const auto& io = wk.io[std::size_t(h)];
-      detail::prepare<T>(wk.slot(h, blk), K, blk * NB, io.r, io.w, io.k, io.a, io.b, wk.E.data() + h * K,
-                         blk + 1 == nb, wk.d.data());
+      detail::prepare<T>(c, K, blk * NB, io.r, io.w, io.k, io.a, io.b, wk.E.data() + h * K, blk + 1 == nb, wk.d.data());
     };
     // The first block: its coefficients and its reductions of the state as it enters.
-    for (index_t h = 0; h < end - begin; ++h) {
-      prep(h, 0);
+    for (index_t h = 0; h < nh; ++h) fetch(h, 0, std::min(L, TB + NB));
+    for (index_t h = 0; h < nh; ++h) {
+      prep(wk.kept(h, 0), h, 0);
       detail::over_columns<detail::pass_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
-        detail::reduce_tile<NV, Vec>(K, wk.slot(h, 0).red, S(begin + h) + col, lds, wk.pend.data() + h * 2 * NB * V + col, V);
+        detail::reduce_tile<NV, Vec>(K, wk.kept(h, 0).red, S(begin + h) + col, lds, wk.pend.data() + h * 2 * NB * V + col, V);
       });
     }
-    for (index_t t0 = 0; t0 < L; t0 += detail::token_block) {
-      const index_t t1 = std::min(L, t0 + detail::token_block), b0 = t0 / NB, b1 = std::min(nb, t1 / NB);
-      // Coefficients of the next blocks (b0, b1], heads inside: the rows of all heads of a token are
-      // adjacent, so this streams through the inputs. They were fetched during the previous
-      // passes; the first sweep fetches the rows of each head's next block as it goes.
-      const index_t nh = end - begin;
-      for (index_t blk = b0 + 1; blk <= b1 && blk < nb; ++blk)
-        for (index_t h = 0; h < nh; ++h) {
-          if (t0 == 0) fetch(h, (blk + 1) * NB, std::min(L, (blk + 2) * NB));
-          prep(h, blk);
-        }
-      // The passes are FMA-bound: spread over their tiles, fetch the rows the next sweep reads
-      // (and the value and output rows of the next passes), one token of one head at a time.
-      // Fetched all at once in the sweep, they would wait for memory; fetched further ahead, they
-      // would leave L2 before they are used.
-      const index_t f0 = std::min(L, t1 + NB), f1 = std::min(L, t1 + detail::token_block + NB);
+    for (index_t t0 = 0, tb = 0; t0 < L; t0 += TB, ++tb) {
+      const index_t t1 = std::min(L, t0 + TB), b0 = t0 / NB, b1 = std::min(nb, t1 / NB);
+      // The passes are FMA-bound: spread over their tiles, fetch the rows the next token block
+      // reads (inputs of its blocks after the first, values and outputs of its passes), one token of
+      // one head at a time. Fetched all at once, they would wait for memory; fetched further ahead,
+      // they would leave L2 before they are used.
+      const index_t f0 = std::min(L, t1 + NB), f1 = std::min(L, t1 + TB + NB);
       const index_t pairs = (f1 - f0) * nh;
       const index_t calls = std::max<index_t>(1, nh * (b1 - b0) * detail::column_tiles<detail::pass_vectors, T>(V));
-      index_t fetched = 0, call = 0;
+      index_t fetched = 0, call = 0, fh = 0, fj = f0;
       auto between = [&] {
         for (const index_t upto = pairs * ++call / calls; fetched < upto; ++fetched) {
-          const index_t h = fetched % nh, j = f0 + fetched / nh;
-          const auto& io = wk.io[std::size_t(h)];
-          simd::prefetch(io.r.row(j), K), simd::prefetch(io.w.row(j), K), simd::prefetch(io.k.row(j), K);
-          simd::prefetch(io.a.row(j), K), simd::prefetch(io.b.row(j), K);
-          simd::prefetch(io.v.row(j - NB), V), simd::prefetch_for_write(io.o.row(j - NB), V);
+          const auto& io = wk.io[std::size_t(fh)];
+          simd::prefetch(io.r.row(fj), K), simd::prefetch(io.w.row(fj), K), simd::prefetch(io.k.row(fj), K);
+          simd::prefetch(io.a.row(fj), K), simd::prefetch(io.b.row(fj), K);
+          simd::prefetch(io.v.row(fj - NB), V), simd::prefetch_for_write(io.o.row(fj - NB), V);
+          if (++fh == nh) fh = 0, ++fj;
         }
       };
-      // The passes: per head, its blocks in [b0, b1) and then tokens after the last full block.
-      for (index_t h = 0; h < end - begin; ++h) {
+      // Per head: its blocks in [b0, b1), each pass preceded by the coefficients of the block after
+      // it, then the tokens after the last full block.
+      for (index_t h = 0; h < nh; ++h) {
         const auto& io = wk.io[std::size_t(h)];
         T* Sh = S(begin + h);
         T* pend = wk.pend.data() + h * 2 * NB * V;
@@ -677,11 +675,12 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
           const T* vj[NB];
           T* oj[NB];
           for (index_t j = 0; j < NB; ++j) vj[j] = io.v.row(blk * NB + j), oj[j] = io.o.row(blk * NB + j);
-          const auto& c = wk.slot(h, blk);
+          const auto& c = blk == b0 ? wk.kept(h, tb) : wk.shared(blk);
           if (blk + 1 < nb) {
-            const T* red_next = wk.slot(h, blk + 1).red;
-            if (c.fold) detail::pass_all<true, true>(K, V, c, red_next, vj, oj, Sh, lds, pend, between);
-            else detail::pass_all<false, true>(K, V, c, red_next, vj, oj, Sh, lds, pend, between);
+            auto& cn = blk + 1 == b1 ? wk.kept(h, tb + 1) : wk.shared(blk + 1);
+            prep(cn, h, blk + 1);
+            if (c.fold) detail::pass_all<true, true>(K, V, c, cn.red, vj, oj, Sh, lds, pend, between);
+            else detail::pass_all<false, true>(K, V, c, cn.red, vj, oj, Sh, lds, pend, between);
           } else {
             detail::pass_all<true, false>(K, V, c, static_cast<const T*>(nullptr), vj, oj, Sh, lds, pend, between);
           }
