@@ -16,41 +16,9 @@
 #include "../nn/rotary.hpp"
 #include "../policy/execution.hpp"
 #include "../tensor/tensor.hpp"
+#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
-
-namespace attention_detail {
-
-// x [B, L, C] as a contiguous [B·L, C] matrix (copied only if x is strided).
-template <class T>
-struct rows_of {
-  tensor<T, 3> copy;
-  tensor_view<const T, 2> rows;
-  explicit rows_of(tensor_view<const T, 3> x)
-      : copy(x.is_contiguous() ? tensor<T, 3>() : tensor<T, 3>(x)),
-        rows((x.is_contiguous() ? x : copy.view()).template reshape<2>({x.extent(0) * x.extent(1), x.extent(2)})) {}
-};
-
-// y [B, L, C] = rows [B·L, K] · Wᵀ through a temporary when y is strided.
-template <class T>
-void project_out(const nn::linear<T>& proj, tensor_view<const T, 2> rows, tensor_view<T, 3> y, const char* who,
-                 int threads) {
-  const index_t B = y.extent(0), L = y.extent(1), C = y.extent(2);
-  if (y.is_contiguous()) return proj(rows, y.template reshape<2>({B * L, C}), who, threads);
-  tensor<T, 3> tmp({B, L, C});
-  proj(rows, tmp.view().template reshape<2>({B * L, C}), who, threads);
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < L; ++t)
-      for (index_t c = 0; c < C; ++c) y(b, t, c) = tmp(b, t, c);
-}
-
-// A [B, C] step input as a [B, 1, C] sequence view.
-template <class T>
-tensor_view<T, 3> as_sequence(tensor_view<T, 2> x) {
-  return {x.data(), {x.extent(0), 1, x.extent(1)}, {x.stride(0), 0, x.stride(1)}};
-}
-
-}  // namespace attention_detail
 
 /// Causal softmax attention layer (fla `Attention`): q = x Wqᵀ, k = x Wkᵀ, v = x Wvᵀ, RoPE on q and
 /// k at absolute positions, attention with scale head_dim^-1/2 over the KV cache (its State), then
@@ -123,10 +91,10 @@ class Attention {
     require(state.visibility().window == cfg_.window, name, "state was made for another window");
     state.check_room(name, L);
 
-    const attention_detail::rows_of<T> xr(x);
+    const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;
     tensor<T, 2> q({N, H * D}), k({N, Hk * D}), v({N, Hk * D}), o({N, H * D});
-    w_.q_proj(xr.rows, q, name, th), w_.k_proj(xr.rows, k, name, th), w_.v_proj(xr.rows, v, name, th);
+    w_.q_proj(xr.view, q, name, th), w_.k_proj(xr.view, k, name, th), w_.v_proj(xr.view, v, name, th);
     auto heads = [&](tensor<T, 2>& t, index_t h) { return t.view().template reshape<4>({B, L, h, D}); };
     std::vector<T> cos, sin;  // one table for q and k
     rope_.tables(state.length(), L, cos, sin);
@@ -134,7 +102,7 @@ class Attention {
     rope_.apply(heads(k, Hk), cos, sin, name, th);
     kernels::attention::forward<P, T>(policy, heads(q, H), heads(k, Hk), heads(v, Hk), heads(o, H), state,
                                       {T(1) / std::sqrt(T(D))});
-    attention_detail::project_out<T>(w_.o_proj, o.view(), y, name, th);
+    detail::project_to_sequence<T>(w_.o_proj, o.view(), y, name, th);
   }
 
   /// Allocating form of forward().
@@ -149,7 +117,7 @@ class Attention {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.hidden_size});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.hidden_size});
-    forward(exec::recurrent{}, attention_detail::as_sequence(x), attention_detail::as_sequence(y), state);
+    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
  private:

@@ -14,20 +14,11 @@
 #include "../policy/execution.hpp"
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
 namespace delta_detail {
-
-// x [B, L, hidden] as a contiguous [B·L, hidden] matrix (copied only when x is strided).
-template <class T>
-struct rows_of {
-  tensor<T, 3> copy;
-  tensor_view<const T, 2> view;
-  explicit rows_of(tensor_view<const T, 3> x)
-      : copy(x.is_contiguous() ? tensor<T, 3>() : tensor<T, 3>(x)),
-        view((x.is_contiguous() ? x : copy.view()).template reshape<2>({x.extent(0) * x.extent(1), x.extent(2)})) {}
-};
 
 // The q, k, v branch shared by DeltaNet and Gated DeltaNet: projection, short causal conv with
 // SiLU (conv state carried), and the L2 norm of q and k per head (eps inside the square root).
@@ -74,28 +65,6 @@ void output_norm(tensor<T, 2>& o, const tensor<T, 2>* gate, const tensor<T, 1>& 
     if (gate) nn::rmsnorm_gated_row(row, gate->data() + n * V, w.data(), row, V, eps);
     else nn::rmsnorm_row(row, w.data(), row, V, eps);
   }
-}
-
-// y [B, L, hidden] = o [B·L, value_dim] · o_projᵀ (y may be strided).
-template <class T>
-void output_projection(const nn::linear<T>& o_proj, const tensor<T, 2>& o, tensor_view<T, 3> y, const char* who,
-                       int threads) {
-  const index_t B = y.extent(0), L = y.extent(1), D = y.extent(2);
-  if (y.is_contiguous()) {
-    o_proj(o, y.template reshape<2>({B * L, D}), who, threads);
-    return;
-  }
-  tensor<T, 3> tmp({B, L, D});
-  o_proj(o, tmp.view().template reshape<2>({B * L, D}), who, threads);
-  for (index_t b = 0; b < B; ++b)
-    for (index_t t = 0; t < L; ++t)
-      for (index_t c = 0; c < D; ++c) y(b, t, c) = tmp(b, t, c);
-}
-
-// A [B, hidden] step as a [B, 1, hidden] sequence.
-template <class T>
-tensor_view<T, 3> as_sequence(tensor_view<T, 2> x) {
-  return {x.data(), {x.extent(0), 1, x.extent(1)}, {x.stride(0), 0, x.stride(1)}};
 }
 
 }  // namespace delta_detail
@@ -186,7 +155,7 @@ class DeltaNet {
     check_shape(name, "state.conv_q", state.conv_q.extents(), {B, kd, P1});
     check_shape(name, "state.conv_k", state.conv_k.extents(), {B, kd, P1});
     check_shape(name, "state.conv_v", state.conv_v.extents(), {B, vd, P1});
-    const delta_detail::rows_of<T> x2(x);
+    const detail::sequence_rows<T> x2(x);
     const int th = policy.threads;
 
     tensor<T, 2> q, k, v, beta({N, H}), o({N, vd});
@@ -209,7 +178,7 @@ class DeltaNet {
     } else {
       delta_detail::output_norm<T>(o, nullptr, w_.o_norm, V, T(cfg_.norm_eps));
     }
-    delta_detail::output_projection(w_.o_proj, o, y, name, th);
+    detail::project_to_sequence<T>(w_.o_proj, o, y, name, th);
   }
 
   /// Allocating form of forward().
@@ -224,7 +193,7 @@ class DeltaNet {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.hidden_size});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.hidden_size});
-    forward(exec::recurrent{}, delta_detail::as_sequence(x), delta_detail::as_sequence(y), state);
+    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
  private:

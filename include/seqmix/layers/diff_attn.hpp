@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../kernels/attention/differential.hpp"
+#include "sequence_rows.hpp"
 #include "attention.hpp"
 
 namespace seqmix::layers {
@@ -89,10 +90,10 @@ class MultiheadDiffAttn {
                 {B, 2 * Hkv, d, Hkv, 2 * d});
     state.check_room(name, L);
 
-    const attention_detail::rows_of<T> xr(x);
+    const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;
     tensor<T, 2> q({N, 2 * H * d}), k({N, 2 * Hkv * d}), v({N, 2 * Hkv * d}), o({N, 2 * H * d});
-    w_.q_proj(xr.rows, q, name, th), w_.k_proj(xr.rows, k, name, th), w_.v_proj(xr.rows, v, name, th);
+    w_.q_proj(xr.view, q, name, th), w_.k_proj(xr.view, k, name, th), w_.v_proj(xr.view, v, name, th);
     const auto q4 = q.view().template reshape<4>({B, L, 2 * H, d});
     const auto k4 = k.view().template reshape<4>({B, L, 2 * Hkv, d});
     std::vector<T> cos, sin;  // one table for q and k
@@ -102,7 +103,7 @@ class MultiheadDiffAttn {
     kernels::attention::differential<P, T>(policy, q4, k4, v.view().template reshape<4>({B, L, Hkv, 2 * d}),
                                            o.view().template reshape<4>({B, L, H, 2 * d}), state, params(),
                                            {T(1) / std::sqrt(T(d))});
-    attention_detail::project_out<T>(w_.out_proj, o.view(), y, name, th);
+    detail::project_to_sequence<T>(w_.out_proj, o.view(), y, name, th);
   }
 
   template <exec::policy P>
@@ -116,7 +117,7 @@ class MultiheadDiffAttn {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.embed_dim});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.embed_dim});
-    forward(exec::recurrent{}, attention_detail::as_sequence(x), attention_detail::as_sequence(y), state);
+    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
  private:

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "delta_net.hpp"
+#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -100,7 +101,7 @@ class GatedDeltaNet {
     check_shape(name, "state.conv_q", state.conv_q.extents(), {B, kd, P1});
     check_shape(name, "state.conv_k", state.conv_k.extents(), {B, kd, P1});
     check_shape(name, "state.conv_v", state.conv_v.extents(), {B, vd, P1});
-    const delta_detail::rows_of<T> x2(x);
+    const detail::sequence_rows<T> x2(x);
     const int th = policy.threads;
 
     tensor<T, 2> q, k, v, beta({N, HV}), g({N, HV}), o({N, vd});
@@ -129,7 +130,7 @@ class GatedDeltaNet {
     } else {
       delta_detail::output_norm<T>(o, nullptr, w_.o_norm, V, T(cfg_.norm_eps));
     }
-    delta_detail::output_projection(w_.o_proj, o, y, name, th);
+    detail::project_to_sequence<T>(w_.o_proj, o, y, name, th);
   }
 
   /// Allocating form of forward().
@@ -144,7 +145,7 @@ class GatedDeltaNet {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.hidden_size});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.hidden_size});
-    forward(exec::recurrent{}, delta_detail::as_sequence(x), delta_detail::as_sequence(y), state);
+    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
  private:

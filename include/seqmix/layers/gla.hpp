@@ -10,6 +10,7 @@
 #include "../nn/rmsnorm.hpp"
 #include "../policy/execution.hpp"
 #include "../tensor/tensor.hpp"
+#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -83,9 +84,8 @@ class GatedLinearAttention {
     check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});
     check_shape(name, "y", y.extents(), {B, L, cfg_.hidden_size});
     check_shape(name, "state.h", state.h.extents(), {B, H, K, V});
-    const tensor<T, 3> x_copy = x.is_contiguous() ? tensor<T, 3>() : tensor<T, 3>(x);
-    const tensor_view<const T, 2> x2 =
-        (x.is_contiguous() ? x : x_copy.view()).template reshape<2>({N, cfg_.hidden_size});
+    const detail::sequence_rows<T> rows(x);
+    const tensor_view<const T, 2> x2 = rows.view;
 
     tensor<T, 2> q({N, kd}), k({N, kd}), gk({N, kd}), v({N, vd}), g({N, vd}), o({N, vd});
     tensor<T, 2> gk_low({N, cfg_.gate_low_rank_dim});
@@ -103,15 +103,7 @@ class GatedLinearAttention {
     for (index_t n = 0; n < N * H; ++n)  // rows of head_v_dim: token n / H, head n % H
       nn::rmsnorm_gated_row(o.data() + n * V, g.data() + n * V, w_.g_norm.data(), o.data() + n * V, V,
                             T(cfg_.norm_eps));
-    if (y.is_contiguous()) {
-      w_.o_proj(o, y.template reshape<2>({N, cfg_.hidden_size}), name, policy.threads);
-    } else {
-      tensor<T, 3> y_tmp({B, L, cfg_.hidden_size});
-      w_.o_proj(o, y_tmp.view().template reshape<2>({N, cfg_.hidden_size}), name, policy.threads);
-      for (index_t b = 0; b < B; ++b)
-        for (index_t t = 0; t < L; ++t)
-          for (index_t c = 0; c < cfg_.hidden_size; ++c) y(b, t, c) = y_tmp(b, t, c);
-    }
+    detail::project_to_sequence<T>(w_.o_proj, o, y, name, policy.threads);
   }
 
   /// Allocating form of forward().
@@ -126,8 +118,7 @@ class GatedLinearAttention {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.hidden_size});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.hidden_size});
-    forward(exec::recurrent{}, tensor_view<const T, 3>(x.data(), {x.extent(0), 1, x.extent(1)}, {x.stride(0), 0, x.stride(1)}),
-            tensor_view<T, 3>(y.data(), {y.extent(0), 1, y.extent(1)}, {y.stride(0), 0, y.stride(1)}), state);
+    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
  private:

@@ -13,6 +13,7 @@
 #include "../policy/execution.hpp"
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -98,8 +99,8 @@ class Mamba {
     check_shape(name, "state.conv", state.conv.extents(), {B, di, cfg_.d_conv - 1});
     check_shape(name, "state.ssm", state.ssm.extents(), {B, di, N});
     const int th = policy.threads;
-    const tensor<T, 3> x_copy = x.is_contiguous() ? tensor<T, 3>() : tensor<T, 3>(x);
-    const tensor_view<const T, 2> x2 = (x.is_contiguous() ? x : x_copy.view()).template reshape<2>({Nt, dm});
+    const detail::sequence_rows<T> rows(x);
+    const tensor_view<const T, 2> x2 = rows.view;
 
     tensor<T, 2> xz({Nt, 2 * di});
     w_.in_proj(x2, xz, name, th);
@@ -121,15 +122,7 @@ class Mamba {
     kernels::ssm::selective_scan::forward<P, T>(policy, in, ys, state.ssm);
 
     const auto ys2 = ys.view().template reshape<2>({Nt, di});
-    if (y.is_contiguous()) {
-      w_.out_proj(ys2, y.template reshape<2>({Nt, dm}), name, th);
-    } else {
-      tensor<T, 3> y_tmp({B, L, dm});
-      w_.out_proj(ys2, y_tmp.view().template reshape<2>({Nt, dm}), name, th);
-      for (index_t b = 0; b < B; ++b)
-        for (index_t t = 0; t < L; ++t)
-          for (index_t c = 0; c < dm; ++c) y(b, t, c) = y_tmp(b, t, c);
-    }
+    detail::project_to_sequence<T>(w_.out_proj, ys2, y, name, th);
   }
 
   /// Allocating form of forward().
@@ -144,8 +137,7 @@ class Mamba {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.d_model});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.d_model});
-    forward(exec::recurrent{}, tensor_view<const T, 3>(x.data(), {x.extent(0), 1, x.extent(1)}, {x.stride(0), 0, x.stride(1)}),
-            tensor_view<T, 3>(y.data(), {y.extent(0), 1, y.extent(1)}, {y.stride(0), 0, y.stride(1)}), state);
+    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
  private:

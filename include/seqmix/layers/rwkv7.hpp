@@ -12,6 +12,7 @@
 #include "../policy/execution.hpp"
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -196,15 +197,7 @@ class RWKV7TimeMix {
         for (index_t n = 0; n < N; ++n) bonus += r.data()[off + n] * k.data()[off + n] * w_.r_k(h, n);
         for (index_t n = 0; n < N; ++n) oh[n] = (oh[n] + bonus * v.data()[off + n]) * g.data()[off + n];
       }
-    if (y.is_contiguous()) {
-      w_.output(o, y.template reshape<2>({M, C}), name, th);
-    } else {
-      tensor<T, 2> y_tmp({M, C});
-      w_.output(o, y_tmp, name, th);
-      for (index_t bi = 0; bi < B; ++bi)
-        for (index_t t = 0; t < L; ++t)
-          for (index_t c = 0; c < C; ++c) y(bi, t, c) = y_tmp(bi * L + t, c);
-    }
+    detail::project_to_sequence<T>(w_.output, o, y, name, th);
   }
 
   /// Allocating form of forward().
@@ -219,8 +212,8 @@ class RWKV7TimeMix {
   void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state, tensor_view<T, 2> v_first = {}) const {
     check_shape(name, "x", x.extents(), {x.extent(0), cfg_.n_embd});
     check_shape(name, "y", y.extents(), {x.extent(0), cfg_.n_embd});
-    const auto x3 = tensor_view<const T, 3>(x.data(), {x.extent(0), 1, x.extent(1)}, {x.stride(0), 0, x.stride(1)});
-    const auto y3 = tensor_view<T, 3>(y.data(), {y.extent(0), 1, y.extent(1)}, {y.stride(0), 0, y.stride(1)});
+    const auto x3 = detail::as_sequence(x);
+    const auto y3 = detail::as_sequence(y);
     tensor_view<T, 3> vf3;
     if (v_first.data() != nullptr) {
       check_shape(name, "v_first", v_first.extents(), {x.extent(0), cfg_.n_embd});
