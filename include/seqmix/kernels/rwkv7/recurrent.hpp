@@ -16,9 +16,9 @@
 // One pass over the state per block: while a state row is updated by block b it is also reduced
 // for block b+1 (Sᵀ ã, Sᵀ r̃ with the next block's coefficients), so each row is loaded and stored
 // once per block and costs 4 multiply-adds per token. The reductions of the next block are kept
-// per head between passes. Coefficients are prepared for all heads of a token block at a time
-// (streaming through the inputs), and the next token block's rows are prefetched during the
-// passes. A call of fewer tokens than a block (decode) takes explicit single-token steps, one
+// per head between passes. Each head's coefficients are prepared just before the pass that needs
+// them, into slots shared by all heads (so they stay in L1), and the next token block's rows are
+// prefetched during the passes. A call of fewer tokens than a block (decode) takes explicit single-token steps, one
 // pass each (plus one to start). See docs/rwkv7.md.
 #pragma once
 
