@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "../../policy/execution.hpp"
@@ -237,8 +238,18 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
   const index_t blocks = (D + W - 1) / W;
   const index_t sA = in.A.stride(0), sS = state.stride(1), sB = in.B.stride(2), sC = in.C.stride(2);
   parallel_ranges(D * N * dm.L >= (index_t(1) << 18) ? threads : 1, dm.B * blocks, [&](index_t begin, index_t end) {
-    const prepared_rows<T> pp(in, D);
-    alignas(64) T dt[W], du[W], su[W], g[W];
+    // D and delta_bias: loaded in place when dense (no per-call copies on the decode path).
+    const bool dense = (!present(in.D) || in.D.stride(0) == 1) && (!present(in.delta_bias) || in.delta_bias.stride(0) == 1);
+    const std::optional<prepared_rows<T>> pp = dense ? std::nullopt : std::optional<prepared_rows<T>>(std::in_place, in, D);
+    alignas(64) T dt[W], du[W], su[W], g[W], pad[W];
+    // lanes values of an optional [D] row from channel d0 (w of them, zero-padded), 0 when absent.
+    auto param = [&](const tensor_view<const T, 1>& v, const std::vector<T>* rows, index_t d0, index_t w) {
+      if (rows) return simd::load(rows->data() + d0);
+      if (!present(v)) return V(T(0));
+      if (w == W) return simd::load(v.data() + d0);
+      for (index_t c = 0; c < W; ++c) pad[c] = c < w ? v.data()[d0 + c] : T(0);
+      return simd::load(pad);
+    };
     ssm::detail::row_sums<T> sums;
     for (index_t i = begin; i < end; ++i) {
       const index_t b = i / blocks, d0 = (i % blocks) * W, w = std::min(W, D - d0);
@@ -255,10 +266,12 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
           u = du, delta = dt, z = g;
         }
         {
-          const V uv = simd::load(u), d = time_step(simd::load(delta) + simd::load(pp.bias.data() + d0), softplus);
+          const V bias = param(in.delta_bias, pp ? &pp->bias : nullptr, d0, w);
+          const V skip = param(in.D, pp ? &pp->skip : nullptr, d0, w);
+          const V uv = simd::load(u), d = time_step(simd::load(delta) + bias, softplus);
           simd::store(dt, d * V(T(ssm::detail::log2e)));  // decays are 2^(dt·log2 e · A)
           simd::store(du, d * uv);
-          simd::store(su, simd::load(pp.skip.data() + d0) * uv);
+          simd::store(su, skip * uv);
           simd::store(g, gate ? simd::silu(simd::load(z)) : V(T(1)));
         }
         index_t grp = d0 / per_group, next_group = (grp + 1) * per_group;

@@ -39,12 +39,14 @@ struct chunk_workspace {
   tensor<T, 2> Cc;              // [C][N]: C of the current group
   tensor<T, 2> CB;              // [C][C]: C·Bᵀ of the current group
   tensor<T, 2> M;               // [C][C]: the head's masked, decayed scores
-  tensor<T, 2> X, Xw, Y, Yoff;  // [C][P]: x; x_s · e^{cs_L - cs_s} dt_s; M·X; C·h_0ᵀ
+  tensor<T, 2> X;               // [H·C][P]: x of every head of the chunk, head-major
+  tensor<T, 2> Xw, Y;           // [C][P]: x_s · e^{cs_L - cs_s} dt_s; the output rows
   tensor<T, 2> dt;              // [C][H]: time steps of the chunk
   tensor<T, 1> dth, hi, lo, e;  // [C]: the head's dt; cs as a double-float (hi + lo); e^{cs}, then w
+  bool stream_out = false;      // write y with non-temporal stores (outputs far larger than the caches)
   chunk_workspace(index_t C_, index_t N_, index_t P_, index_t H)
-      : C(C_), N(N_), P(P_), Bt({N_, C_}), Cc({C_, N_}), CB({C_, C_}), M({C_, C_}), X({C_, P_}), Xw({C_, P_}),
-        Y({C_, P_}), Yoff({C_, P_}), dt({C_, H}), dth({C_}), hi({C_}), lo({C_}), e({C_}) {}
+      : C(C_), N(N_), P(P_), Bt({N_, C_}), Cc({C_, N_}), CB({C_, C_}), M({C_, C_}), X({H * C_, P_}), Xw({C_, P_}),
+        Y({C_, P_}), dt({C_, H}), dth({C_}), hi({C_}), lo({C_}), e({C_}) {}
 };
 
 // dst[i] = src[i] for a row of n elements (short rows: no library call).
@@ -85,6 +87,15 @@ void chunk_steps(chunk_workspace<T>& w, const inputs<T>& in, const options& opt,
   }
 }
 
+// x of heads [h0, h1) of batch element b over tokens [t0, t0 + L), head-major. One pass along the
+// rows of x (the hardware prefetcher follows it), where a head's own rows are a page or more apart.
+template <class T>
+void chunk_inputs(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t h0, index_t h1, index_t t0, index_t L) {
+  const index_t C = w.C, P = w.P;
+  for (index_t s = 0; s < L; ++s)
+    for (index_t h = h0; h < h1; ++h) copy_row(in.x.ptr(b, t0 + s, h), w.X.data() + (h * C + s) * P, P);
+}
+
 // Below this, a deferred state scale is folded back into the state (1/scale stays ≤ 2^40).
 inline constexpr double min_state_scale = 0x1p-40;
 
@@ -115,18 +126,10 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
   const T inv = fold ? T(1) : T(1 / next);
   simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L,
                   [=](auto a, auto c) { return exp_decay((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
-  for (index_t s = 0; s < L; ++s) {
-    const T ws = w.e(s) * w.dth(s) * inv;
-    const T* xs = in.x.ptr(b, t0 + s, h);
-    T* xc = w.X.data() + s * P;
-    T* xw = w.Xw.data() + s * P;
-    index_t i = 0;
-    for (; i + W <= P; i += W) {
-      const V v = simd::load(xs + i);
-      simd::store(xc + i, v), simd::store(xw + i, v * V(ws));
-    }
-    for (; i < P; ++i) xc[i] = xs[i], xw[i] = xs[i] * ws;
-  }
+  const T* X = w.X.data() + h * C * P;
+  for (index_t s = 0; s < L; ++s) simd::transform(X + s * P, w.Xw.data() + s * P, P, [ws = w.e(s) * w.dth(s) * inv](auto v) {
+    return v * decltype(v)(ws);
+  });
 
   // M[t][s] = CB[t][s] · e^{cs_t - cs_s} · dt_s for s ≤ t (0 above), plus D on the diagonal. The
   // exponent (hi_t - hi_s) + (lo_t - lo_s) is accurate relative to the difference itself, not
@@ -145,20 +148,19 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
     m[t] += skip;
   }
 
-  // y = M·X + diag(e^{cs}) (C · h_0ᵀ).
-  const tensor_view<const T, 2> X(w.X.data(), {L, P});
-  simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), X, w.Y.view().subrange(0, 0, L),
-                simd::gemm_mode::overwrite, /*lower_triangular_a=*/true);
-  simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(hT, {N, P}),
-                w.Yoff.view().subrange(0, 0, L));
+  // y = diag(e^{cs} · scale) (C · h_0ᵀ) + M·X, staged in Y and written out once.
+  const tensor_view<T, 2> Y = w.Y.view().subrange(0, 0, L);
+  simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(hT, {N, P}), Y);
   const T sc = T(scale);
   simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L, [sc](auto a, auto b) { return exp_decay(a) * (b + 1) * sc; });
+  for (index_t t = 0; t < L; ++t) simd::scale(w.e(t), w.Y.data() + t * P, P);
+  simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), tensor_view<const T, 2>(X, {L, P}), Y,
+                simd::gemm_mode::accumulate, /*lower_triangular_a=*/true);
+  const bool stream = w.stream_out && simd::stream_aligned(y.ptr(b, t0, h)) &&
+                      (L == 1 || simd::stream_aligned(y.ptr(b, t0 + 1, h)));
   for (index_t t = 0; t < L; ++t) {
-    const T* yi = w.Y.data() + t * P;
-    const T* yo = w.Yoff.data() + t * P;
-    T* out = y.ptr(b, t0 + t, h);
-    const T et = w.e(t);
-    simd::transform(yi, yo, out, P, [et](auto a, auto c) { return a + c * et; });
+    if (stream) simd::copy_stream(w.Y.data() + t * P, y.ptr(b, t0 + t, h), P);
+    else copy_row(w.Y.data() + t * P, y.ptr(b, t0 + t, h), P);
   }
 
   // h = e^{cs_L} h + Xᵀ diag(w) B with w_s = e^{cs_L - cs_s} dt_s, as scale' = scale · e^{cs_L} and
@@ -198,6 +200,9 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
   const bool big = dm.L * dm.H * dm.P * dm.N >= (index_t(1) << 20);
   parallel_ranges(big ? threads : 1, dm.B * dm.H, [&](index_t begin, index_t end) {
     chunk_workspace<T> w(C, N, P, dm.H);
+    // Outputs beyond a few MB cannot stay cached for the next layer: stream them past the caches
+    // (no read for ownership of the output lines).
+    w.stream_out = y.size() * index_t(sizeof(T)) >= (index_t(8) << 20);
     // Transposed states, not zero-initialised: every element is written before it is read.
     const std::unique_ptr<T[], aligned_delete<T>> hT(new (std::align_val_t(64)) T[std::size_t((end - begin) * N * P)]);
     std::vector<double> scale(std::size_t(end - begin), 1.0);  // state = scale · hT
@@ -210,17 +215,13 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
       for (index_t bh = begin; bh < end; ++bh) {
         const index_t b = bh / dm.H, h = bh % dm.H, g = h / per_group;
         if (b != cached_b) chunk_steps(w, in, opt, b, t0, L), cached_b = b;
+        if (h == 0 || bh == begin)
+          chunk_inputs(w, in, b, h, std::min(dm.H, end - b * dm.H), t0, L);
         if (b * dm.G + g != cached) group_scores(w, in, b, g, t0, L), cached = b * dm.G + g;
-        // The rows of one head are H·P apart (a page or more), beyond the hardware prefetcher:
-        // fetch the next head's x and y rows while this head computes.
-        const index_t nb = bh + 1 < end ? bh + 1 : begin, nt = bh + 1 < end ? t0 : t0 + C;
-        for (index_t s = 0; s < std::min(C, dm.L - nt); ++s) {
-          simd::prefetch(in.x.ptr(nb / dm.H, nt + s, nb % dm.H), P);
-          simd::prefetch_for_write(y.ptr(nb / dm.H, nt + s, nb % dm.H), P);
-        }
         head_chunk(w, in, y, b, h, t0, L, head_state(bh), scale[std::size_t(bh - begin)]);
       }
     }
+    simd::stream_fence();
     for (index_t bh = begin; bh < end; ++bh)
       transpose(head_state(bh), P, 1, state.ptr(bh / dm.H, bh % dm.H), state.stride(2), N, P,
                 T(scale[std::size_t(bh - begin)]));
