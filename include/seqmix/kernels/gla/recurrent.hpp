@@ -100,28 +100,50 @@ inline void tokens(index_t K, index_t V, const T* a, const T* const* b, const T*
     }
 }
 
+// Tokens of a head prepared together before their passes: the preparations of consecutive tokens
+// then overlap (their exponentials and divisions have long latencies), and kd, qd stay in L1.
+inline constexpr index_t segment_tokens = 16;
+
 template <class T>
 struct run_workspace {
   std::vector<T> G;       // per head of the worker: G, the cumulative log decay since its run started
-  std::vector<T> kd, qd;  // the pending tokens (up to max_tokens_per_pass): k / e^{G}, scale · q · e^{G}
+  std::vector<T> kd, qd;  // the prepared tokens of a segment: k / e^{G}, scale · q · e^{G}
   std::vector<T> E;       // scratch row
   run_workspace(index_t heads, index_t K)
-      : G(std::size_t(heads * K)), kd(std::size_t(max_tokens_per_pass * K)), qd(kd.size()), E(std::size_t(K)) {}
+      : G(std::size_t(heads * K)), kd(std::size_t(segment_tokens * K)), qd(kd.size()), E(std::size_t(K)) {}
 };
 
-// One fused pass over a token's K channels: kd = k / e^{G}, qd = scale · q · e^{G}.
+// E = G + g; returns whether E stays inside the run's span.
 template <class T>
-inline void prepare_token(const T* G, const T* k, const T* q, T scale, T* kd, T* qd, index_t K) {
+inline bool extend_run(const T* G, const T* g, T* E, index_t K) {
+  constexpr index_t L = simd::lanes<T>;
+  const simd::batch<T> bound(-run_span<T>);
+  auto low = bound != bound;  // all false
+  index_t i = 0;
+  for (; i + L <= K; i += L) {
+    const auto e = simd::load(G + i) + simd::load(g + i);
+    simd::store(E + i, e);
+    low = low || e < bound;
+  }
+  bool inside = !xsimd::any(low);
+  for (; i < K; ++i) E[i] = G[i] + g[i], inside = inside && E[i] >= -run_span<T>;
+  return inside;
+}
+
+// One fused pass over a token's K channels: G = E, kd = k / e^{G}, qd = scale · q · e^{G}.
+template <class T>
+inline void prepare_token(const T* E, T* G, const T* k, const T* q, T scale, T* kd, T* qd, index_t K) {
   constexpr index_t L = simd::lanes<T>;
   index_t i = 0;
   for (; i + L <= K; i += L) {
-    const auto e = simd::exp(simd::load(G + i));
+    const auto x = simd::load(E + i), e = simd::exp(x);
+    simd::store(G + i, x);
     simd::store(kd + i, simd::load(k + i) / e);
     simd::store(qd + i, simd::load(q + i) * e * scale);
   }
   for (; i < K; ++i) {
-    const T e = std::exp(G[i]);
-    kd[i] = k[i] / e, qd[i] = q[i] * e * scale;
+    const T e = std::exp(E[i]);
+    G[i] = E[i], kd[i] = k[i] / e, qd[i] = q[i] * e * scale;
   }
 }
 
@@ -136,21 +158,12 @@ void head(run_workspace<T>& w, T* G, index_t t0, index_t t1, bool last, index_t 
   T* E = w.E.data();
   auto kd = [&](index_t n) { return w.kd.data() + n * K; };
   auto qd = [&](index_t n) { return w.qd.data() + n * K; };
-  index_t pending = 0, first = t0;  // tokens [first, first + pending) are prepared but not applied
-  auto apply = [&]<index_t NT>(std::integral_constant<index_t, NT>, index_t n0) {
+  // NT prepared tokens from slot n, which is token t, through one pass over the state.
+  auto apply = [&]<index_t NT>(std::integral_constant<index_t, NT>, index_t n, index_t t) {
     const T *b[NT], *c[NT], *vv[NT];
     T* oo[NT];
-    for (index_t j = 0; j < NT; ++j)
-      b[j] = kd(n0 + j), c[j] = qd(n0 + j), vv[j] = v.row(first + n0 + j), oo[j] = o.row(first + n0 + j);
+    for (index_t j = 0; j < NT; ++j) b[j] = kd(n + j), c[j] = qd(n + j), vv[j] = v.row(t + j), oo[j] = o.row(t + j);
     tokens<false, NT, T>(K, V, nullptr, b, c, vv, S, lds, oo);
-  };
-  auto flush = [&] {
-    index_t n = 0;
-    if constexpr (max_tokens_per_pass >= 4)
-      for (; n + 4 <= pending; n += 4) apply(std::integral_constant<index_t, 4>{}, n);
-    for (; n + 2 <= pending; n += 2) apply(std::integral_constant<index_t, 2>{}, n);
-    for (; n < pending; ++n) apply(std::integral_constant<index_t, 1>{}, n);
-    first += pending, pending = 0;
   };
   // The explicit step S = e^{G + g_t} ⊙ S~ + k_t v_tᵀ, which leaves S true (G is then spent).
   auto explicit_step = [&](index_t t) {
@@ -164,36 +177,42 @@ void head(run_workspace<T>& w, T* G, index_t t0, index_t t1, bool last, index_t 
     std::fill_n(G, K, T(0));
   };
   const index_t deferred_end = last ? t1 - 1 : t1;
-  for (index_t t = t0; t < deferred_end; ++t) {
-    // Rows of one head are H·K apart, too far for the hardware prefetcher: fetch this head's rows
-    // of the next block while this one computes, a few lines per token.
-    if (const index_t ahead = t + block_tokens; ahead < L_total) {
-      simd::prefetch(q.row(ahead), K), simd::prefetch(k.row(ahead), K);
-      simd::prefetch(g.row(ahead), K), simd::prefetch(v.row(ahead), V);
-      simd::prefetch_for_write(o.row(ahead), V);
+  for (index_t t = t0; t < deferred_end;) {
+    // Prepare the tokens of a segment while they stay inside the run's span.
+    const index_t end = std::min(deferred_end, t + segment_tokens);
+    index_t n = 0;
+    for (; t + n < end; ++n) {
+      const index_t u = t + n;
+      // Rows of one head are H·K apart, too far for the hardware prefetcher: fetch this head's
+      // rows of the next block while this one computes, and into L1 a few tokens ahead.
+      if (const index_t ahead = u + block_tokens; ahead < L_total) {
+        simd::prefetch(q.row(ahead), K), simd::prefetch(k.row(ahead), K);
+        simd::prefetch(g.row(ahead), K), simd::prefetch(v.row(ahead), V);
+        simd::prefetch_for_write(o.row(ahead), V);
+      }
+      if (const index_t next = u + max_tokens_per_pass; next < t1) {
+        simd::prefetch_l1(q.row(next), K), simd::prefetch_l1(k.row(next), K), simd::prefetch_l1(g.row(next), K);
+        simd::prefetch_l1(v.row(next), V);
+      }
+      if (!extend_run(G, g.row(u), E, K)) break;
+      prepare_token(E, G, k.row(u), q.row(u), scale, kd(n), qd(n), K);
     }
-    // And into L1 a token ahead (covers the rows if they were evicted from L2 meanwhile).
-    if (t + 1 < t1) simd::prefetch_l1(q.row(t + 1), K), simd::prefetch_l1(k.row(t + 1), K), simd::prefetch_l1(g.row(t + 1), K);
-    simd::transform(G, g.row(t), E, K, [](auto a, auto b) { return a + b; });
-    if (simd::any_below(E, K, -run_span<T>)) {
-      // Close the run: apply what is pending, fold S = e^{G} ⊙ S~ and start again from g_t. A
-      // token whose own decay leaves the span takes the explicit step.
-      flush();
+    index_t m = 0;
+    if constexpr (max_tokens_per_pass >= 4)
+      for (; m + 4 <= n; m += 4) apply(std::integral_constant<index_t, 4>{}, m, t + m);
+    for (; m + 2 <= n; m += 2) apply(std::integral_constant<index_t, 2>{}, m, t + m);
+    for (; m < n; ++m) apply(std::integral_constant<index_t, 1>{}, m, t + m);
+    t += n;
+    if (t < end) {
+      // Token t would leave the span: fold S = e^{G} ⊙ S~ and start a new run, which token t
+      // begins (then the next segment prepares it) unless its own decay leaves the span, when
+      // it takes the explicit step.
       simd::transform(G, E, K, [](auto x) { return simd::exp(x); });
       for (index_t i = 0; i < K; ++i) simd::scale(E[i], S + i * lds, V);
       std::fill_n(G, K, T(0));
-      if (simd::any_below(g.row(t), K, -run_span<T>)) {
-        explicit_step(t);
-        ++first;
-        continue;
-      }
-      std::copy_n(g.row(t), K, E);
+      if (simd::any_below(g.row(t), K, -run_span<T>)) explicit_step(t++);
     }
-    std::copy_n(E, K, G);
-    prepare_token(G, k.row(t), q.row(t), scale, kd(pending), qd(pending), K);
-    if (++pending == max_tokens_per_pass) flush();
   }
-  flush();
   if (last) explicit_step(t1 - 1);
 }
 
