@@ -241,7 +241,10 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
     // D and delta_bias: loaded in place when dense (no per-call copies on the decode path).
     const bool dense = (!present(in.D) || in.D.stride(0) == 1) && (!present(in.delta_bias) || in.delta_bias.stride(0) == 1);
     const std::optional<prepared_rows<T>> pp = dense ? std::nullopt : std::optional<prepared_rows<T>>(std::in_place, in, D);
-    alignas(64) T dt[W], du[W], su[W], g[W], pad[W];
+    // Blocks are taken `group` at a time: their channel rows (softplus, silu: long dependency
+    // chains) are computed first as independent vectors, then the channels scan.
+    constexpr index_t group = 8;
+    alignas(64) T dt[group][W], du[group][W], su[group][W], g[group][W], pad[W];
     // lanes values of an optional [D] row from channel d0 (w of them, zero-padded), 0 when absent.
     auto param = [&](const tensor_view<const T, 1>& v, const std::vector<T>* rows, index_t d0, index_t w) {
       if (rows) return simd::load(rows->data() + d0);
@@ -250,58 +253,60 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
       for (index_t c = 0; c < W; ++c) pad[c] = c < w ? v.data()[d0 + c] : T(0);
       return simd::load(pad);
     };
+    // Row `x` [B,T,D] at (b, t) from channel d0 as a vector (w valid channels, zero-padded).
+    auto row = [&](const tensor_view<const T, 3>& x, index_t b, index_t t, index_t d0, index_t w) {
+      const T* p = x.ptr(b, t, d0);
+      if (w == W) return simd::load(p);
+      for (index_t c = 0; c < W; ++c) pad[c] = c < w ? p[c] : T(0);
+      return simd::load(pad);
+    };
     ssm::detail::row_sums<T> sums;
-    for (index_t i = begin; i < end; ++i) {
-      const index_t b = i / blocks, d0 = (i % blocks) * W, w = std::min(W, D - d0);
+    for (index_t i0 = begin; i0 < end;) {
+      // Blocks [i0, i1) of one batch element.
+      const index_t b = i0 / blocks, i1 = std::min({end, i0 + group, (b + 1) * blocks});
       for (index_t t = 0; t < dm.L; ++t) {
-        // Channel rows of this block: dt, dt·u, D·u and silu(z) (loaded as vectors; a partial block
-        // goes through zero-padded copies).
-        const T* u = in.u.ptr(b, t, d0);
-        const T* delta = in.delta.ptr(b, t, d0);
-        const T* z = gate ? in.z.ptr(b, t, d0) : nullptr;
-        if (w < W) {
-          for (index_t c = 0; c < W; ++c) {
-            du[c] = c < w ? u[c] : T(0), dt[c] = c < w ? delta[c] : T(0), g[c] = c < w && gate ? z[c] : T(0);
-          }
-          u = du, delta = dt, z = g;
-        }
-        {
+        for (index_t i = i0; i < i1; ++i) {
+          const index_t k = i - i0, d0 = (i % blocks) * W, w = std::min(W, D - d0);
           const V bias = param(in.delta_bias, pp ? &pp->bias : nullptr, d0, w);
           const V skip = param(in.D, pp ? &pp->skip : nullptr, d0, w);
-          const V uv = simd::load(u), d = time_step(simd::load(delta) + bias, softplus);
-          simd::store(dt, d * V(T(ssm::detail::log2e)));  // decays are 2^(dt·log2 e · A)
-          simd::store(du, d * uv);
-          simd::store(su, skip * uv);
-          simd::store(g, gate ? simd::silu(simd::load(z)) : V(T(1)));
+          const V uv = row(in.u, b, t, d0, w), d = time_step(row(in.delta, b, t, d0, w) + bias, softplus);
+          simd::store(dt[k], d * V(T(ssm::detail::log2e)));  // decays are 2^(dt·log2 e · A)
+          simd::store(du[k], d * uv);
+          simd::store(su[k], skip * uv);
+          simd::store(g[k], gate ? simd::silu(row(in.z, b, t, d0, w)) : V(T(1)));
         }
-        index_t grp = d0 / per_group, next_group = (grp + 1) * per_group;
-        const T* Bt = in.B.ptr(b, t, 0);
-        const T* Ct = in.C.ptr(b, t, 0);
-        const T* A = in.A.ptr(d0);
-        T* h = state.ptr(b, d0);
-        for (index_t c = 0; c < w; ++c, A += sA, h += sS) {
-          if (d0 + c == next_group) ++grp, next_group += per_group;
-          const T* Bg = Bt + grp * sB;
-          const T* Cg = Ct + grp * sC;
-          const V dtv(dt[c]), duv(du[c]);
-          V acc(T(0));
-          for (index_t v = 0; v < N; v += W) {
-            const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + v)), simd::load(h + v), duv * simd::load(Bg + v));
-            simd::store(h + v, hv);
-            acc = xsimd::fma(hv, simd::load(Cg + v), acc);
+        for (index_t i = i0; i < i1; ++i) {
+          const index_t k = i - i0, d0 = (i % blocks) * W, w = std::min(W, D - d0);
+          index_t grp = d0 / per_group, next_group = (grp + 1) * per_group;
+          const T* Bt = in.B.ptr(b, t, 0);
+          const T* Ct = in.C.ptr(b, t, 0);
+          const T* A = in.A.ptr(d0);
+          T* h = state.ptr(b, d0);
+          for (index_t c = 0; c < w; ++c, A += sA, h += sS) {
+            if (d0 + c == next_group) ++grp, next_group += per_group;
+            const T* Bg = Bt + grp * sB;
+            const T* Cg = Ct + grp * sC;
+            const V dtv(dt[k][c]), duv(du[k][c]);
+            V acc(T(0));
+            for (index_t v = 0; v < N; v += W) {
+              const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + v)), simd::load(h + v), duv * simd::load(Bg + v));
+              simd::store(h + v, hv);
+              acc = xsimd::fma(hv, simd::load(Cg + v), acc);
+            }
+            sums.put(c, acc);
           }
-          sums.put(c, acc);
-        }
-        for (index_t c = w; c < W; ++c) sums.put(c, V(T(0)));
-        const V out = (sums.sums() + simd::load(su)) * simd::load(g);
-        if (w == W) {
-          simd::store(y.ptr(b, t, d0), out);
-        } else {
-          alignas(64) T tmp[W];
-          simd::store(tmp, out);
-          std::copy_n(tmp, w, y.ptr(b, t, d0));
+          for (index_t c = w; c < W; ++c) sums.put(c, V(T(0)));
+          const V out = (sums.sums() + simd::load(su[k])) * simd::load(g[k]);
+          if (w == W) {
+            simd::store(y.ptr(b, t, d0), out);
+          } else {
+            alignas(64) T tmp[W];
+            simd::store(tmp, out);
+            std::copy_n(tmp, w, y.ptr(b, t, d0));
+          }
         }
       }
+      i0 = i1;
     }
   });
 }
