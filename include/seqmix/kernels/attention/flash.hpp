@@ -222,7 +222,7 @@ class flash_block {
     }
     if (vis == visibility::partial) {
       const simd::batch<T> masked(simd::online_row<T>::masked);
-      for (index_t r = 0; r < R; ++r) {
+      SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {  // unrolled: a runtime row index would keep acc in memory
         const index_t p = pos_[std::size_t(r0 + r)];
         if (kpos) {  // ring tile: per-slot positions
           alignas(64) T s[KT];
@@ -245,8 +245,10 @@ class flash_block {
     }
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
       const index_t row = r0 + r;
-      alpha_[std::size_t(row)] = simd::online_softmax_update<NV, T>(acc[r], m_[std::size_t(row)], l_.data() + row * L,
-                                                                   p_.data() + row * KT);
+      simd::batch<T> x[NV];  // a copy: a reference to acc[r] would keep acc on the stack too
+      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) x[v] = acc[r][v];
+      alpha_[std::size_t(row)] =
+          simd::online_softmax_update<NV, T>(x, m_[std::size_t(row)], l_.data() + row * L, p_.data() + row * KT);
     }
   }
 
