@@ -38,22 +38,24 @@ nn::causal_conv1d<T> random_conv(index_t C, index_t W, bool with_bias, bool silu
 }  // namespace
 
 TEST_CASE("causal_conv1d matches its definition", "[nn][conv1d]") {
-  // C = 37 and 150 exercise the scalar channel tail and several channel blocks; W = 1 has no state.
-  for (index_t C : {37, 150})
-    for (index_t W : {1, 2, 4})
-      for (bool with_bias : {false, true}) {
-        const auto conv = random_conv<float>(C, W, with_bias, with_bias);
-        const auto x = uniform_tensor<float, 3>({2, 23, C}, -2, 2, 3);
-        auto state = uniform_tensor<float, 3>({2, C, W - 1}, -2, 2, 4);
-        const auto want = conv_definition(conv, x, state);
-        auto y = test::nan_tensor<float, 3>({2, 23, C});
-        conv(x, y, state, "test", 2);
-        INFO("C=" << C << " W=" << W << " bias=" << with_bias);
-        SEQMIX_CHECK_CLOSE(y, want, 2e-6, 1e-6);
-        for (index_t b = 0; b < 2; ++b)
-          for (index_t c = 0; c < C; ++c)
-            for (index_t j = 0; j < W - 1; ++j) REQUIRE(state(b, c, j) == x(b, 23 - (W - 1) + j, c));
-      }
+  // C = 37 and 150 exercise the scalar channel tail and several channel blocks; W = 1 has no state;
+  // W = 5 takes the run-time width path; L = 70 spans several time tiles (the last one partial).
+  for (index_t L : {23, 70})
+    for (index_t C : {37, 150})
+      for (index_t W : {1, 2, 3, 4, 5})
+        for (bool with_bias : {false, true}) {
+          const auto conv = random_conv<float>(C, W, with_bias, with_bias);
+          const auto x = uniform_tensor<float, 3>({2, L, C}, -2, 2, 3);
+          auto state = uniform_tensor<float, 3>({2, C, W - 1}, -2, 2, 4);
+          const auto want = conv_definition(conv, x, state);
+          auto y = test::nan_tensor<float, 3>({2, L, C});
+          conv(x, y, state, "test", 2);
+          INFO("L=" << L << " C=" << C << " W=" << W << " bias=" << with_bias);
+          SEQMIX_CHECK_CLOSE(y, want, 2e-6, 1e-6);
+          for (index_t b = 0; b < 2; ++b)
+            for (index_t c = 0; c < C; ++c)
+              for (index_t j = 0; j < W - 1; ++j) REQUIRE(state(b, c, j) == x(b, L - (W - 1) + j, c));
+        }
 }
 
 TEST_CASE("causal_conv1d: a sequence split anywhere gives the same outputs and state", "[nn][conv1d]") {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "../error.hpp"
@@ -69,10 +70,33 @@ struct causal_conv1d {
       const index_t blocks = (C + block - 1) / block;
       const int th = L * C >= (index_t(1) << 16) ? threads : 1;
       parallel_ranges(th, blocks, [&](index_t b0, index_t b1) {
-        std::vector<const T*> rows(static_cast<std::size_t>(W));
-        for (index_t t = 0; t < L; ++t) {
-          for (index_t j = 0; j < W; ++j) rows[std::size_t(j)] = row(t - P + j);
-          conv_row(rows.data(), wt.data(), y.ptr(b, t, 0), b0 * block, std::min(C, b1 * block), W, C);
+        // Time tiles of `tile` rows; inside a tile each channel vector walks down the rows, so an
+        // input line enters L1 once and serves the next W-1 outputs from there, and the weights
+        // of the vector stay in registers (a row-at-a-time pass streamed the 4 weight rows and 4
+        // input rows, 48 KB at C = 1536, through L1 for every output row).
+        constexpr index_t tile = 32;
+        std::vector<const T*> rows(static_cast<std::size_t>(tile + P));
+        std::vector<T*> outs(static_cast<std::size_t>(tile));
+        const index_t c0 = b0 * block, c1 = std::min(C, b1 * block);
+        for (index_t t0 = 0; t0 < L; t0 += tile) {
+          const index_t R = std::min(tile, L - t0);
+          for (index_t k = 0; k < R + P; ++k) rows[std::size_t(k)] = row(t0 - P + k);
+          for (index_t r = 0; r < R; ++r) outs[std::size_t(r)] = y.ptr(b, t0 + r, 0);
+          // The next tile's input rows, fetched a line per row and channel vector while this
+          // tile computes (the strided walk below is beyond the hardware prefetcher).
+          const tile_rows next{t0 + R < L ? x.ptr(b, t0 + R, 0) : nullptr, x.stride(1), std::min(tile, L - t0 - R)};
+          auto run = [&]<bool act>(std::bool_constant<act>) {
+            const T* const* in = rows.data();
+            T* const* out = outs.data();
+            switch (W) {
+              case 4: return conv_tile<4, act>(in, out, R, next, wt.data(), c0, c1, W, C);
+              case 3: return conv_tile<3, act>(in, out, R, next, wt.data(), c0, c1, W, C);
+              case 2: return conv_tile<2, act>(in, out, R, next, wt.data(), c0, c1, W, C);
+              default: return conv_tile<0, act>(in, out, R, next, wt.data(), c0, c1, W, C);
+            }
+          };
+          if (silu) run(std::true_type{});
+          else run(std::false_type{});
         }
       });
       // New state: the last P inputs of (old state ++ x), oldest first.
@@ -84,22 +108,47 @@ struct causal_conv1d {
   }
 
  private:
-  // One output row for channels [c0, c1): rows[j] is the input at offset j of the window.
-  void conv_row(const T* const* rows, const T* wt, T* out, index_t c0, index_t c1, index_t W, index_t C) const {
+  // Outputs outs[r] (r < R) for channels [c0, c1): rows[r + j] is the input at offset j of output
+  // r's window. KW is the width when known at compile time (0: W at run time); Silu applies silu.
+  struct tile_rows {
+    const T* first;  // null: none
+    index_t stride, count;
+  };
+
+  template <index_t KW, bool Silu>
+  [[gnu::noinline]] void conv_tile(const T* const* rows, T* const* outs, index_t R, tile_rows next, const T* wt,
+                                   index_t c0, index_t c1, index_t W, index_t C) const {
     using V = simd::batch<T>;
     constexpr index_t n = simd::lanes<T>;
+    const index_t w = KW > 0 ? KW : W;
     const T* b = bias ? bias->data() : nullptr;
     index_t c = c0;
     for (; c + n <= c1; c += n) {
-      V acc = b ? simd::load(b + c) : V(T(0));
-      for (index_t j = 0; j < W; ++j) acc = xsimd::fma(simd::load(wt + j * C + c), simd::load(rows[j] + c), acc);
-      simd::store(out + c, silu ? simd::silu(acc) : acc);
+      if (next.first && (c * index_t(sizeof(T))) % 64 == 0)
+        for (index_t r = 0; r < next.count; ++r) __builtin_prefetch(next.first + r * next.stride + c, 0, 2);
+      const V bv = b ? simd::load(b + c) : V(T(0));
+      if constexpr (KW > 0) {
+        V wv[KW];
+        SEQMIX_UNROLL for (index_t j = 0; j < KW; ++j) wv[j] = simd::load(wt + j * C + c);
+        for (index_t r = 0; r < R; ++r) {
+          V acc = bv;
+          SEQMIX_UNROLL for (index_t j = 0; j < KW; ++j) acc = xsimd::fma(wv[j], simd::load(rows[r + j] + c), acc);
+          simd::store(outs[r] + c, Silu ? simd::silu(acc) : acc);
+        }
+      } else {
+        for (index_t r = 0; r < R; ++r) {
+          V acc = bv;
+          for (index_t j = 0; j < w; ++j) acc = xsimd::fma(simd::load(wt + j * C + c), simd::load(rows[r + j] + c), acc);
+          simd::store(outs[r] + c, Silu ? simd::silu(acc) : acc);
+        }
+      }
     }
-    for (; c < c1; ++c) {
-      T acc = b ? b[c] : T(0);
-      for (index_t j = 0; j < W; ++j) acc += wt[j * C + c] * rows[j][c];
-      out[c] = silu ? simd::silu(acc) : acc;
-    }
+    for (; c < c1; ++c)
+      for (index_t r = 0; r < R; ++r) {
+        T acc = b ? b[c] : T(0);
+        for (index_t j = 0; j < w; ++j) acc += wt[j * C + c] * rows[r + j][c];
+        outs[r][c] = Silu ? simd::silu(acc) : acc;
+      }
   }
 };
 
