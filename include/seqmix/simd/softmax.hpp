@@ -76,9 +76,13 @@ inline T online_softmax_update(batch<T> (&s)[NV], T& m, T* l, T* p) {
   batch<T> lsum = load(l);
   if (xsimd::any(top > batch<T>(m + online_row<T>::slack))) {
     const T m_new = std::max(m, reduce_max(top));
-    alpha = exp2_bounded(m - m_new);
+    // alpha on a vector: a libm call (scalar exp2f) here, even on this rare path, made GCC keep the
+    // caller's score accumulators on the stack (every vector register is call-clobbered).
+    // m - m_new <= 0; the first m - m_new is about -1e30, which gives 0.
+    const batch<T> a = exp2_bounded(batch<T>(m - m_new));
+    alpha = a.get(0);
     m = m_new;
-    lsum *= batch<T>(alpha);
+    lsum *= a;
   }
   const batch<T> mv(m);
   SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) {
