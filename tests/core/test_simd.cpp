@@ -35,14 +35,15 @@ std::vector<T> random_vector(index_t n, unsigned seed, double lo = -1.0, double 
   return v;
 }
 
-/// Math inputs: extremes first (so short lengths see them too), then [-30, 30] in a scrambled
+/// Math inputs: extremes and NaN first (so short lengths see them too), then [-30, 30] in a scrambled
 /// order; rotated by `offset` so that different values land in the SIMD body and the scalar tail.
 template <class T>
 std::vector<T> math_inputs(index_t n, index_t offset) {
   const T big = sizeof(T) == 4 ? T(87) : T(700);  // about the largest |x| with a normal-range exp(x)
   const T inf = std::numeric_limits<T>::infinity();
   std::vector<T> pool = {T(-80), T(80), -big, big, T(0), T(-0.0), T(1e-6), T(-1e-6), T(-30), T(30),
-                         T(-100), T(100), T(-1000), T(1000), -inf, inf, T(0.5), T(-0.5)};
+                         T(-100), T(100), T(-1000), T(1000), -inf, inf, T(0.5), T(-0.5),
+                         std::numeric_limits<T>::quiet_NaN()};
   for (int i = 0; i < 1000; ++i) pool.push_back(static_cast<T>(-30 + 60.0 * ((i * 379) % 1000) / 999));
   std::vector<T> x(static_cast<std::size_t>(n));
   for (std::size_t i = 0; i < x.size(); ++i) x[i] = pool[(i + static_cast<std::size_t>(offset)) % pool.size()];

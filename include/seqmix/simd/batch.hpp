@@ -1,9 +1,13 @@
 // The only header that names xsimd's version-dependent API: the batch type of the compile-time
 // target, loads/stores and horizontal reductions. xsimd 8.1 (Debian 12) spells the horizontal sum
-// `hadd`; xsimd >= 11 spells it `reduce_add`.
+// `hadd`; xsimd >= 11 spells it `reduce_add`. Intrinsics go here too: the streaming stores.
 #pragma once
 
 #include "../config.hpp"  // first: it includes the intrinsic headers under a warning guard
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -50,6 +54,48 @@ inline T reduce_max(const batch<T>& v) {
   for (std::size_t i = 1; i < batch<T>::size; ++i) m = tmp[i] > m ? tmp[i] : m;
   return m;
 #endif
+}
+
+/// Non-temporal ("streaming") stores, for outputs much larger than the caches: a full cache line
+/// written this way skips the read for ownership and does not evict cached operands. `p` must
+/// satisfy stream_aligned(p). Call stream_fence() after the last one (before the output is handed
+/// to another thread).
+template <class T>
+inline bool stream_aligned(const T* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % sizeof(batch<T>) == 0;
+}
+
+template <class T>
+inline void store_stream(T* p, const batch<T>& v) {
+  constexpr std::size_t bytes = sizeof(batch<T>);
+  constexpr bool f = std::is_same_v<T, float>, d = std::is_same_v<T, double>;
+#if defined(__AVX512F__)
+  if constexpr (bytes == 64 && f) return _mm512_stream_ps(p, v);
+  if constexpr (bytes == 64 && d) return _mm512_stream_pd(p, v);
+#endif
+#if defined(__AVX__)
+  if constexpr (bytes == 32 && f) return _mm256_stream_ps(p, v);
+  if constexpr (bytes == 32 && d) return _mm256_stream_pd(p, v);
+#endif
+#if defined(__SSE2__)
+  if constexpr (bytes == 16 && f) return _mm_stream_ps(p, v);
+  if constexpr (bytes == 16 && d) return _mm_stream_pd(p, v);
+#endif
+  store(p, v);
+}
+
+inline void stream_fence() {
+#if defined(__SSE__)
+  _mm_sfence();
+#endif
+}
+
+/// dst[i] = src[i] for i < n, full vectors with store_stream (dst stream_aligned), the tail plain.
+template <class T>
+inline void copy_stream(const T* src, T* dst, index_t n) {
+  index_t i = 0;
+  for (; i + lanes<T> <= n; i += lanes<T>) store_stream(dst + i, load(src + i));
+  for (; i < n; ++i) dst[i] = src[i];
 }
 
 }  // namespace seqmix::simd
