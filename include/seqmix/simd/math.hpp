@@ -36,9 +36,9 @@ inline batch<float> scale_pow2(const batch<float>& p, const batch<float>& n) {
 }
 
 namespace detail {
-/// 1/d for d in [1, 2] (float batches), within an ulp: AVX-512's 14-bit estimate and one Newton
-/// step (a division is ~10x the latency); a division on other targets.
-inline batch<float> reciprocal_1_2(const batch<float>& d) {
+/// 1/d for positive normal d with a normal reciprocal (float batches), within an ulp: AVX-512's
+/// 14-bit estimate and one Newton step (a division has ~10x the latency); a division elsewhere.
+inline batch<float> reciprocal(const batch<float>& d) {
 #if defined(__AVX512F__)
   if constexpr (std::is_base_of_v<xsimd::avx512f, arch>) {
     const batch<float> r = _mm512_rcp14_ps(__m512(d));
@@ -47,27 +47,50 @@ inline batch<float> reciprocal_1_2(const batch<float>& d) {
 #endif
   return batch<float>(1.f) / d;
 }
+
+/// e^-|x| in [0, 1] (float batches; NaN stays NaN), the one exponential of sigmoid, silu,
+/// softplus and logsigmoid, which therefore never overflow. The exponent is reduced Cody-Waite
+/// style, -|x| = n·ln 2 + r with ln 2 split into a 16-bit head (n·head is exact) and a tail, so
+/// the result keeps its accuracy up to |x| = 104 (the rounded product -|x|·log2 e alone is off by
+/// up to 2^-17 relatively there). Below e^-104 (no float) the result is 0.
+inline batch<float> exp_neg_abs(const batch<float>& x) {
+  using F = batch<float>;
+  const F y = xsimd::max(F(-104.f), -xsimd::abs(x));  // max(c, NaN) is NaN
+  const F n = xsimd::nearbyint(y * F(1.44269504088896341f));
+  const F r = (y - n * F(0.693145751953125f)) - n * F(1.428606765330187e-6f);
+  return scale_pow2(exp2_reduced(r * F(1.44269504088896341f)), n);
+}
+
+/// log(1 + e) for e in [0, 1] (float batches): 2·atanh(s) with s = e / (2 + e) <= 1/3, as
+/// 2s·(1 + s²/3 + ... + s¹²/13) (the next term is below 2e-8 relatively); no 1 + e is rounded, so
+/// tiny e keep full relative accuracy.
+inline batch<float> log1p_unit(const batch<float>& e) {
+  using F = batch<float>;
+  const F s = e * reciprocal(F(2.f) + e), s2 = s * s;
+  F p = xsimd::fma(F(1.f / 13), s2, F(1.f / 11));
+  p = xsimd::fma(p, s2, F(1.f / 9));
+  p = xsimd::fma(p, s2, F(1.f / 7));
+  p = xsimd::fma(p, s2, F(1.f / 5));
+  p = xsimd::fma(p, s2, F(1.f / 3));
+  p = xsimd::fma(p, s2, F(1.f));
+  return (s + s) * p;
+}
 }  // namespace detail
 
+/// 1 / (1 + e^-x). Float batches: e = e^-|x|, then 1/(1 + e) and, for x < 0, e/(1 + e), with no
+/// division (about 3 ulp at most); other types: the library exp and a division.
 template <class V>
 inline V sigmoid(const V& x) {
   return V(1) / (V(1) + exp(-x));
 }
-
-/// float batches: e = e^-|x| in [0, 1] (no overflow for any x), then 1/(1 + e) and, for x < 0,
-/// e/(1 + e). The exponent is reduced Cody-Waite style, y = n·ln 2 + r with ln 2 split into a
-/// 16-bit head (n·head is exact) and a tail, so e keeps its accuracy up to |x| = 104 (the rounded
-/// product y·log2 e alone is off by up to 2^-17 relatively there). About 3 ulp at most.
 inline batch<float> sigmoid(const batch<float>& x) {
   using F = batch<float>;
-  const F y = xsimd::max(F(-104.f), -xsimd::abs(x));  // e^-104 is below the smallest float; keeps NaN
-  const F n = xsimd::nearbyint(y * F(1.44269504088896341f));
-  const F r = (y - n * F(0.693145751953125f)) - n * F(1.428606765330187e-6f);
-  const F e = scale_pow2(exp2_reduced(r * F(1.44269504088896341f)), n);
-  const F d = detail::reciprocal_1_2(F(1.f) + e);
+  const F e = detail::exp_neg_abs(x);
+  const F d = detail::reciprocal(F(1.f) + e);
   return xsimd::select(x >= F(0.f), d, e * d);
 }
 
+/// x · sigmoid(x).
 template <class V>
 inline V silu(const V& x) {
   return x * sigmoid(x);
@@ -78,11 +101,17 @@ template <class V>
 inline V softplus(const V& x) {
   return max(x, V(0)) + log1p(exp(-abs(x)));
 }
+inline batch<float> softplus(const batch<float>& x) {
+  return xsimd::max(x, batch<float>(0.f)) + detail::log1p_unit(detail::exp_neg_abs(x));
+}
 
 /// log(sigmoid(x)) = -softplus(-x), stable for large |x|.
 template <class V>
 inline V logsigmoid(const V& x) {
   return min(x, V(0)) - log1p(exp(-abs(x)));
+}
+inline batch<float> logsigmoid(const batch<float>& x) {
+  return xsimd::min(x, batch<float>(0.f)) - detail::log1p_unit(detail::exp_neg_abs(x));
 }
 
 /// out[i] = f(in[i]) for i < n; f must accept T and batch<T>. `in` and `out` may alias.
