@@ -57,6 +57,16 @@ inline void prefetch_rows(const T* p, index_t n, bool write) {
   }
 }
 
+// Prefetches the line holding p into L1 for writing (asm, see prefetch_rows).
+template <class T>
+inline void prefetch_l1(const T* p) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm volatile("prefetchw %0" : : "m"(*p));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 enum class visibility { none, partial, full };
 
 // 0, 1, 2, ...: lane indices of a key tile, compared with the mask bounds.
@@ -83,11 +93,12 @@ template <class T>
 class flash_block {
  public:
   static constexpr index_t L = simd::lanes<T>, KT = score_vectors * L, MR = tile_rows;
+  static constexpr index_t KP = 2 * KT;  // p row: the two key tiles of one P·V pass
 
   flash_block(index_t max_rows, index_t max_segments, index_t Dk, index_t Dv)
       : Dk_(Dk), Dv_(Dv), keys_of_(size(max_segments)), q_(size(max_rows * Dk)), o_(size(max_rows * Dv)), m_(size(max_rows)),
-        l_(size(max_rows * L)), p_(size(max_rows * KT)), alpha_(size(max_rows)), pos_(size(max_rows)),
-        keys_(size((max_rows + MR - 1) / MR + max_segments)), fresh_(keys_.size()) {}
+        l_(size(max_rows * L)), p_(size(max_rows * KP)), alpha_(size(max_rows)), pos_(size(max_rows)),
+        keys_(size(2 * ((max_rows + MR - 1) / MR + max_segments))), fresh_(keys_.size()) {}
 
   /// Starts a block of `rows` query rows in `segments` equal segments, one per key head (rows of
   /// segment s read key head kh0 + s; all share the value head); fill them with set_row().
@@ -96,6 +107,7 @@ class flash_block {
     std::fill_n(fresh_.begin(), fresh_.size(), 1);  // O rows are written, not accumulated, on their first tile
     std::fill_n(l_.begin(), rows * L, T(0));
     std::fill_n(m_.begin(), rows, simd::online_row<T>::initial_max);
+    slot_ = 0;
   }
   /// Row r: query q_row (unit stride) times `qscale` (= scale·log2 e), at absolute position p.
   /// Every segment holds the same positions, in non-decreasing order.
@@ -136,6 +148,7 @@ class flash_block {
           tile(c0, V + c0 * Dv_, dense ? nullptr : kpos + c0, lo, hi, valid, m);
       }
     }
+    if (slot_ == 1) flush(1);
   }
 
   /// Writes row r's output (numerators / sums) to out (unit stride, Dv elements).
@@ -162,27 +175,42 @@ class flash_block {
   // key i is at position lo + i, or kpos[i] when kpos is given (-1: empty slot). A row group the
   // tile's end cuts off causally only computes the key vectors up to its last visible key.
   void tile(index_t c0, const T* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
-    const index_t per = (seg_rows_ + MR - 1) / MR, groups = per * segments_;
+    const index_t per = (seg_rows_ + MR - 1) / MR, groups = per * segments_, slot = slot_;
     for (index_t g = 0; g < groups; ++g) {
       const auto [r0, nr] = group(g);
       const index_t pb = pos_[std::size_t(r0 + nr - 1)];
       const T* K = keys_of_[std::size_t(g / per)] + c0;
       const visibility vis = classify(lo, hi, valid, pos_[std::size_t(r0)], pb, m);
-      keys_[std::size_t(g)] = 0;
-      if (vis == visibility::none) continue;
+      keys_[std::size_t(2 * g + slot)] = 0;
+      if (vis == visibility::none) {
+        if (slot == 0) std::fill_n(alpha_.begin() + r0, nr, T(1));
+        continue;
+      }
       const index_t nv = kpos || vis == visibility::full ? score_vectors : std::min(score_vectors, (pb - lo) / L + 1);
-      keys_[std::size_t(g)] = nv * L;
+      keys_[std::size_t(2 * g + slot)] = nv * L;
       with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) {
-        with_vectors(nv, [&]<index_t NV>(std::integral_constant<index_t, NV>) { scores<R, NV>(r0, K, kpos, lo, vis, m); });
+        with_vectors(nv, [&]<index_t NV>(std::integral_constant<index_t, NV>) {
+          if (slot == 0) scores<R, NV, 0>(r0, K, kpos, lo, vis, m);
+          else scores<R, NV, 1>(r0, K, kpos, lo, vis, m);
+        });
       });
     }
+    V_[std::size_t(slot)] = V;
+    if (slot == 1) flush(2);
+    else slot_ = 1;
+  }
+
+  // P·V of the tiles held in p_ (slots [0, n)): one O load and store per row group for both.
+  void flush(index_t n) {
+    const index_t per = (seg_rows_ + MR - 1) / MR, groups = per * segments_;
     for (index_t g = 0; g < groups; ++g) {
-      const index_t nk = keys_[std::size_t(g)];
-      if (nk == 0) continue;
+      const index_t nk0 = keys_[std::size_t(2 * g)], nk1 = n > 1 ? keys_[std::size_t(2 * g + 1)] : 0;
+      if (nk0 + nk1 == 0) continue;
       const auto [r0, nr] = group(g);
-      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, V, nk, fresh_[std::size_t(g)]); });
+      with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, nk0, nk1, fresh_[std::size_t(g)]); });
       fresh_[std::size_t(g)] = 0;
     }
+    slot_ = 0;
   }
 
   template <class F>
@@ -206,8 +234,8 @@ class flash_block {
 
   // Scores of rows [r0, r0 + R) on the tile's first NV key vectors, masked when the tile is cut,
   // then the online-softmax update of those rows (p of the NV·L keys).
-  template <index_t R, index_t NV>
-  void scores(index_t r0, const T* K, const index_t* kpos, index_t lo, visibility vis, const mask& m) {
+  template <index_t R, index_t NV, index_t S>
+  [[gnu::noinline]] void scores(index_t r0, const T* K, const index_t* kpos, index_t lo, visibility vis, const mask& m) {
     simd::batch<T> acc[R][NV];
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
       SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::batch<T>(T(0));
@@ -247,31 +275,45 @@ class flash_block {
       const index_t row = r0 + r;
       simd::batch<T> x[NV];  // a copy: a reference to acc[r] would keep acc on the stack too
       SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) x[v] = acc[r][v];
-      alpha_[std::size_t(row)] =
-          simd::online_softmax_update<NV, T>(x, m_[std::size_t(row)], l_.data() + row * L, p_.data() + row * KT);
+      T* p = p_.data() + row * KP;
+      const T a = simd::online_softmax_update<NV, T>(x, m_[std::size_t(row)], l_.data() + row * L, p + S * KT);
+      if constexpr (S == 0) alpha_[std::size_t(row)] = a;
+      else if (a != T(1)) {  // the max moved: the first tile's p (and O, through alpha) use the old one
+        alpha_[std::size_t(row)] *= a;
+        const simd::batch<T> av(a);
+        SEQMIX_UNROLL for (index_t v = 0; v < score_vectors; ++v) simd::store(p + v * L, simd::load(p + v * L) * av);
+      }
     }
   }
 
-  // O[r0 .. r0+R) = alpha·O + P·V over the value columns, for the first nk keys of the tile.
+  // O[r0 .. r0+R) = alpha·O + P·V over the value columns, for the first nk0 keys of the tile in
+  // slot 0 and the first nk1 of the tile in slot 1.
   template <index_t R>
-  void values(index_t r0, const T* V, index_t nk, bool fresh) {
+  void values(index_t r0, index_t nk0, index_t nk1, bool fresh) {
     index_t j = 0;
-    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, V, j, nk, fresh);
-    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, V, j, nk, fresh);
+    for (; j + out_vectors * L <= Dv_; j += out_vectors * L) values_tile<R, out_vectors>(r0, j, nk0, nk1, fresh);
+    for (; j + L <= Dv_; j += L) values_tile<R, 1>(r0, j, nk0, nk1, fresh);
     for (; j < Dv_; ++j)
       for (index_t r = 0; r < R; ++r) {
         const index_t row = r0 + r;
         T acc = fresh ? T(0) : o_[std::size_t(row * Dv_ + j)] * alpha_[std::size_t(row)];
-        for (index_t i = 0; i < nk; ++i) acc += p_[std::size_t(row * KT + i)] * V[i * Dv_ + j];
+        for (index_t s = 0; s < 2; ++s)
+          for (index_t i = 0; i < (s ? nk1 : nk0); ++i) acc += p_[std::size_t(row * KP + s * KT + i)] * V_[std::size_t(s)][i * Dv_ + j];
         o_[std::size_t(row * Dv_ + j)] = acc;
       }
   }
 
   template <index_t R, index_t NO>
-  void values_tile(index_t r0, const T* V, index_t j, index_t nk, bool fresh) {
+  [[gnu::noinline]] void values_tile(index_t r0, index_t j, index_t nk0, index_t nk1, bool fresh) {
     simd::batch<T> acc[R][NO];
     T* o = o_.data() + r0 * Dv_ + j;
-    const T* p = p_.data() + r0 * KT;
+    const T* p = p_.data() + r0 * KP;
+    // The O rows the next call reads (this group's next column slab, else the next group's first)
+    // come from L2: fetch them into L1 now, ~1000 FMA cycles ahead.
+    const index_t next = j + 2 * NO * L <= Dv_ ? r0 * Dv_ + j + NO * L : (r0 + R) * Dv_;
+    if (next + R * Dv_ <= index_t(o_.size()))
+      SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
+        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) prefetch_l1(o_.data() + next + r * Dv_ + v * L);
     bool rescale = false;
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) rescale = rescale || alpha_[std::size_t(r0 + r)] != T(1);
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
@@ -281,14 +323,18 @@ class flash_block {
         const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
         SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] *= a;
       }
-    for (index_t i = 0; i < nk; ++i) {
-      simd::batch<T> vv[NO];
-      SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
-      SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
-        const simd::batch<T> a(p[r * KT + i]);
-        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = xsimd::fma(a, vv[v], acc[r][v]);
+    auto pass = [&](const T* V, const T* ps, index_t nk) {
+      for (index_t i = 0; i < nk; ++i) {
+        simd::batch<T> vv[NO];
+        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
+        SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
+          const simd::batch<T> a(ps[r * KP + i]);
+          SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = xsimd::fma(a, vv[v], acc[r][v]);
+        }
       }
-    }
+    };
+    pass(V_[0], p, nk0);
+    pass(V_[1], p + KT, nk1);
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
       SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) simd::store(o + r * Dv_ + v * L, acc[r][v]);
   }
@@ -297,8 +343,10 @@ class flash_block {
   std::vector<const T*> keys_of_;
   std::vector<T> q_, o_, m_, l_, p_, alpha_;
   std::vector<index_t> pos_;
-  std::vector<index_t> keys_;
-  std::vector<unsigned char> fresh_;  // per row group: no tile has written its O rows yet  // per row group: keys of the current tile it uses (0: none)
+  std::vector<index_t> keys_;  // per row group and slot: keys of the tile it uses (0: none)
+  const T* V_[2] = {nullptr, nullptr};  // value tiles of the two slots
+  index_t slot_ = 0;                    // slot the next tile's scores go to
+  std::vector<unsigned char> fresh_;  // per row group: no tile has written its O rows yet
 };
 
 /// The chunkwise / recurrent frame: each task's query tokens in blocks of `C` tokens (rows: token
