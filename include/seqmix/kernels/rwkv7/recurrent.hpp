@@ -150,8 +150,19 @@ struct block_coefs {
   static constexpr index_t NR = 2 * NB;      // reduction rows: ã_j, r̃_j
   T* red = nullptr;                          // [groups][NR][G]
   T* upd = nullptr;                          // [groups][NU][G]
-  T Aab[NB][NB], Aak[NB][NB], Arb[NB][NB], Ark[NB][NB];
+  // Intra-block products, packed row by row as ratio_dots reduces them: A_ab, A_ak (l < j), then
+  // A_rb, A_rk (l ≤ j).
+  static constexpr index_t NA = NB * (NB - 1) / 2, ND = NB * (NB + 1) / 2, NAll = 2 * (NA + ND);
+  alignas(64) T A[NAll];
   bool fold = false;
+  T& ab(index_t j, index_t l) { return A[j * (j - 1) / 2 + l]; }
+  T& ak(index_t j, index_t l) { return A[NA + j * (j - 1) / 2 + l]; }
+  T& rb(index_t j, index_t l) { return A[2 * NA + j * (j + 1) / 2 + l]; }
+  T& rk(index_t j, index_t l) { return A[2 * NA + ND + j * (j + 1) / 2 + l]; }
+  T ab(index_t j, index_t l) const { return A[j * (j - 1) / 2 + l]; }
+  T ak(index_t j, index_t l) const { return A[NA + j * (j - 1) / 2 + l]; }
+  T rb(index_t j, index_t l) const { return A[2 * NA + j * (j + 1) / 2 + l]; }
+  T rk(index_t j, index_t l) const { return A[2 * NA + ND + j * (j + 1) / 2 + l]; }
 
   static index_t at(index_t rows, index_t c, index_t x) { return (x / G) * rows * G + c * G + x % G; }
 };
@@ -233,14 +244,14 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
 
 // Dot products of the stored rows over whole groups (unwritten lanes are zero): A_ab, A_ak from
 // the ã rows (l < j), A_rb, A_rk from the r̃ rows (l ≤ j). The 2·NB² vector sums are packed
-// densely and reduced together at the end.
+// densely and reduced together at the end, straight into c.A.
 template <class T>
 void ratio_dots(block_coefs<T>& c, index_t groups) {
   using B = simd::batch<T>;
   constexpr index_t NB = block_tokens, NU = block_coefs<T>::NU, NR = block_coefs<T>::NR, G = simd::lanes<T>;
   constexpr index_t NA = NB * (NB - 1) / 2, NRr = NB * (NB + 1) / 2, N = 2 * (NA + NRr);  // = 2·NB²
+  static_assert(N == block_coefs<T>::NAll);
   alignas(64) B acc[N];  // Aab, Aak (l < j), then Arb, Ark (l ≤ j), packed row by row
-  alignas(64) T sums[N];
   const T *rr = c.red, *sc = c.upd;
   // Diag = false: ã rows, l < j; true: r̃ rows, l ≤ j.
   auto part = [&]<bool Diag>(std::bool_constant<Diag>) SEQMIX_RWKV7_INLINE {
@@ -264,14 +275,7 @@ void ratio_dots(block_coefs<T>& c, index_t groups) {
   };
   part(std::false_type{});
   part(std::true_type{});
-  sum_lanes<N>(acc, sums);
-  index_t ma = 0, mr = 0;
-  for (index_t j = 0; j < NB; ++j)
-    for (index_t l = 0; l < NB; ++l) {
-      c.Aab[j][l] = c.Aak[j][l] = c.Arb[j][l] = c.Ark[j][l] = T(0);
-      if (l < j) c.Aab[j][l] = sums[ma], c.Aak[j][l] = sums[NA + ma], ++ma;
-      if (l <= j) c.Arb[j][l] = sums[2 * NA + mr], c.Ark[j][l] = sums[2 * NA + NRr + mr], ++mr;
-    }
+  sum_lanes<N>(acc, c.A);
 }
 
 // Extreme decays (E' near underflow): u = G(l,m) ⊙ b_l (and k_l) for m = l..NB-1 as explicit
@@ -307,10 +311,9 @@ void chain_dots(block_coefs<T>& c, index_t K, const T* rp, index_t rs, const T* 
     index_t y = 0;
     for (; y + L <= K; y += L) dots.template operator()<B>(y, vrb, vrk, vab, vak);
     for (; y < K; ++y) dots.template operator()<T>(y, trb, trk, tab, tak);
-    for (index_t m = 0; m < NB; ++m) {
-      c.Arb[m][l] = c.Ark[m][l] = c.Aab[m][l] = c.Aak[m][l] = T(0);
-      if (m >= l) c.Arb[m][l] = simd::reduce_add(vrb[m]) + trb[m], c.Ark[m][l] = simd::reduce_add(vrk[m]) + trk[m];
-      if (m > l) c.Aab[m][l] = simd::reduce_add(vab[m]) + tab[m], c.Aak[m][l] = simd::reduce_add(vak[m]) + tak[m];
+    for (index_t m = l; m < NB; ++m) {
+      c.rb(m, l) = simd::reduce_add(vrb[m]) + trb[m], c.rk(m, l) = simd::reduce_add(vrk[m]) + trk[m];
+      if (m > l) c.ab(m, l) = simd::reduce_add(vab[m]) + tab[m], c.ak(m, l) = simd::reduce_add(vak[m]) + tak[m];
     }
   }
 }
@@ -362,12 +365,12 @@ template <index_t NV, bool Fold, bool Next, class Vec, class T>
     // Intra-block: xa_j becomes sa_j (forward substitution), then o_j.
     SEQMIX_UNROLL for (index_t j = 1; j < NB; ++j)
       SEQMIX_UNROLL for (index_t l = 0; l < j; ++l) {
-        const Vec ab(c.Aab[j][l]), ak(c.Aak[j][l]);
+        const Vec ab(c.ab(j, l)), ak(c.ak(j, l));
         SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[j][q] = vfma(ab, sa[l][q], vfma(ak, vv[l][q], sa[j][q]));
       }
     SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
       SEQMIX_UNROLL for (index_t l = 0; l <= j; ++l) {
-        const Vec rb(c.Arb[j][l]), rk(c.Ark[j][l]);
+        const Vec rb(c.rb(j, l)), rk(c.rk(j, l));
         SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xr[j][q] = vfma(rb, sa[l][q], vfma(rk, vv[l][q], xr[j][q]));
       }
       SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o[j] + q * W, xr[j][q]);
