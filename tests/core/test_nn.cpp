@@ -1,7 +1,8 @@
 // nn/ building blocks on their own: the causal short conv1d against its definition (double loop),
 // sequences split anywhere, short inputs that keep part of the old state, and shape errors; the
-// gated group RMSNorm against its definition.
+// gated group RMSNorm against its definition; linear on both product paths.
 #include <seqmix/nn/conv1d.hpp>
+#include <seqmix/nn/linear.hpp>
 #include <seqmix/nn/rmsnorm.hpp>
 
 #include "support/compare.hpp"
@@ -112,4 +113,32 @@ TEST_CASE("group_rmsnorm_gated_row matches its definition", "[nn][rmsnorm]") {
       INFO("group=" << group << " norm_before_gate=" << norm_first);
       SEQMIX_CHECK_CLOSE(y, want, 1e-6, 1e-6);
     }
+}
+
+TEST_CASE("linear matches its definition on both product paths", "[nn][linear]") {
+  // 150 rows x 70 outputs x 80 inputs takes simd::gemm_nt (also split over 2 threads: 75 rows
+  // each), 5 rows and a 20-wide output take Eigen; with and without bias.
+  for (index_t rows : {5, 150})
+    for (index_t out : {20, 70})
+      for (bool with_bias : {false, true})
+        for (int threads : {1, 2}) {
+          const index_t in = 80;
+          nn::linear<float> lin{uniform_tensor<float, 2>({out, in}, -1, 1, 1), std::nullopt};
+          if (with_bias) lin.bias = uniform_tensor<float, 1>({out}, -1, 1, 2);
+          const auto x = uniform_tensor<float, 2>({rows, in}, -1, 1, 3);
+          tensor<double, 2> want({rows, out});
+          for (index_t i = 0; i < rows; ++i)
+            for (index_t j = 0; j < out; ++j) {
+              double s = with_bias ? double((*lin.bias)(j)) : 0.0;
+              for (index_t p = 0; p < in; ++p) s += double(x(i, p)) * double(lin.weight(j, p));
+              want(i, j) = s;
+            }
+          auto y = test::nan_tensor<float, 2>({rows, out});
+          lin(x, y, "test", threads);
+          INFO("rows=" << rows << " out=" << out << " bias=" << with_bias << " threads=" << threads);
+          SEQMIX_CHECK_CLOSE(y, want, 1e-5, 1e-5);
+        }
+  nn::linear<float> lin{tensor<float, 2>({4, 3}), std::nullopt};
+  tensor<float, 2> x({2, 5}), y({2, 4});
+  REQUIRE_THROWS_WITH(lin(x, y, "Mamba"), Catch::Contains("Mamba") && Catch::Contains("[2, 5]") && Catch::Contains("[2, 3]"));
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <seqmix/simd/gemm.hpp>
+#include <seqmix/simd/gemm_nt.hpp>
 #include <seqmix/simd/math.hpp>
 #include <seqmix/simd/vec.hpp>
 
@@ -248,6 +249,58 @@ TEMPLATE_TEST_CASE("simd::gemm matches a triple loop", "[simd]", float, double) 
     CHECK(gemm_failures<T>(5, n, 0, gemm_mode::overwrite, false, 1, false) == 0);
     CHECK(gemm_failures<T>(5, n, 0, gemm_mode::accumulate, true, 1, true) == 0);
   }
+}
+
+namespace {
+
+/// Y (+)= X · Wᵀ (simd::gemm_nt) for one shape against a triple loop, with rows padded by `pad`
+/// (Y's padding holds a sentinel that must survive). Budget as gemm_failures. Returns the number
+/// of failing elements.
+template <class T>
+index_t gemm_nt_failures(index_t m, index_t n, index_t k, bool accumulate, index_t pad) {
+  using R = ref_t<T>;
+  const index_t ldx = k + pad, ldw = k + pad + 1, ldy = n + pad + 2;
+  const T sentinel = T(777);
+  auto xbuf = random_vector<T>(m * ldx, 41), wbuf = random_vector<T>(n * ldw, 42), ybuf = random_vector<T>(m * ldy, 43);
+  const tensor_view<T, 2> X(xbuf.data(), {m, k}, {ldx, 1}), W(wbuf.data(), {n, k}, {ldw, 1}), Y(ybuf.data(), {m, n}, {ldy, 1});
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < ldy; ++j)
+      if (j >= n) Y(i, j) = sentinel;
+      else if (!accumulate) Y(i, j) = std::numeric_limits<T>::quiet_NaN();  // overwrite must not read Y
+  const auto y0 = ybuf;
+  simd::gemm_nt<T>(X, W, Y, accumulate);
+  index_t bad = 0;
+  for (index_t i = 0; i < m; ++i) {
+    for (index_t j = 0; j < n; ++j) {
+      R s = accumulate ? R(y0[static_cast<std::size_t>(i * ldy + j)]) : R(0), s_abs = std::abs(s);
+      for (index_t p = 0; p < k; ++p) s += R(X(i, p)) * R(W(j, p)), s_abs += std::abs(R(X(i, p)) * R(W(j, p)));
+      bad += !(std::abs(Y(i, j) - s) <= R(k + 2) * std::numeric_limits<T>::epsilon() * s_abs);
+    }
+    for (index_t j = n; j < ldy; ++j) bad += ybuf[static_cast<std::size_t>(i * ldy + j)] != sentinel;
+  }
+  return bad;
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("simd::gemm_nt matches a triple loop", "[simd]", float, double) {
+  using T = TestType;
+  // Edges of every block: row panels (12 or 6 rows), the row block (8 panels), column panels
+  // (2 vectors), the column slice (512) and the depth block (256).
+  for (index_t m : {1, 5, 12, 13, 97, 200})
+    for (index_t n : {1, 7, 32, 33, 513})
+      for (index_t k : {1, 3, 256, 300}) {
+        if (m * n * k > 4000000) continue;
+        INFO("m=" << m << " n=" << n << " k=" << k << " lanes=" << simd::lanes<T>);
+        CHECK(gemm_nt_failures<T>(m, n, k, false, 0) == 0);
+        CHECK(gemm_nt_failures<T>(m, n, k, true, 3) == 0);
+      }
+  CHECK(gemm_nt_failures<T>(4, 9, 0, false, 1) == 0);  // k = 0: Y = 0
+  CHECK(gemm_nt_failures<T>(4, 9, 0, true, 1) == 0);   // Y unchanged
+  std::vector<T> buf(64, T(1));
+  const tensor_view<T, 2> x23(buf.data(), {2, 3}), w43(buf.data(), {4, 3}), w42(buf.data(), {4, 2}), y24(buf.data(), {2, 4});
+  REQUIRE_THROWS_WITH(simd::gemm_nt<T>(x23, w42, y24), Contains("gemm_nt") && Contains("[4, 2]") && Contains("[4, 3]"));
+  REQUIRE_THROWS_AS(simd::gemm_nt<T>(x23, w43, tensor_view<T, 2>(buf.data(), {2, 4}, {8, 2})), seqmix::error);
 }
 
 TEST_CASE("simd::gemm shape and stride errors", "[simd]") {

@@ -1,0 +1,125 @@
+// Large dense products Y (+)= X · Wᵀ for the layers' projections (X [M, K] activations, W [N, K]
+// weights as torch stores them, Y [M, N]), blocked and packed in the manner of GotoBLAS / BLIS:
+// a KC × NC slice of Wᵀ is packed into column panels of NR columns (kept in L2, one panel in L1
+// while it is used), a MC × KC block of X into row panels of MR rows, and an MR × NR register
+// tile accumulates over KC. The tile is 12 × 2 vectors with 32 vector registers (24
+// accumulators), 6 × 2 with 16, so each step loads 2 vectors of Wᵀ and broadcasts MR values of X
+// for 2·MR FMAs. Edges are padded with zeros in the packed copies; partial tiles go through a
+// small buffer.
+#pragma once
+
+#include <algorithm>
+#include <vector>
+
+#include "../error.hpp"
+#include "../tensor/view.hpp"
+#include "batch.hpp"
+
+namespace seqmix::simd {
+
+namespace detail {
+
+// One MR × NR tile: c (row stride ldc) = (accumulate ? c : 0) + Σ_p a[p][0..MR) ⊗ b[p][0..NR),
+// with a packed [kc][MR] and b packed [kc][NR].
+template <class T, index_t MR>
+[[gnu::noinline]] void gemm_nt_tile(index_t kc, const T* a, const T* b, T* c, index_t ldc, bool accumulate) {
+  constexpr index_t L = lanes<T>;
+  batch<T> acc0[MR], acc1[MR];
+  SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+    acc0[r] = accumulate ? load(c + r * ldc) : batch<T>(T(0));
+    acc1[r] = accumulate ? load(c + r * ldc + L) : batch<T>(T(0));
+  }
+  for (index_t p = 0; p < kc; ++p, a += MR, b += 2 * L) {
+    const batch<T> b0 = load(b), b1 = load(b + L);
+    SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+      const batch<T> av(a[r]);
+      acc0[r] = xsimd::fma(av, b0, acc0[r]);
+      acc1[r] = xsimd::fma(av, b1, acc1[r]);
+    }
+  }
+  SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+    store(c + r * ldc, acc0[r]);
+    store(c + r * ldc + L, acc1[r]);
+  }
+}
+
+}  // namespace detail
+
+/// Y (+)= X · Wᵀ: X [M, K], W [N, K], Y [M, N], each with unit column stride (rows may be
+/// strided). Y must not overlap X or W.
+template <class T>
+void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T, 2> Y, bool accumulate = false) {
+  constexpr index_t MR = sizeof(batch<T>) >= 64 ? 12 : 6;  // 32 or 16 vector registers
+  constexpr index_t NR = 2 * lanes<T>;
+  constexpr index_t KC = 256;      // a B panel KC x NR: 32 KB of floats with AVX-512
+  constexpr index_t MC = 8 * MR;   // an A block MC x KC: 96 KB, in L2
+  constexpr index_t NC = 512;      // a B slice KC x NC: 512 KB, in L2
+  const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0);
+  check_shape("gemm_nt", "W", W.extents(), {N, K});
+  check_shape("gemm_nt", "Y", Y.extents(), {M, N});
+  require((K <= 1 || (X.stride(1) == 1 && W.stride(1) == 1)) && (N <= 1 || Y.stride(1) == 1), "gemm_nt",
+          "X, W and Y need unit column stride");
+  const index_t ldx = X.stride(0), ldw = W.stride(0), ldy = Y.stride(0);
+  const T* x = X.data();
+  const T* w = W.data();
+  T* y = Y.data();
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (index_t i = 0; i < M; ++i) std::fill_n(y + i * ldy, N, T(0));
+    return;
+  }
+  auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };
+  const index_t kmax = std::min(KC, K);
+  std::vector<T, xsimd::aligned_allocator<T, 64>> bp(static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
+      ap(static_cast<std::size_t>(round_up(std::min(MC, M), MR) * kmax));
+  alignas(64) T edge[MR * NR];
+  for (index_t jc = 0; jc < N; jc += NC) {
+    const index_t nc = std::min(NC, N - jc);
+    for (index_t pc = 0; pc < K; pc += KC) {
+      const index_t kc = std::min(KC, K - pc);
+      const bool acc = accumulate || pc > 0;
+      // Wᵀ[pc.., jc..] as panels [nc/NR][kc][NR], zero-padded past N.
+      for (index_t j0 = 0; j0 < nc; j0 += NR) {
+        T* dst = bp.data() + j0 * kc;
+        const index_t nr = std::min(NR, nc - j0);
+        for (index_t j = 0; j < NR; ++j) {
+          if (j < nr) {
+            const T* src = w + (jc + j0 + j) * ldw + pc;
+            for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+          } else {
+            for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = T(0);
+          }
+        }
+      }
+      for (index_t ic = 0; ic < M; ic += MC) {
+        const index_t mc = std::min(MC, M - ic);
+        // X[ic.., pc..] as panels [mc/MR][kc][MR], zero-padded past M.
+        for (index_t i0 = 0; i0 < mc; i0 += MR) {
+          T* dst = ap.data() + i0 * kc;
+          const index_t mr = std::min(MR, mc - i0);
+          for (index_t p = 0; p < kc; ++p)
+            for (index_t i = 0; i < MR; ++i) dst[p * MR + i] = i < mr ? x[(ic + i0 + i) * ldx + pc + p] : T(0);
+        }
+        for (index_t j0 = 0; j0 < nc; j0 += NR) {
+          const index_t nr = std::min(NR, nc - j0);
+          for (index_t i0 = 0; i0 < mc; i0 += MR) {
+            const index_t mr = std::min(MR, mc - i0);
+            T* c = y + (ic + i0) * ldy + jc + j0;
+            if (mr == MR && nr == NR) {
+              detail::gemm_nt_tile<T, MR>(kc, ap.data() + i0 * kc, bp.data() + j0 * kc, c, ldy, acc);
+            } else {
+              for (index_t i = 0; i < mr; ++i)
+                for (index_t j = 0; j < nr; ++j) edge[i * NR + j] = acc ? c[i * ldy + j] : T(0);
+              detail::gemm_nt_tile<T, MR>(kc, ap.data() + i0 * kc, bp.data() + j0 * kc, edge, NR, true);
+              for (index_t i = 0; i < mr; ++i)
+                for (index_t j = 0; j < nr; ++j) c[i * ldy + j] = edge[i * NR + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace seqmix::simd
