@@ -13,6 +13,7 @@
 #include <cmath>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "../../policy/execution.hpp"
@@ -40,13 +41,15 @@ struct chunk_workspace {
   tensor<T, 2> CB;              // [C][C]: C·Bᵀ of the current group
   tensor<T, 2> M;               // [C][C]: the head's masked, decayed scores
   tensor<T, 2> X;               // [H·C][P]: x of every head of the chunk, head-major
-  tensor<T, 2> Xw, Y;           // [C][P]: x_s · e^{cs_L - cs_s} dt_s; the output rows
-  tensor<T, 2> dt;              // [C][H]: time steps of the chunk
+  tensor<T, 2> Xw, Y, Z;        // [C][P]: x_s · e^{cs_L - cs_s} dt_s; C·h_0ᵀ; M·X
+  index_t H;
+  tensor<T, 2> dt;              // [C][H rounded up to whole vectors]: time steps of the chunk
   tensor<T, 1> dth, hi, lo, e;  // [C]: the head's dt; cs as a double-float (hi + lo); e^{cs}, then w
   bool stream_out = false;      // write y with non-temporal stores (outputs far larger than the caches)
   chunk_workspace(index_t C_, index_t N_, index_t P_, index_t H)
       : C(C_), N(N_), P(P_), Bt({N_, C_}), Cc({C_, N_}), CB({C_, C_}), M({C_, C_}), X({H * C_, P_}), Xw({C_, P_}),
-        Y({C_, P_}), dt({C_, H}), dth({C_}), hi({C_}), lo({C_}), e({C_}) {}
+        Y({C_, P_}), Z({C_, P_}), H(H), dt({C_, (H + simd::lanes<T> - 1) / simd::lanes<T> * simd::lanes<T>}, T(0)),
+        dth({C_}), hi({C_}), lo({C_}), e({C_}) {}
 };
 
 // dst[i] = src[i] for a row of n elements (short rows: no library call).
@@ -58,15 +61,63 @@ inline void copy_row(const T* src, T* dst, index_t n) {
   for (; i < n; ++i) dst[i] = src[i];
 }
 
+#if defined(__AVX512F__)
+// dst[j * lds + i] = f · src[i * rs + j] for a 16 x 16 float tile, in registers (64 shuffles).
+inline void transpose_tile16(const float* src, index_t rs, float* dst, index_t lds, float f) {
+  __m512 r[16], t[16];
+  const __m512 vf = _mm512_set1_ps(f);
+  SEQMIX_UNROLL for (int i = 0; i < 16; ++i) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * rs), vf);
+  SEQMIX_UNROLL for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  auto lo = [](__m512 a, __m512 b) {
+    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+  };
+  auto hi = [](__m512 a, __m512 b) {
+    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+  };
+  SEQMIX_UNROLL for (int i = 0; i < 16; i += 4) {
+    r[i] = lo(t[i], t[i + 2]), r[i + 1] = hi(t[i], t[i + 2]);
+    r[i + 2] = lo(t[i + 1], t[i + 3]), r[i + 3] = hi(t[i + 1], t[i + 3]);
+  }
+  SEQMIX_UNROLL for (int i = 0; i < 4; ++i) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88), t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  SEQMIX_UNROLL for (int i = 0; i < 8; ++i) {
+    _mm512_storeu_ps(dst + i * lds, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
+    _mm512_storeu_ps(dst + (i + 8) * lds, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd));
+  }
+}
+#endif
+
+// dst[j * lds + i] = f · src[i * rs + j * cs] for i < rows, j < cols, in 16 x 16 tiles so that
+// both sides are walked a cache line at a time (float tiles with unit cs: in registers).
+template <class T>
+void transpose(const T* src, index_t rs, index_t cs, T* dst, index_t lds, index_t rows, index_t cols, T f) {
+  constexpr index_t tile = 16;
+  for (index_t i0 = 0; i0 < rows; i0 += tile)
+    for (index_t j0 = 0; j0 < cols; j0 += tile) {
+      const index_t i1 = std::min(rows, i0 + tile), j1 = std::min(cols, j0 + tile);
+#if defined(__AVX512F__)
+      if constexpr (std::is_same_v<T, float>)
+        if (cs == 1 && i1 - i0 == tile && j1 - j0 == tile) {
+          transpose_tile16(src + i0 * rs + j0, rs, dst + j0 * lds + i0, lds, f);
+          continue;
+        }
+#endif
+      for (index_t j = j0; j < j1; ++j)
+        for (index_t i = i0; i < i1; ++i) dst[j * lds + i] = f * src[i * rs + j * cs];
+    }
+}
+
 // Bt, Cc and CB for group g of batch element b over tokens [t0, t0 + L).
 template <class T>
 void group_scores(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t g, index_t t0, index_t L) {
   const index_t C = w.C, N = w.N;
-  for (index_t s = 0; s < L; ++s) {
-    const T* Bs = in.B.ptr(b, t0 + s, g);
-    for (index_t n = 0; n < N; ++n) w.Bt(n, s) = Bs[n];
-    copy_row(in.C.ptr(b, t0 + s, g), w.Cc.data() + s * N, N);
-  }
+  transpose(in.B.ptr(b, t0, g), in.B.stride(1), in.B.stride(3), w.Bt.data(), C, L, N, T(1));
+  for (index_t s = 0; s < L; ++s) copy_row(in.C.ptr(b, t0 + s, g), w.Cc.data() + s * N, N);
   simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(w.Bt.data(), {N, L}, {C, 1}),
                 tensor_view<T, 2>(w.CB.data(), {L, L}, {C, 1}));
 }
@@ -74,13 +125,13 @@ void group_scores(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t
 // The time steps of every head of batch element b over tokens [t0, t0 + L), vectorised over heads.
 template <class T>
 void chunk_steps(chunk_workspace<T>& w, const inputs<T>& in, const options& opt, index_t b, index_t t0, index_t L) {
-  const index_t H = w.dt.extent(1);
+  const index_t H = w.H, stride = w.dt.extent(1);
   const T lo = T(opt.dt_min), hi = T(opt.dt_max);
   const bool softplus = opt.dt_softplus;
   for (index_t s = 0; s < L; ++s) {
-    T* row = w.dt.data() + s * H;
+    T* row = w.dt.data() + s * stride;
     for (index_t h = 0; h < H; ++h) row[h] = in.dt(b, t0 + s, h) + (ssm::detail::present(in.dt_bias) ? in.dt_bias(h) : T(0));
-    simd::transform(row, row, H, [=](auto v) {
+    simd::transform(row, row, stride, [=](auto v) {  // whole vectors: the padding is finite, unused
       using V = decltype(v);
       return simd::min(simd::max(time_step(v, softplus), V(lo)), V(hi));
     });
@@ -94,6 +145,20 @@ void chunk_inputs(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t
   const index_t C = w.C, P = w.P;
   for (index_t s = 0; s < L; ++s)
     for (index_t h = h0; h < h1; ++h) copy_row(in.x.ptr(b, t0 + s, h), w.X.data() + (h * C + s) * P, P);
+}
+
+// Prefetches the n elements at p (one per 64-byte line) with prefetcht2 (here t0 and t1 measured
+// no better than no prefetch). An asm statement, which GCC keeps in loops that have no other
+// effect.
+template <class T>
+inline void prefetch_l2(const T* p, index_t n) {
+  for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    asm volatile("prefetcht2 %0" : : "m"(p[i]));
+#else
+    __builtin_prefetch(p + i, 0, 2);
+#endif
+  }
 }
 
 // Below this, a deferred state scale is folded back into the state (1/scale stays ≤ 2^40).
@@ -148,19 +213,25 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
     m[t] += skip;
   }
 
-  // y = diag(e^{cs} · scale) (C · h_0ᵀ) + M·X, staged in Y and written out once.
-  const tensor_view<T, 2> Y = w.Y.view().subrange(0, 0, L);
-  simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(hT, {N, P}), Y);
+  // y = diag(e^{cs} · scale) (C · h_0ᵀ) + M·X: both products staged (Y, Z) and combined while
+  // writing y.
+  simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(hT, {N, P}),
+                w.Y.view().subrange(0, 0, L));
+  simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), tensor_view<const T, 2>(X, {L, P}),
+                w.Z.view().subrange(0, 0, L), simd::gemm_mode::overwrite, /*lower_triangular_a=*/true);
   const T sc = T(scale);
   simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L, [sc](auto a, auto b) { return exp_decay(a) * (b + 1) * sc; });
-  for (index_t t = 0; t < L; ++t) simd::scale(w.e(t), w.Y.data() + t * P, P);
-  simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), tensor_view<const T, 2>(X, {L, P}), Y,
-                simd::gemm_mode::accumulate, /*lower_triangular_a=*/true);
   const bool stream = w.stream_out && simd::stream_aligned(y.ptr(b, t0, h)) &&
                       (L == 1 || simd::stream_aligned(y.ptr(b, t0 + 1, h)));
   for (index_t t = 0; t < L; ++t) {
-    if (stream) simd::copy_stream(w.Y.data() + t * P, y.ptr(b, t0 + t, h), P);
-    else copy_row(w.Y.data() + t * P, y.ptr(b, t0 + t, h), P);
+    const T et = w.e(t), *yc = w.Y.data() + t * P, *yq = w.Z.data() + t * P;
+    T* out = y.ptr(b, t0 + t, h);
+    index_t i = 0;
+    if (stream)
+      for (; i + W <= P; i += W) simd::store_stream(out + i, xsimd::fma(V(et), simd::load(yc + i), simd::load(yq + i)));
+    else
+      for (; i + W <= P; i += W) simd::store(out + i, xsimd::fma(V(et), simd::load(yc + i), simd::load(yq + i)));
+    for (; i < P; ++i) out[i] = et * yc[i] + yq[i];
   }
 
   // h = e^{cs_L} h + Xᵀ diag(w) B with w_s = e^{cs_L - cs_s} dt_s, as scale' = scale · e^{cs_L} and
@@ -175,19 +246,6 @@ template <class T>
 struct aligned_delete {
   void operator()(T* p) const { ::operator delete[](p, std::align_val_t(64)); }
 };
-
-// dst[j * lds + i] = f · src[i * rs + j * cs] for i < rows, j < cols, in 16 x 16 tiles so that
-// both sides are walked a cache line at a time.
-template <class T>
-void transpose(const T* src, index_t rs, index_t cs, T* dst, index_t lds, index_t rows, index_t cols, T f) {
-  constexpr index_t tile = 16;
-  for (index_t i0 = 0; i0 < rows; i0 += tile)
-    for (index_t j0 = 0; j0 < cols; j0 += tile) {
-      const index_t i1 = std::min(rows, i0 + tile), j1 = std::min(cols, j0 + tile);
-      for (index_t j = j0; j < j1; ++j)
-        for (index_t i = i0; i < i1; ++i) dst[j * lds + i] = f * src[i * rs + j * cs];
-    }
-}
 
 // Every head over the sequence in chunks of C tokens.
 template <class T>
@@ -218,6 +276,13 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
         if (h == 0 || bh == begin)
           chunk_inputs(w, in, b, h, std::min(dm.H, end - b * dm.H), t0, L);
         if (b * dm.G + g != cached) group_scores(w, in, b, g, t0, L), cached = b * dm.G + g;
+        // The next chunk's x rows of this head (and a share of its B and C rows), fetched while
+        // this head computes: the next chunk then stages them from the caches instead of memory.
+        if (const index_t next = std::min(C, dm.L - t0 - L); next > 0) {
+          for (index_t s = 0; s < next; ++s) prefetch_l2(in.x.ptr(b, t0 + L + s, h), P);
+          for (index_t s = h % per_group; s < next; s += per_group)
+            prefetch_l2(in.B.ptr(b, t0 + L + s, g), N), prefetch_l2(in.C.ptr(b, t0 + L + s, g), N);
+        }
         head_chunk(w, in, y, b, h, t0, L, head_state(bh), scale[std::size_t(bh - begin)]);
       }
     }
