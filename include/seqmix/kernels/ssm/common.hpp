@@ -33,10 +33,10 @@ inline V vfma(const V& a, const V& b, const V& c) {
   else return xsimd::fma(a, b, c);
 }
 
-/// 2^x for decay factors (x ≤ 0, i.e. x = log2 e · A·dt). float batches use a degree-6
-/// polynomial on [-1/2, 1/2] (relative error ~2e-7) and an exponent add, about half the
-/// instructions of the general exp; arguments below -126.5 give exactly 0 (below the normal float
-/// range), above 127 they saturate near 2^127. double and scalars use the library exp2.
+/// 2^x for decay factors (x ≤ 0, i.e. x = log2 e · A·dt). float batches: simd::exp2_reduced on
+/// x − round(x) (relative error 1.6e-7) scaled by simd::scale_pow2, about half the instructions of
+/// the general exp; arguments below about -149 give exactly 0 (below -126 with AVX2 / SSE2), x
+/// above 127 saturates near 2^127, NaN stays NaN. double and scalars use the library exp2.
 template <class V>
 inline V pow2_decay(const V& x) {
   if constexpr (is_scalar_v<V>) {
@@ -44,24 +44,14 @@ inline V pow2_decay(const V& x) {
   } else if constexpr (!std::is_same_v<typename V::value_type, float>) {
     return xsimd::exp2(x);
   } else {
-    // -127 maps to the exponent field 0, i.e. exactly 0. max(c, x) keeps a NaN x (the second
-    // operand is returned when either is NaN).
-    const V x2 = xsimd::min(xsimd::max(V(-127.f), x), V(127.f));
-    const V k = xsimd::nearbyint(x2);
-    const V f = x2 - k;
-    V p = V(1.535336188319500e-4f);
-    p = xsimd::fma(p, f, V(1.339887440266574e-3f));
-    p = xsimd::fma(p, f, V(9.618437357674640e-3f));
-    p = xsimd::fma(p, f, V(5.550332471162809e-2f));
-    p = xsimd::fma(p, f, V(2.402264791363012e-1f));
-    p = xsimd::fma(p, f, V(6.931472028550421e-1f));
-    p = xsimd::fma(p, f, V(1.f));
-    return xsimd::ldexp(p, xsimd::to_int(k));
+    const V x2 = xsimd::min(V(127.f), xsimd::max(V(-150.f), x));  // min/max(c, NaN) are NaN
+    const V n = xsimd::nearbyint(x2);
+    return simd::scale_pow2(simd::exp2_reduced(x2 - n), n);
   }
 }
 
 /// e^x for decay factors (x ≤ 0): pow2_decay(x · log2 e) for float batches (arguments below
-/// about -87.7 give exactly 0), the library exp otherwise.
+/// about -103, -87.4 with AVX2 / SSE2, give exactly 0), the library exp otherwise.
 template <class V>
 inline V exp_decay(const V& x) {
   if constexpr (is_scalar_v<V>) {
