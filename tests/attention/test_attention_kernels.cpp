@@ -252,6 +252,22 @@ TEST_CASE("attention: T = 8192 with large logits stays finite and matches the re
   }
 }
 
+TEST_CASE("attention: a running max that moves on every key tile matches the reference", "[attention][op]") {
+  // Scores rise by 9 log2 units every 32 keys (more than the lazy max's slack of 8), so the max
+  // moves on every key tile, also on the second tile of a P·V pass, whose first tile's p must be
+  // rescaled (2^-9 relative weight: a missing or doubled rescale shows at 1e-3).
+  const shape s{1, 40, 300, 4, 1, 1, 1, 8};
+  problem<float> p(s, 1.0, 23);
+  const double step = 9.0 * std::log(2.0);
+  for (index_t j = 0; j < s.P + s.T; ++j) p.k(0, j, 0, 0) = float(step * double(j / 32) + 0.5 * p.k(0, j, 0, 0));
+  for (index_t t = 0; t < s.T; ++t)
+    for (index_t h = 0; h < s.Hq; ++h) p.q(0, t, h, 0) = 1.f + 0.05f * p.q(0, t, h, 0);
+  const auto want = p.expected();
+  SEQMIX_CHECK_CLOSE(p.run(exec::chunkwise<64>{}), want, 1e-5, 2e-5);
+  SEQMIX_CHECK_CLOSE(p.run(exec::chunkwise<16>{}), want, 1e-5, 2e-5);
+  SEQMIX_CHECK_CLOSE(p.run(exec::recurrent{}), want, 1e-5, 2e-5);
+}
+
 TEST_CASE("attention: strided q, k, v give the same result", "[attention][op]") {
   // q, k, v interleaved in one fused projection buffer [B, T, H, 3D].
   const shape s{2, 0, 45, 3, 3, 3, 16, 16};

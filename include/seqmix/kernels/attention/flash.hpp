@@ -4,9 +4,10 @@
 //   1. scores: S = Q·Kᵀ for MR rows x KT keys in registers (Q pre-scaled by scale·log2 e, K read
 //      from the cache's transposed blocks), masked only on tiles the mask cuts;
 //   2. online softmax: running max m (moved lazily), P = 2^(S - m), running sums l;
-//   3. O = alpha·O + P·V for MR rows x 4 vectors of value columns in registers.
-// Steps 1-2 run over every row group before step 3, so the key tile stays in L1 for the scores
-// and the value tile for P·V. See docs/attention.md.
+//   3. every two key tiles: O = alpha·O + P1·V1 + P2·V2 for MR rows x 4 vectors of value columns
+//      in registers (one O load and store per 128 keys with AVX-512).
+// Steps 1-2 run over every row group for a key tile, so the key tile stays in L1 for the scores;
+// step 3 then runs over every row group for both tiles. See docs/attention.md.
 #pragma once
 
 #include <algorithm>
