@@ -24,8 +24,9 @@ inline batch<float> exp2_reduced(const batch<float>& f) {
   return xsimd::fma(p, f, F(1.f));
 }
 
-/// p · 2^n for integral n >= -150 (float batches). AVX-512: vscalefps, exact, with gradual
-/// underflow to 0. Elsewhere 2^n is built in the exponent bits, and n < -126 gives 0.
+/// p · 2^n for integral n <= 127 (float batches; p near 1). AVX-512: vscalefps, exact, with
+/// gradual underflow to 0. Elsewhere 2^n is built in the exponent bits, and n < -126 (down to
+/// -FLT_MAX, whose integer conversion saturates) gives 0.
 inline batch<float> scale_pow2(const batch<float>& p, const batch<float>& n) {
 #if defined(__AVX512F__)
   if constexpr (std::is_base_of_v<xsimd::avx512f, arch>) return _mm512_scalef_ps(__m512(p), __m512(n));

@@ -9,37 +9,17 @@
 #include <type_traits>
 
 #include "batch.hpp"
+#include "math.hpp"
 
 namespace seqmix::simd {
 
-/// 2^x for finite x <= 64 (no overflow check); arguments below about -126.5 give 0, so a masked
-/// score (-FLT_MAX) gives 0. float: round-to-nearest range reduction and a degree-5 polynomial
-/// 1 + f·P4(f) fitted to 2^f on [-1/2, 1/2] for least maximum relative error (9e-8; 1.6e-7 once
-/// evaluated in float); AVX-512 scales by 2^n with vscalefps (9 instructions), other targets
-/// build 2^n in the exponent bits (12). double: xsimd::exp2.
+/// 2^x for x <= 64 (no overflow check); arguments below about -149 give 0 (-126 with AVX2 / SSE2),
+/// so a masked score (-FLT_MAX) gives 0. float: n = round(x), simd::exp2_reduced(x - n) (degree 5,
+/// relative error 1.6e-7) and simd::scale_pow2 (vscalefps with AVX-512: 9 instructions in all).
+/// double: xsimd::exp2.
 inline batch<float> exp2_bounded(batch<float> x) {
-  using ints = xsimd::batch<std::int32_t, arch>;
-  using floats = batch<float>;
-  auto poly = [](const floats& f) {
-    floats p = xsimd::fma(floats(1.326473523e-3f), f, floats(9.671517535e-3f));
-    p = xsimd::fma(p, f, floats(5.550733769e-2f));
-    p = xsimd::fma(p, f, floats(2.402224201e-1f));
-    p = xsimd::fma(p, f, floats(6.931469776e-1f));
-    return xsimd::fma(p, f, floats(1.f));
-  };
-#if defined(__AVX512F__)
-  if constexpr (std::is_base_of_v<xsimd::avx512f, arch>) {
-    const floats n = _mm512_roundscale_ps(__m512(x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_scalef_ps(__m512(poly(x - n)), __m512(n));  // exact 2^n scaling, 0 on underflow
-  }
-#endif
-  x = xsimd::max(x, floats(-127.f));
-  // 1.5·2^23 + 127: adding it rounds x to an integer n held in the low mantissa bits as n + 127,
-  // which shifted into the exponent field is 2^n (and 0 for n = -127).
-  const floats magic(12582912.f + 127.f);
-  const floats t = x + magic;
-  const floats two_n = xsimd::bitwise_cast<floats>(xsimd::bitwise_cast<ints>(t) << 23);
-  return poly(x - (t - magic)) * two_n;
+  const batch<float> n = xsimd::nearbyint(x);
+  return scale_pow2(exp2_reduced(x - n), n);
 }
 
 inline batch<double> exp2_bounded(batch<double> x) { return xsimd::exp2(x); }
