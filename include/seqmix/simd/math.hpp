@@ -36,6 +36,20 @@ inline batch<float> scale_pow2(const batch<float>& p, const batch<float>& n) {
   return p * xsimd::bitwise_cast<batch<float>>(e << 23);
 }
 
+/// 2^x for x <= 64 (no overflow check): softmax scores, RWKV-7 and SSM decays. Arguments below
+/// about -149 give 0 (-126 with AVX2 / SSE2), so a masked score (-FLT_MAX) gives 0. float:
+/// n = round(x), exp2_reduced(x - n) (relative error 1.6e-7) and scale_pow2 (vscalefps with
+/// AVX-512: 9 instructions in all). double and scalars: the library exp2.
+inline batch<float> exp2_bounded(batch<float> x) {
+  const batch<float> n = xsimd::nearbyint(x);
+  return scale_pow2(exp2_reduced(x - n), n);
+}
+
+inline batch<double> exp2_bounded(batch<double> x) { return xsimd::exp2(x); }
+
+inline float exp2_bounded(float x) { return std::exp2(x); }
+inline double exp2_bounded(double x) { return std::exp2(x); }
+
 namespace detail {
 /// 1/d for positive normal d with a normal reciprocal (float batches), within an ulp: AVX-512's
 /// 14-bit estimate and one Newton step (a division has ~10x the latency); a division elsewhere.

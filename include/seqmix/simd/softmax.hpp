@@ -1,10 +1,9 @@
-// Pieces of the online (streaming) softmax: a fast base-2 exponential for arguments that cannot
-// overflow, and the running-max / running-sum update of one row. Scores are kept in the log2
-// domain (the caller folds log2(e) into the scale), so every exponential is an exp2.
+// Pieces of the online (streaming) softmax: the running-max / running-sum update of one row.
+// Scores are kept in the log2 domain (the caller folds log2(e) into the scale), so every
+// exponential is simd::exp2_bounded (math.hpp).
 #pragma once
 
-#include <cmath>
-#include <cstdint>
+#include <algorithm>
 #include <limits>
 #include <type_traits>
 
@@ -12,20 +11,6 @@
 #include "math.hpp"
 
 namespace seqmix::simd {
-
-/// 2^x for x <= 64 (no overflow check); arguments below about -149 give 0 (-126 with AVX2 / SSE2),
-/// so a masked score (-FLT_MAX) gives 0. float: n = round(x), simd::exp2_reduced(x - n) (degree 5,
-/// relative error 1.6e-7) and simd::scale_pow2 (vscalefps with AVX-512: 9 instructions in all).
-/// double: xsimd::exp2.
-inline batch<float> exp2_bounded(batch<float> x) {
-  const batch<float> n = xsimd::nearbyint(x);
-  return scale_pow2(exp2_reduced(x - n), n);
-}
-
-inline batch<double> exp2_bounded(batch<double> x) { return xsimd::exp2(x); }
-
-inline float exp2_bounded(float x) { return std::exp2(x); }
-inline double exp2_bounded(double x) { return std::exp2(x); }
 
 /// Online-softmax state of one row: the running maximum m (log2 domain) and the running sum,
 /// kept as one vector of partial sums so that no horizontal add is needed until the end.

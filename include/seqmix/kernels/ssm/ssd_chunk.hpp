@@ -147,20 +147,6 @@ void chunk_inputs(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t
     for (index_t h = h0; h < h1; ++h) copy_row(in.x.ptr(b, t0 + s, h), w.X.data() + (h * C + s) * P, P);
 }
 
-// Prefetches the n elements at p (one per 64-byte line) with prefetcht2 (here t0 and t1 measured
-// no better than no prefetch). An asm statement, which GCC keeps in loops that have no other
-// effect.
-template <class T>
-inline void prefetch_l2(const T* p, index_t n) {
-  for (index_t i = 0; i < n; i += 64 / index_t(sizeof(T))) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    asm volatile("prefetcht2 %0" : : "m"(p[i]));
-#else
-    __builtin_prefetch(p + i, 0, 2);
-#endif
-  }
-}
-
 // Below this, a deferred state scale is folded back into the state (1/scale stays ≤ 2^40).
 inline constexpr double min_state_scale = 0x1p-40;
 
@@ -279,9 +265,9 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
         // The next chunk's x rows of this head (and a share of its B and C rows), fetched while
         // this head computes: the next chunk then stages them from the caches instead of memory.
         if (const index_t next = std::min(C, dm.L - t0 - L); next > 0) {
-          for (index_t s = 0; s < next; ++s) prefetch_l2(in.x.ptr(b, t0 + L + s, h), P);
+          for (index_t s = 0; s < next; ++s) simd::prefetch_t2(in.x.ptr(b, t0 + L + s, h), P);
           for (index_t s = h % per_group; s < next; s += per_group)
-            prefetch_l2(in.B.ptr(b, t0 + L + s, g), N), prefetch_l2(in.C.ptr(b, t0 + L + s, g), N);
+            simd::prefetch_t2(in.B.ptr(b, t0 + L + s, g), N), simd::prefetch_t2(in.C.ptr(b, t0 + L + s, g), N);
         }
         head_chunk(w, in, y, b, h, t0, L, head_state(bh), scale[std::size_t(bh - begin)]);
       }
