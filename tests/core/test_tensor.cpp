@@ -168,6 +168,29 @@ TEST_CASE("tensor: alignment, zero init, fill, deep copies", "[tensor]") {
   CHECK(cv.strides() == shape2{4, 1});
 }
 
+TEST_CASE("tensor: large tensors (huge pages, coloured) are aligned, zeroed, copied and moved", "[tensor]") {
+  // From 2 MiB on a tensor starts at a colour offset inside a huge-page aligned block.
+  const index_t n = (index_t(3) << 20) / index_t(sizeof(float)) + 5;  // 3 MiB + 20 bytes
+  std::vector<tensor<float, 1>> ts;
+  for (int i = 0; i < 8; ++i) {
+    ts.emplace_back(tensor<float, 1>({n}));
+    const auto a = reinterpret_cast<std::uintptr_t>(ts.back().data());
+    REQUIRE(a % 64 == 0);
+    const std::uintptr_t colour = a % seqmix::detail::huge_page;
+    CHECK(colour % seqmix::detail::colour_step == 0);
+    CHECK(colour < seqmix::detail::colours * seqmix::detail::colour_step);
+    for (index_t j = 0; j < n; j += 997) REQUIRE(ts.back()(j) == 0.0f);
+    REQUIRE(ts.back()(n - 1) == 0.0f);
+    ts.back()(n - 1) = float(i);  // the last element is inside the allocation
+  }
+  tensor<float, 1> copy(ts[3]);
+  CHECK(copy(n - 1) == 3.0f);
+  tensor<float, 1> moved(std::move(ts[5]));
+  CHECK(moved(n - 1) == 5.0f);
+  ts.clear();  // every block goes back with its own alignment and offset
+  CHECK(copy(n - 1) == 3.0f);
+}
+
 TEST_CASE("tensor: copy from strided views", "[tensor]") {
   tensor<float, 2> src({3, 4});
   for (index_t i = 0; i < 12; ++i) src.data()[i] = static_cast<float>(i);

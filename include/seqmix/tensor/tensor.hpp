@@ -4,8 +4,13 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "view.hpp"
 
@@ -14,9 +19,18 @@ namespace seqmix {
 namespace detail {
 inline constexpr std::size_t tensor_alignment = 64;  // one cache line; enough for AVX-512 loads
 
+// Allocations of at least a huge page (2 MiB on x86-64 Linux) are placed on huge pages: the
+// kernels walk rows a page or more apart (time-major [B,T,H,D] tensors), which with 4 KiB pages
+// costs a TLB miss per row. On huge pages, equal-sized tensors would start at the same offset
+// in the L1 and L2 sets (the L2 is physically indexed, and a huge page fixes the address bits it
+// uses), so each one is shifted by one of 16 "colours" of 4 KiB + 64 B, chosen from its address.
+inline constexpr std::size_t huge_page = std::size_t(2) << 20;
+inline constexpr std::size_t colour_step = 4096 + 64, colours = 16;
+
 template <class T>
 struct aligned_delete {
-  void operator()(T* p) const { ::operator delete[](p, std::align_val_t(tensor_alignment)); }
+  std::size_t alignment = tensor_alignment, offset = 0;  // offset: the colour, from the allocation's start
+  void operator()(T* p) const { ::operator delete[](reinterpret_cast<char*>(p) - offset, std::align_val_t(alignment)); }
 };
 
 template <class T>
@@ -24,13 +38,29 @@ std::unique_ptr<T[], aligned_delete<T>> aligned_alloc(index_t n) {
   if (n < 0) throw error("tensor: negative element count");
   // Always allocate at least one element so data() is never null.
   const auto count = static_cast<std::size_t>(std::max<index_t>(n, 1));
-  T* p = static_cast<T*>(::operator new[](count * sizeof(T), std::align_val_t(tensor_alignment)));
+  const std::size_t bytes = count * sizeof(T);
+  aligned_delete<T> del;
+  char* base;
+  if (bytes < huge_page) {
+    base = static_cast<char*>(::operator new[](bytes, std::align_val_t(tensor_alignment)));
+  } else {
+    del.alignment = huge_page;
+    base = static_cast<char*>(::operator new[](bytes + colours * colour_step, std::align_val_t(huge_page)));
+    del.offset = (std::uintptr_t(base) / huge_page * 0x9E3779B1u >> 8) % colours * colour_step;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    // Whole huge pages only: the partial last one stays on small pages, so no memory is added.
+    // A hint: without transparent huge pages (or when it fails) the tensor is just coloured.
+    (void)madvise(base, (del.offset + bytes) / huge_page * huge_page, MADV_HUGEPAGE);
+#endif
+  }
+  T* p = reinterpret_cast<T*>(base + del.offset);
   std::uninitialized_value_construct_n(p, count);
-  return std::unique_ptr<T[], aligned_delete<T>>(p);
+  return std::unique_ptr<T[], aligned_delete<T>>(p, del);
 }
 }  // namespace detail
 
-/// Owning, zero-initialised, 64-byte aligned, contiguous row-major tensor. Converts implicitly to
+/// Owning, zero-initialised, 64-byte aligned, contiguous row-major tensor (from 2 MiB on, on huge
+/// pages where the system offers them; see detail::aligned_alloc). Converts implicitly to
 /// `tensor_view<T, Rank>` and `tensor_view<const T, Rank>`; copies are deep.
 template <class T, std::size_t Rank>
 class tensor {
