@@ -19,12 +19,12 @@ inline std::string name(const std::string& prefix, const std::vector<std::pair<c
 }
 
 /// Registers fn(state) under `name`; fn runs the timed loop and returns nothing. `tokens` and
-/// `flops` are per iteration.
+/// `flops` are per iteration (no tokens/s when `tokens` is 0).
 template <class Fn>
 void add(const std::string& name, double tokens, double flops, Fn fn) {
   benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     fn(state);
-    state.SetItemsProcessed(static_cast<int64_t>(tokens * double(state.iterations())));
+    if (tokens > 0) state.SetItemsProcessed(static_cast<int64_t>(tokens * double(state.iterations())));
     state.counters["GFLOPS"] = benchmark::Counter(flops * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   })->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
