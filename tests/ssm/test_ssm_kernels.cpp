@@ -48,7 +48,7 @@ const scan_shape scan_shapes[] = {{1, 1, 16, 16, 1}, {2, 37, 48, 16, 1},  {1, 29
                                   {1, 1, 70, 16, 7}, {2, 2, 300, 16, 3}};  // last: decode over several block groups
 const ssd_shape ssd_shapes[] = {{1, 1, 2, 16, 16, 1},  {2, 37, 4, 16, 16, 2}, {1, 70, 4, 32, 32, 1},
                                 {1, 97, 6, 24, 20, 3}, {2, 5, 3, 7, 9, 1},     {1, 131, 2, 64, 128, 1},
-                                {1, 41, 3, 48, 16, 3}};
+                                {1, 41, 3, 48, 16, 3},  {1, 33, 2, 20, 64, 1}};  // N = 64: rows of 4 or 8 vectors
 
 template <class T, class P>
 void scan_vs_ref(const P& policy, scan_shape s, double dlo, double dhi) {

@@ -25,6 +25,30 @@ inline T step_size(const inputs<T>& in, const options& opt, index_t b, index_t t
   return std::min(std::max(time_step(raw, opt.dt_softplus), T(opt.dt_min)), T(opt.dt_max));
 }
 
+// Rows [p0, p0 + rows) of the state for one token when a row is K whole vectors: B and C stay in
+// registers for all the rows (2K vectors), so a row element costs one load and one store of the
+// state and no reloads of B and C. The C ⊙ h sums go to `sums`.
+template <index_t K, class T>
+inline void rows_in_registers(T* S, index_t lds, index_t p0, index_t rows, const T* Bt, const T* Ct, const T* x, T dt,
+                              T a, ssm::detail::row_sums<T>& sums) {
+  using V = simd::batch<T>;
+  constexpr index_t W = simd::lanes<T>;
+  V bv[K], cv[K];
+  SEQMIX_UNROLL for (index_t k = 0; k < K; ++k) bv[k] = simd::load(Bt + k * W), cv[k] = simd::load(Ct + k * W);
+  const V av(a);
+  for (index_t r = 0; r < rows; ++r) {
+    T* row = S + (p0 + r) * lds;
+    const V coef(dt * x[p0 + r]);
+    V acc[2] = {V(T(0)), V(T(0))};  // two chains: half the latency of one
+    SEQMIX_UNROLL for (index_t k = 0; k < K; ++k) {
+      const V h = xsimd::fma(av, simd::load(row + k * W), coef * bv[k]);
+      simd::store(row + k * W, h);
+      acc[k % 2] = xsimd::fma(h, cv[k], acc[k % 2]);
+    }
+    sums.put(r, acc[0] + acc[1]);
+  }
+}
+
 // Tokens [t0, t1) of head h of batch element b on its state S [P,N] (row stride lds).
 template <class T>
 void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, index_t b, index_t h, index_t g,
@@ -45,6 +69,11 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
     const V av(a);
     for (index_t p0 = 0; p0 < P; p0 += W) {
       const index_t rows = std::min(W, P - p0);
+      // Rows of 4 or 8 vectors (N = 64, 128 with AVX-512): B and C in registers if they fit.
+      constexpr bool wide = sizeof(V) >= 64;
+      if (!ragged && NV == 8 * W && wide) rows_in_registers<8>(S, lds, p0, rows, Bt, Ct, x, dt, a, sums);
+      else if (!ragged && NV == 4 * W) rows_in_registers<4>(S, lds, p0, rows, Bt, Ct, x, dt, a, sums);
+      else
       for (index_t r = 0; r < rows; ++r) {
         T* row = S + (p0 + r) * lds;
         const T coef = dt * x[p0 + r];
