@@ -5,9 +5,11 @@
 #include <seqmix/simd/gemm.hpp>
 #include <seqmix/simd/gemm_nt.hpp>
 #include <seqmix/simd/math.hpp>
+#include <seqmix/simd/transpose.hpp>
 #include <seqmix/simd/vec.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <iomanip>
 #include <limits>
@@ -301,6 +303,27 @@ TEMPLATE_TEST_CASE("simd::gemm_nt matches a triple loop", "[simd]", float, doubl
   const tensor_view<T, 2> x23(buf.data(), {2, 3}), w43(buf.data(), {4, 3}), w42(buf.data(), {4, 2}), y24(buf.data(), {2, 4});
   REQUIRE_THROWS_WITH(simd::gemm_nt<T>(x23, w42, y24), Contains("gemm_nt") && Contains("[4, 2]") && Contains("[4, 3]"));
   REQUIRE_THROWS_AS(simd::gemm_nt<T>(x23, w43, tensor_view<T, 2>(buf.data(), {2, 4}, {8, 2})), seqmix::error);
+}
+
+TEMPLATE_TEST_CASE("simd::transpose matches an index loop", "[simd]", float, double) {
+  using T = TestType;
+  std::mt19937 gen(5);
+  std::uniform_real_distribution<double> u(-1, 1);
+  // Whole 16 x 16 tiles (registers with AVX-512 floats), ragged edges, strided columns.
+  for (const auto& [rows, cols, cs] : {std::array<index_t, 3>{32, 48, 1}, {37, 19, 1}, {16, 16, 2}, {5, 70, 3}, {1, 1, 1}}) {
+    const index_t rs = cols * cs + 3, lds = rows + 5;
+    std::vector<T> src(std::size_t(rows * rs)), dst(std::size_t(cols * lds), T(-7));
+    for (auto& x : src) x = T(u(gen));
+    simd::transpose(src.data(), rs, cs, dst.data(), lds, rows, cols, T(0.5));
+    index_t bad = 0;
+    for (index_t j = 0; j < cols; ++j)
+      for (index_t i = 0; i < lds; ++i) {
+        const T want = i < rows ? T(0.5) * src[std::size_t(i * rs + j * cs)] : T(-7);  // padding untouched
+        bad += dst[std::size_t(j * lds + i)] != want;
+      }
+    INFO("rows " << rows << " cols " << cols << " cs " << cs);
+    CHECK(bad == 0);
+  }
 }
 
 TEST_CASE("simd::gemm shape and stride errors", "[simd]") {

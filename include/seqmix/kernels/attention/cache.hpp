@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../../error.hpp"
+#include "../../simd/transpose.hpp"
 #include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
@@ -171,16 +172,15 @@ class kv_cache {
     for (index_t d = 0; d < s_.key_dim; ++d) dst[d * block_keys] = row[d * stride];
   }
   /// Keys of positions p0 .. p0 + n - 1: row t at src + t·row_stride, elements `stride` apart.
-  /// Writes each block's rows [Dk][run] contiguously (runs of consecutive slots).
+  /// Writes each block's rows [Dk][run] contiguously (runs of consecutive slots), transposed in
+  /// 16 x 16 tiles.
   void write_keys(index_t b, index_t kh, index_t p0, index_t n, const T* src, index_t row_stride, index_t stride = 1) {
     for (index_t t = 0; t < n;) {
       const index_t p = p0 + t, sl = slot(p), lane = sl % block_keys;
       index_t run = std::min(n - t, block_keys - lane);
       if (ring_ && p < mask_.sink) run = std::min(run, mask_.sink - p);  // the sink ends mid-block
-      T* dst = key_block(b, kh, sl / block_keys) + lane;
-      const T* s = src + t * row_stride;
-      for (index_t d = 0; d < s_.key_dim; ++d)
-        for (index_t i = 0; i < run; ++i) dst[d * block_keys + i] = s[i * row_stride + d * stride];
+      simd::transpose(src + t * row_stride, row_stride, stride, key_block(b, kh, sl / block_keys) + lane, block_keys, run,
+                      s_.key_dim);
       t += run;
     }
   }

@@ -19,6 +19,7 @@
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
 #include "../../simd/gemm.hpp"
+#include "../../simd/transpose.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/tensor.hpp"
 #include "common.hpp"
@@ -61,62 +62,11 @@ inline void copy_row(const T* src, T* dst, index_t n) {
   for (; i < n; ++i) dst[i] = src[i];
 }
 
-#if defined(__AVX512F__)
-// dst[j * lds + i] = f · src[i * rs + j] for a 16 x 16 float tile, in registers (64 shuffles).
-inline void transpose_tile16(const float* src, index_t rs, float* dst, index_t lds, float f) {
-  __m512 r[16], t[16];
-  const __m512 vf = _mm512_set1_ps(f);
-  SEQMIX_UNROLL for (int i = 0; i < 16; ++i) r[i] = _mm512_mul_ps(_mm512_loadu_ps(src + i * rs), vf);
-  SEQMIX_UNROLL for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]), t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-  }
-  auto lo = [](__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-  };
-  auto hi = [](__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-  };
-  SEQMIX_UNROLL for (int i = 0; i < 16; i += 4) {
-    r[i] = lo(t[i], t[i + 2]), r[i + 1] = hi(t[i], t[i + 2]);
-    r[i + 2] = lo(t[i + 1], t[i + 3]), r[i + 3] = hi(t[i + 1], t[i + 3]);
-  }
-  SEQMIX_UNROLL for (int i = 0; i < 4; ++i) {
-    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88), t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-  }
-  SEQMIX_UNROLL for (int i = 0; i < 8; ++i) {
-    _mm512_storeu_ps(dst + i * lds, _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88));
-    _mm512_storeu_ps(dst + (i + 8) * lds, _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd));
-  }
-}
-#endif
-
-// dst[j * lds + i] = f · src[i * rs + j * cs] for i < rows, j < cols, in 16 x 16 tiles so that
-// both sides are walked a cache line at a time (float tiles with unit cs: in registers).
-template <class T>
-void transpose(const T* src, index_t rs, index_t cs, T* dst, index_t lds, index_t rows, index_t cols, T f) {
-  constexpr index_t tile = 16;
-  for (index_t i0 = 0; i0 < rows; i0 += tile)
-    for (index_t j0 = 0; j0 < cols; j0 += tile) {
-      const index_t i1 = std::min(rows, i0 + tile), j1 = std::min(cols, j0 + tile);
-#if defined(__AVX512F__)
-      if constexpr (std::is_same_v<T, float>)
-        if (cs == 1 && i1 - i0 == tile && j1 - j0 == tile) {
-          transpose_tile16(src + i0 * rs + j0, rs, dst + j0 * lds + i0, lds, f);
-          continue;
-        }
-#endif
-      for (index_t j = j0; j < j1; ++j)
-        for (index_t i = i0; i < i1; ++i) dst[j * lds + i] = f * src[i * rs + j * cs];
-    }
-}
-
 // Bt, Cc and CB for group g of batch element b over tokens [t0, t0 + L).
 template <class T>
 void group_scores(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t g, index_t t0, index_t L) {
   const index_t C = w.C, N = w.N;
-  transpose(in.B.ptr(b, t0, g), in.B.stride(1), in.B.stride(3), w.Bt.data(), C, L, N, T(1));
+  simd::transpose(in.B.ptr(b, t0, g), in.B.stride(1), in.B.stride(3), w.Bt.data(), C, L, N, T(1));
   for (index_t s = 0; s < L; ++s) copy_row(in.C.ptr(b, t0 + s, g), w.Cc.data() + s * N, N);
   simd::gemm<T>(tensor_view<const T, 2>(w.Cc.data(), {L, N}), tensor_view<const T, 2>(w.Bt.data(), {N, L}, {C, 1}),
                 tensor_view<T, 2>(w.CB.data(), {L, L}, {C, 1}));
@@ -252,7 +202,7 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
     std::vector<double> scale(std::size_t(end - begin), 1.0);  // state = scale · hT
     auto head_state = [&](index_t bh) { return hT.get() + (bh - begin) * N * P; };
     for (index_t bh = begin; bh < end; ++bh)
-      transpose(state.ptr(bh / dm.H, bh % dm.H), state.stride(2), state.stride(3), head_state(bh), P, P, N, T(1));
+      simd::transpose(state.ptr(bh / dm.H, bh % dm.H), state.stride(2), state.stride(3), head_state(bh), P, P, N, T(1));
     for (index_t t0 = 0; t0 < dm.L; t0 += C) {
       const index_t L = std::min(C, dm.L - t0);
       index_t cached = -1, cached_b = -1;  // b * G + g of the scores in w; b of the time steps
@@ -274,7 +224,7 @@ void chunks(int threads, index_t C, const inputs<T>& in, tensor_view<T, 4> y, te
     }
     simd::stream_fence();
     for (index_t bh = begin; bh < end; ++bh)
-      transpose(head_state(bh), P, 1, state.ptr(bh / dm.H, bh % dm.H), state.stride(2), N, P,
+      simd::transpose(head_state(bh), P, 1, state.ptr(bh / dm.H, bh % dm.H), state.stride(2), N, P,
                 T(scale[std::size_t(bh - begin)]));
   });
 }
