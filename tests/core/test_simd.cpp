@@ -194,6 +194,40 @@ TEMPLATE_TEST_CASE("simd vector kernels match scalar loops", "[simd]", float, do
 
 namespace {
 
+/// Prepares an output C [m, n] with rows ldc apart in `buf` for a product check: the padding
+/// columns hold `sentinel`, and without `accumulate` the outputs are NaN (an overwrite must not
+/// read them). Returns the prepared buffer's copy, the C0 an accumulation adds to.
+template <class T>
+std::vector<T> prepare_output(std::vector<T>& buf, index_t m, index_t n, index_t ldc, bool accumulate, T sentinel) {
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < ldc; ++j)
+      if (j >= n) buf[static_cast<std::size_t>(i * ldc + j)] = sentinel;
+      else if (!accumulate) buf[static_cast<std::size_t>(i * ldc + j)] = std::numeric_limits<T>::quiet_NaN();
+  return buf;
+}
+
+/// Outputs of C [m, n] (rows ldc apart in `buf`) farther from (C0 if accumulating) + Σ_p
+/// term(i, j, p) than (k + 2) · eps · (|C0| + Σ_p |term|) (gamma_{k+1} with 2x margin), plus
+/// padding columns that lost the sentinel.
+template <class T, class Term>
+index_t product_failures(const std::vector<T>& buf, const std::vector<T>& c0, index_t m, index_t n, index_t k,
+                         index_t ldc, bool accumulate, T sentinel, Term term) {
+  using R = ref_t<T>;
+  index_t bad = 0;
+  for (index_t i = 0; i < m; ++i) {
+    for (index_t j = 0; j < n; ++j) {
+      R s = accumulate ? R(c0[static_cast<std::size_t>(i * ldc + j)]) : R(0), s_abs = std::abs(s);
+      for (index_t p = 0; p < k; ++p) {
+        const R t = term(i, j, p);
+        s += t, s_abs += std::abs(t);
+      }
+      bad += !(std::abs(R(buf[static_cast<std::size_t>(i * ldc + j)]) - s) <= R(k + 2) * std::numeric_limits<T>::epsilon() * s_abs);
+    }
+    for (index_t j = n; j < ldc; ++j) bad += buf[static_cast<std::size_t>(i * ldc + j)] != sentinel;
+  }
+  return bad;
+}
+
 /// C (+)= A · B for one shape against a triple loop. A is row-major with leading dimension k + pad,
 /// or (trans_a) the transpose of a [k, m] buffer: strides {1, m + pad}. B and C have leading
 /// dimensions n + pad + 1 and n + pad + 2, their padding holds a sentinel that must survive.
@@ -214,22 +248,9 @@ index_t gemm_failures(index_t m, index_t n, index_t k, simd::gemm_mode mode, boo
     for (index_t p = i + 1; tri && p < k; ++p) A(i, p) = T(0);
   for (index_t p = 0; p < k; ++p)
     for (index_t j = n; j < ldb; ++j) bbuf[static_cast<std::size_t>(p * ldb + j)] = sentinel;
-  for (index_t i = 0; i < m; ++i)
-    for (index_t j = 0; j < ldc; ++j)
-      if (j >= n) C(i, j) = sentinel;
-      else if (!acc) C(i, j) = std::numeric_limits<T>::quiet_NaN();  // overwrite must not read C
-  const auto c0 = cbuf;
+  const auto c0 = prepare_output(cbuf, m, n, ldc, acc, sentinel);
   simd::gemm<T>(A, B, C, mode, tri);
-  index_t bad = 0;
-  for (index_t i = 0; i < m; ++i) {
-    for (index_t j = 0; j < n; ++j) {
-      R s = acc ? R(c0[static_cast<std::size_t>(i * ldc + j)]) : R(0), s_abs = std::abs(s);
-      for (index_t p = 0; p < k; ++p) s += R(A(i, p)) * R(B(p, j)), s_abs += std::abs(R(A(i, p)) * R(B(p, j)));
-      bad += !(std::abs(C(i, j) - s) <= R(k + 2) * std::numeric_limits<T>::epsilon() * s_abs);
-    }
-    for (index_t j = n; j < ldc; ++j) bad += cbuf[static_cast<std::size_t>(i * ldc + j)] != sentinel;
-  }
-  return bad;
+  return product_failures(cbuf, c0, m, n, k, ldc, acc, sentinel, [&](index_t i, index_t j, index_t p) { return R(A(i, p)) * R(B(p, j)); });
 }
 
 }  // namespace
@@ -265,22 +286,9 @@ index_t gemm_nt_failures(index_t m, index_t n, index_t k, bool accumulate, index
   const T sentinel = T(777);
   auto xbuf = random_vector<T>(m * ldx, 41), wbuf = random_vector<T>(n * ldw, 42), ybuf = random_vector<T>(m * ldy, 43);
   const tensor_view<T, 2> X(xbuf.data(), {m, k}, {ldx, 1}), W(wbuf.data(), {n, k}, {ldw, 1}), Y(ybuf.data(), {m, n}, {ldy, 1});
-  for (index_t i = 0; i < m; ++i)
-    for (index_t j = 0; j < ldy; ++j)
-      if (j >= n) Y(i, j) = sentinel;
-      else if (!accumulate) Y(i, j) = std::numeric_limits<T>::quiet_NaN();  // overwrite must not read Y
-  const auto y0 = ybuf;
+  const auto y0 = prepare_output(ybuf, m, n, ldy, accumulate, sentinel);
   simd::gemm_nt<T>(X, W, Y, accumulate);
-  index_t bad = 0;
-  for (index_t i = 0; i < m; ++i) {
-    for (index_t j = 0; j < n; ++j) {
-      R s = accumulate ? R(y0[static_cast<std::size_t>(i * ldy + j)]) : R(0), s_abs = std::abs(s);
-      for (index_t p = 0; p < k; ++p) s += R(X(i, p)) * R(W(j, p)), s_abs += std::abs(R(X(i, p)) * R(W(j, p)));
-      bad += !(std::abs(Y(i, j) - s) <= R(k + 2) * std::numeric_limits<T>::epsilon() * s_abs);
-    }
-    for (index_t j = n; j < ldy; ++j) bad += ybuf[static_cast<std::size_t>(i * ldy + j)] != sentinel;
-  }
-  return bad;
+  return product_failures(ybuf, y0, m, n, k, ldy, accumulate, sentinel, [&](index_t i, index_t j, index_t p) { return R(X(i, p)) * R(W(j, p)); });
 }
 
 }  // namespace

@@ -282,12 +282,12 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
           const T* Ct = in.C.ptr(b, t, 0);
           const T* A = in.A.ptr(d0);
           T* h = state.ptr(b, d0);
-          // Rows of K vectors (N = K·lanes, K = 1 or 2): the group's B and C stay in registers, so
-          // the channel loop loads only A and h (decode 13.7 -> 11.0 µs median against loading B
-          // and C per channel, whose loads may wait on the sums' stores when their addresses
-          // share bits 0-11).
-          auto rows_of = [&]<index_t K>(std::integral_constant<index_t, K>) {
-            V bv[K], cv[K];
+          // K > 0: rows of K vectors (N = K·lanes) with the group's B and C in registers, so the
+          // channel loop loads only A and h (decode 13.7 -> 11.0 µs median against loading B and
+          // C per channel, whose loads may wait on the sums' stores when their addresses share
+          // bits 0-11). K = 0: any N, B and C loaded per channel.
+          auto channels = [&]<index_t K>(std::integral_constant<index_t, K>) {
+            V bv[std::max<index_t>(K, 1)], cv[std::max<index_t>(K, 1)];
             auto group_rows = [&] {
               SEQMIX_UNROLL for (index_t v = 0; v < K; ++v)
                 bv[v] = simd::load(Bt + grp * sB + v * W), cv[v] = simd::load(Ct + grp * sC + v * W);
@@ -297,30 +297,22 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
               if (d0 + c == next_group) ++grp, next_group += per_group, group_rows();
               const V dtv(dt[k][c]), duv(du[k][c]);
               V acc(T(0));
-              SEQMIX_UNROLL for (index_t v = 0; v < K; ++v) {
-                const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + v * W)), simd::load(h + v * W), duv * bv[v]);
-                simd::store(h + v * W, hv);
-                acc = xsimd::fma(hv, cv[v], acc);
+              auto update = [&](index_t n, const V& bn, const V& cn) {
+                const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + n)), simd::load(h + n), duv * bn);
+                simd::store(h + n, hv);
+                acc = xsimd::fma(hv, cn, acc);
+              };
+              if constexpr (K > 0) {
+                SEQMIX_UNROLL for (index_t v = 0; v < K; ++v) update(v * W, bv[v], cv[v]);
+              } else {
+                for (index_t n = 0; n < N; n += W) update(n, simd::load(Bt + grp * sB + n), simd::load(Ct + grp * sC + n));
               }
               sums.put(c, acc);
             }
           };
-          if (N == W) rows_of(std::integral_constant<index_t, 1>{});
-          else if (N == 2 * W) rows_of(std::integral_constant<index_t, 2>{});
-          else
-            for (index_t c = 0; c < w; ++c, A += sA, h += sS) {
-              if (d0 + c == next_group) ++grp, next_group += per_group;
-              const T* Bg = Bt + grp * sB;
-              const T* Cg = Ct + grp * sC;
-              const V dtv(dt[k][c]), duv(du[k][c]);
-              V acc(T(0));
-              for (index_t v = 0; v < N; v += W) {
-                const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + v)), simd::load(h + v), duv * simd::load(Bg + v));
-                simd::store(h + v, hv);
-                acc = xsimd::fma(hv, simd::load(Cg + v), acc);
-              }
-              sums.put(c, acc);
-            }
+          if (N == W) channels(std::integral_constant<index_t, 1>{});
+          else if (N == 2 * W) channels(std::integral_constant<index_t, 2>{});
+          else channels(std::integral_constant<index_t, 0>{});
           for (index_t c = w; c < W; ++c) sums.put(c, V(T(0)));
           const V out = (sums.sums() + simd::load(su[k])) * simd::load(g[k]);
           if (w == W) {
