@@ -530,42 +530,43 @@ struct head_io {
 };
 
 // Explicit tokens [t0, t1) of each of n heads, head after head (states exact before and after):
-// head(h) gives the rows (head_io) and state(h) the state [K,V] (row stride lds) of head h.
+// io[h] gives the rows of head h and S[h] its state [K,V] (row stride lds). Each token's decays
+// are computed before the pass of the token before it, whose work hides their latency.
 // scratch: steps_scratch(K, V) values, 64-byte aligned.
 inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
-inline index_t steps_scratch(index_t K, index_t V) { return 2 * round_up(V, 16) + K; }
-template <class T, class Rows, class States>
-void steps(index_t n, Rows&& head, States&& state, index_t lds, index_t t0, index_t t1, index_t K, index_t V,
+inline index_t steps_scratch(index_t K, index_t V) { return 2 * round_up(V, 16) + 2 * round_up(K, 16); }
+template <class T>
+void steps(index_t n, const head_io<T>* io, T* const* S, index_t lds, index_t t0, index_t t1, index_t K, index_t V,
            T* scratch) {
   if (t1 <= t0 || n == 0) return;
-  T *sa_cur = scratch, *sa_nxt = scratch + round_up(V, 16), *d = scratch + 2 * round_up(V, 16);
-  head_io<T> io = head(0), io_next;
-  T *S = state(0), *S_next = nullptr;
+  T *sa_cur = scratch, *sa_nxt = scratch + round_up(V, 16);
+  T *d_cur = scratch + 2 * round_up(V, 16), *d_nxt = d_cur + round_up(K, 16);
+  const auto decays = [K](const T* w, T* d) { simd::transform(w, d, K, [](auto x) { return decay(x); }); };
+  decays(io[0].w.row(t0), d_cur);
   over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
-    step_reduce_tile<NV, Vec>(K, io.a.row(t0), S + col, lds, sa_cur + col);
+    step_reduce_tile<NV, Vec>(K, io[0].a.row(t0), S[0] + col, lds, sa_cur + col);
   });
   for (index_t h = 0; h < n; ++h) {
-    if (h + 1 < n) io_next = head(h + 1), S_next = state(h + 1);
+    const head_io<T>& x = io[h];
     for (index_t t = t0; t < t1; ++t) {
-      simd::transform(io.w.row(t), d, K, [](auto x) { return decay(x); });
-      const T *b = io.b.row(t), *k = io.k.row(t), *r = io.r.row(t), *v = io.v.row(t);
-      T* o = io.o.row(t);
+      const T *b = x.b.row(t), *k = x.k.row(t), *r = x.r.row(t), *v = x.v.row(t);
+      T* o = x.o.row(t);
       const bool same = t + 1 < t1, other = !same && h + 1 < n;
-      const T* a_next = same ? io.a.row(t + 1) : other ? io_next.a.row(t0) : nullptr;
+      const T* a_next = same ? x.a.row(t + 1) : other ? io[h + 1].a.row(t0) : nullptr;
+      if (same || other) decays(same ? x.w.row(t + 1) : io[h + 1].w.row(t0), d_nxt);
       over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
         if (same)
-          step_tile<NV, step_next::same, Vec>(K, d, b, k, r, v + col, sa_cur + col, S + col, lds, o + col, a_next,
-                                              static_cast<const T*>(nullptr), sa_nxt + col);
+          step_tile<NV, step_next::same, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, S[h] + col, lds, o + col,
+                                              a_next, static_cast<const T*>(nullptr), sa_nxt + col);
         else if (other)
-          step_tile<NV, step_next::other, Vec>(K, d, b, k, r, v + col, sa_cur + col, S + col, lds, o + col, a_next,
-                                               S_next + col, sa_nxt + col);
+          step_tile<NV, step_next::other, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, S[h] + col, lds, o + col,
+                                               a_next, S[h + 1] + col, sa_nxt + col);
         else
-          step_tile<NV, step_next::none, Vec>(K, d, b, k, r, v + col, sa_cur + col, S + col, lds, o + col, a_next,
-                                              static_cast<const T*>(nullptr), sa_nxt + col);
+          step_tile<NV, step_next::none, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, S[h] + col, lds, o + col,
+                                              a_next, static_cast<const T*>(nullptr), sa_nxt + col);
       });
-      std::swap(sa_cur, sa_nxt);
+      std::swap(sa_cur, sa_nxt), std::swap(d_cur, d_nxt);
     }
-    io = io_next, S = S_next;
   }
 }
 
@@ -606,8 +607,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
   constexpr index_t NB = detail::block_tokens;
   const index_t B = r.extent(0), L = r.extent(1), H = r.extent(2), K = r.extent(3), V = v.extent(3);
   if (L == 0) return;
-  auto rows = [&](index_t bh) {
-    const index_t bi = bh / H, h = bh % H;
+  auto rows = [&](index_t bi, index_t h) SEQMIX_RWKV7_INLINE {
     return detail::head_io<T>{{r.ptr(bi, 0, h), r.stride(1)}, {w.ptr(bi, 0, h), w.stride(1)},
                               {k.ptr(bi, 0, h), k.stride(1)}, {v.ptr(bi, 0, h), v.stride(1)},
                               {a.ptr(bi, 0, h), a.stride(1)}, {b.ptr(bi, 0, h), b.stride(1)},
@@ -616,18 +616,28 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
   auto S = [&](index_t bh) { return state.ptr(bh / H, bh % H); };
   const index_t lds = state.stride(2), nb = L / NB;
   if (nb == 0) {  // fewer tokens than a block (decode): explicit steps, head after head
-    const index_t need = detail::steps_scratch(K, V);
-    alignas(64) T local[1024];  // typical decode shapes need no allocation
-    std::vector<T> heap(need > 1024 ? std::size_t(need + 64 / sizeof(T)) : 0);
-    T* scratch = need > 1024 ? heap.data() + (64 - reinterpret_cast<std::uintptr_t>(heap.data()) % 64) % 64 / sizeof(T) : local;
-    detail::steps<T>(B * H, rows, S, lds, 0, L, K, V, scratch);
+    // Typical decode shapes need no allocation.
+    constexpr index_t local_heads = 32, local_scratch = 1024;
+    const index_t n = B * H, need = detail::steps_scratch(K, V);
+    detail::head_io<T> local_io[local_heads];
+    T* local_S[local_heads];
+    alignas(64) T local[local_scratch];
+    std::vector<detail::head_io<T>> heap_io(n > local_heads ? std::size_t(n) : 0);
+    std::vector<T*> heap_S(heap_io.size());
+    std::vector<T> heap(need > local_scratch ? std::size_t(need + 64 / sizeof(T)) : 0);
+    detail::head_io<T>* io = n > local_heads ? heap_io.data() : local_io;
+    T** states = n > local_heads ? heap_S.data() : local_S;
+    for (index_t bi = 0, bh = 0; bi < B; ++bi)
+      for (index_t h = 0; h < H; ++h, ++bh) io[bh] = rows(bi, h), states[bh] = state.ptr(bi, h);
+    T* scratch = need > local_scratch ? heap.data() + (64 - reinterpret_cast<std::uintptr_t>(heap.data()) % 64) % 64 / sizeof(T) : local;
+    detail::steps<T>(n, io, states, lds, 0, L, K, V, scratch);
     return;
   }
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
     constexpr index_t TB = detail::token_block;
     detail::worker<T> wk(end - begin, K, V);
     const index_t nh = end - begin;
-    for (index_t h = 0; h < nh; ++h) wk.io.push_back(rows(begin + h));
+    for (index_t h = 0; h < nh; ++h) wk.io.push_back(rows((begin + h) / H, (begin + h) % H));
     // Prefetches tokens [j0, j1) of the input rows of head h.
     auto fetch = [&](index_t h, index_t j0, index_t j1) {
       const auto& io = wk.io[std::size_t(h)];
@@ -689,7 +699,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
           }
         }
         if (t1 == L)
-          detail::steps<T>(1, [&](index_t) { return io; }, [&](index_t) { return Sh; }, lds, nb * NB, L, K, V, wk.sa.data());
+          detail::steps<T>(1, &io, &Sh, lds, nb * NB, L, K, V, wk.sa.data());
       }
     }
   });
