@@ -522,21 +522,22 @@ template <index_t NV, step_next Next, class Vec, class T>
     SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(sa_out + q * W, nx[q]);
 }
 
-// The rows of one head from token 0 (inputs and output).
+// The rows of one head from token 0 (inputs and output), and its state [K,V].
 template <class T>
 struct head_io {
   head_rows<const T> r, w, k, v, a, b;
   head_rows<T> o;
+  T* S;
 };
 
 // Explicit tokens [t0, t1) of each of n heads, head after head (states exact before and after):
-// io[h] gives the rows of head h and S[h] its state [K,V] (row stride lds). Each token's decays
+// io[h] gives the rows and the state (row stride lds) of head h. Each token's decays
 // are computed before the pass of the token before it, whose work hides their latency.
 // scratch: steps_scratch(K, V) values, 64-byte aligned.
 inline index_t round_up(index_t x, index_t m) { return (x + m - 1) / m * m; }
 inline index_t steps_scratch(index_t K, index_t V) { return 2 * round_up(V, 16) + 2 * round_up(K, 16); }
 template <class T>
-void steps(index_t n, const head_io<T>* io, T* const* S, index_t lds, index_t t0, index_t t1, index_t K, index_t V,
+void steps(index_t n, const head_io<T>* io, index_t lds, index_t t0, index_t t1, index_t K, index_t V,
            T* scratch) {
   if (t1 <= t0 || n == 0) return;
   T *sa_cur = scratch, *sa_nxt = scratch + round_up(V, 16);
@@ -544,7 +545,7 @@ void steps(index_t n, const head_io<T>* io, T* const* S, index_t lds, index_t t0
   const auto decays = [K](const T* w, T* d) { simd::transform(w, d, K, [](auto x) { return decay(x); }); };
   decays(io[0].w.row(t0), d_cur);
   over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
-    step_reduce_tile<NV, Vec>(K, io[0].a.row(t0), S[0] + col, lds, sa_cur + col);
+    step_reduce_tile<NV, Vec>(K, io[0].a.row(t0), io[0].S + col, lds, sa_cur + col);
   });
   for (index_t h = 0; h < n; ++h) {
     const head_io<T>& x = io[h];
@@ -556,13 +557,13 @@ void steps(index_t n, const head_io<T>* io, T* const* S, index_t lds, index_t t0
       if (same || other) decays(same ? x.w.row(t + 1) : io[h + 1].w.row(t0), d_nxt);
       over_columns<step_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
         if (same)
-          step_tile<NV, step_next::same, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, S[h] + col, lds, o + col,
+          step_tile<NV, step_next::same, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, x.S + col, lds, o + col,
                                               a_next, static_cast<const T*>(nullptr), sa_nxt + col);
         else if (other)
-          step_tile<NV, step_next::other, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, S[h] + col, lds, o + col,
-                                               a_next, S[h + 1] + col, sa_nxt + col);
+          step_tile<NV, step_next::other, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, x.S + col, lds, o + col,
+                                               a_next, io[h + 1].S + col, sa_nxt + col);
         else
-          step_tile<NV, step_next::none, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, S[h] + col, lds, o + col,
+          step_tile<NV, step_next::none, Vec>(K, d_cur, b, k, r, v + col, sa_cur + col, x.S + col, lds, o + col,
                                               a_next, static_cast<const T*>(nullptr), sa_nxt + col);
       });
       std::swap(sa_cur, sa_nxt), std::swap(d_cur, d_nxt);
@@ -611,26 +612,22 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     return detail::head_io<T>{{r.ptr(bi, 0, h), r.stride(1)}, {w.ptr(bi, 0, h), w.stride(1)},
                               {k.ptr(bi, 0, h), k.stride(1)}, {v.ptr(bi, 0, h), v.stride(1)},
                               {a.ptr(bi, 0, h), a.stride(1)}, {b.ptr(bi, 0, h), b.stride(1)},
-                              {o.ptr(bi, 0, h), o.stride(1)}};
+                              {o.ptr(bi, 0, h), o.stride(1)}, state.ptr(bi, h)};
   };
-  auto S = [&](index_t bh) { return state.ptr(bh / H, bh % H); };
   const index_t lds = state.stride(2), nb = L / NB;
   if (nb == 0) {  // fewer tokens than a block (decode): explicit steps, head after head
     // Typical decode shapes need no allocation.
     constexpr index_t local_heads = 32, local_scratch = 1024;
     const index_t n = B * H, need = detail::steps_scratch(K, V);
     detail::head_io<T> local_io[local_heads];
-    T* local_S[local_heads];
     alignas(64) T local[local_scratch];
     std::vector<detail::head_io<T>> heap_io(n > local_heads ? std::size_t(n) : 0);
-    std::vector<T*> heap_S(heap_io.size());
     std::vector<T> heap(need > local_scratch ? std::size_t(need + 64 / sizeof(T)) : 0);
     detail::head_io<T>* io = n > local_heads ? heap_io.data() : local_io;
-    T** states = n > local_heads ? heap_S.data() : local_S;
     for (index_t bi = 0, bh = 0; bi < B; ++bi)
-      for (index_t h = 0; h < H; ++h, ++bh) io[bh] = rows(bi, h), states[bh] = state.ptr(bi, h);
+      for (index_t h = 0; h < H; ++h, ++bh) io[bh] = rows(bi, h);
     T* scratch = need > local_scratch ? heap.data() + (64 - reinterpret_cast<std::uintptr_t>(heap.data()) % 64) % 64 / sizeof(T) : local;
-    detail::steps<T>(n, io, states, lds, 0, L, K, V, scratch);
+    detail::steps<T>(n, io, lds, 0, L, K, V, scratch);
     return;
   }
   parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
@@ -656,7 +653,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     for (index_t h = 0; h < nh; ++h) {
       prep(wk.kept(h, 0), h, 0);
       detail::over_columns<detail::pass_vectors, T>(V, [&]<index_t NV, class Vec>(index_t col) {
-        detail::reduce_tile<NV, Vec>(K, wk.kept(h, 0).red, S(begin + h) + col, lds, wk.pend.data() + h * 2 * NB * V + col, V);
+        detail::reduce_tile<NV, Vec>(K, wk.kept(h, 0).red, wk.io[std::size_t(h)].S + col, lds, wk.pend.data() + h * 2 * NB * V + col, V);
       });
     }
     for (index_t t0 = 0, tb = 0; t0 < L; t0 += TB, ++tb) {
@@ -682,7 +679,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
       // it, then the tokens after the last full block.
       for (index_t h = 0; h < nh; ++h) {
         const auto& io = wk.io[std::size_t(h)];
-        T* Sh = S(begin + h);
+        T* Sh = io.S;
         T* pend = wk.pend.data() + h * 2 * NB * V;
         for (index_t blk = b0; blk < b1; ++blk) {
           const T* vj[NB];
@@ -699,7 +696,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
           }
         }
         if (t1 == L)
-          detail::steps<T>(1, &io, &Sh, lds, nb * NB, L, K, V, wk.sa.data());
+          detail::steps<T>(1, &io, lds, nb * NB, L, K, V, wk.sa.data());
       }
     }
   });
