@@ -5,8 +5,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <new>
+#include <string>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -33,19 +35,32 @@ struct aligned_delete {
   void operator()(T* p) const { ::operator delete[](reinterpret_cast<char*>(p) - offset, std::align_val_t(alignment)); }
 };
 
+/// Zero-initialised storage for n elements, with its deleter. A count or byte size that overflows,
+/// or an allocation the system refuses, is a seqmix::error naming the size, never std::bad_alloc.
 template <class T>
 std::unique_ptr<T[], aligned_delete<T>> aligned_alloc(index_t n) {
-  if (n < 0) throw error("tensor: negative element count");
-  // Always allocate at least one element so data() is never null.
+  if (n < 0) throw error("tensor: negative element count " + std::to_string(n));
+  // Always allocate at least one element so data() is never null. The byte size, padding for the
+  // colour included, must stay below PTRDIFF_MAX (no object may be larger).
   const auto count = static_cast<std::size_t>(std::max<index_t>(n, 1));
+  constexpr std::size_t max_bytes = static_cast<std::size_t>(std::numeric_limits<index_t>::max()) - colours * colour_step;
+  if (count > max_bytes / sizeof(T))
+    throw error("tensor: " + std::to_string(n) + " elements of " + std::to_string(sizeof(T)) +
+                " bytes overflow the byte size");
   const std::size_t bytes = count * sizeof(T);
   aligned_delete<T> del;
   char* base;
-  if (bytes < huge_page) {
-    base = static_cast<char*>(::operator new[](bytes, std::align_val_t(tensor_alignment)));
-  } else {
-    del.alignment = huge_page;
-    base = static_cast<char*>(::operator new[](bytes + colours * colour_step, std::align_val_t(huge_page)));
+  try {
+    if (bytes < huge_page) {
+      base = static_cast<char*>(::operator new[](bytes, std::align_val_t(tensor_alignment)));
+    } else {
+      del.alignment = huge_page;
+      base = static_cast<char*>(::operator new[](bytes + colours * colour_step, std::align_val_t(huge_page)));
+    }
+  } catch (const std::bad_alloc&) {
+    throw error("tensor: cannot allocate " + std::to_string(bytes) + " bytes (" + std::to_string(n) + " elements)");
+  }
+  if (bytes >= huge_page) {
     del.offset = (std::uintptr_t(base) / huge_page * 0x9E3779B1u >> 8) % colours * colour_step;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     // Whole huge pages only: the partial last one stays on small pages, so no memory is added.
@@ -71,7 +86,7 @@ class tensor {
 
   tensor() : tensor(shape_type{}) {}
   explicit tensor(const shape_type& extents)
-      : extents_(extents), data_(detail::aligned_alloc<T>(count(extents))) {}
+      : extents_(extents), size_(checked_size(extents, "tensor")), data_(detail::aligned_alloc<T>(size_)) {}
   tensor(const shape_type& extents, T fill) : tensor(extents) { std::fill_n(data(), size(), fill); }
   /// Deep copy of any view with the same rank (any strides).
   template <class U>
@@ -91,7 +106,7 @@ class tensor {
   const T* data() const { return data_.get(); }
   const shape_type& extents() const { return extents_; }
   index_t extent(std::size_t d) const { return extents_[d]; }
-  index_t size() const { return count(extents_); }
+  index_t size() const { return size_; }
 
   tensor_view<T, Rank> view() { return {data(), extents_}; }
   tensor_view<const T, Rank> view() const { return {data(), extents_}; }
@@ -122,16 +137,8 @@ class tensor {
     }
   }
 
-  static index_t count(const shape_type& e) {
-    index_t n = 1;
-    for (auto x : e) {
-      if (x < 0) throw error("tensor: negative extent in " + shape_string(e));
-      n *= x;
-    }
-    return n;
-  }
-
   shape_type extents_{};
+  index_t size_ = 0;  // checked product of extents_
   std::unique_ptr<T[], detail::aligned_delete<T>> data_;
 };
 

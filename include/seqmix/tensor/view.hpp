@@ -22,13 +22,18 @@ class tensor_view {
   static constexpr std::size_t rank() { return Rank; }
 
   tensor_view() = default;
-  /// Contiguous row-major view.
+  /// Contiguous row-major view. Throws seqmix::error for a negative extent or an element count
+  /// that overflows index_t (a view with a zero extent may have any other extents).
   tensor_view(T* data, const shape_type& extents) : data_(data), extents_(extents) {
     index_t s = 1;
+    bool bad = false, zero = false, overflow = false;
     for (std::size_t d = Rank; d-- > 0;) {
       strides_[d] = s;
-      s *= extents_[d];
+      bad = bad || extents_[d] < 0;
+      zero = zero || extents_[d] == 0;
+      if (__builtin_mul_overflow(s, extents_[d], &s)) overflow = true, s = 0;
     }
+    if (bad || (overflow && !zero)) (void)checked_size(extents_, "tensor_view");  // throws
   }
   /// General strided view.
   tensor_view(T* data, const shape_type& extents, const shape_type& strides)
@@ -44,11 +49,8 @@ class tensor_view {
   const shape_type& strides() const { return strides_; }
   index_t extent(std::size_t d) const { return extents_[d]; }
   index_t stride(std::size_t d) const { return strides_[d]; }
-  index_t size() const {
-    index_t n = 1;
-    for (auto e : extents_) n *= e;
-    return n;
-  }
+  /// Element count; throws seqmix::error if an extent is negative or the count overflows.
+  index_t size() const { return checked_size(extents_, "tensor_view"); }
   bool empty() const { return size() == 0; }
 
   /// True when the elements are dense and row-major (no gaps, last axis fastest).
@@ -56,7 +58,11 @@ class tensor_view {
     index_t s = 1;
     for (std::size_t d = Rank; d-- > 0;) {
       if (extents_[d] != 1 && strides_[d] != s) return false;
-      s *= extents_[d];
+      if (d > 0 && __builtin_mul_overflow(s, extents_[d], &s)) {  // only an empty view gets here validly
+        for (auto e : extents_)
+          if (e == 0) return true;
+        return false;
+      }
     }
     return true;
   }
@@ -100,9 +106,7 @@ class tensor_view {
   /// A contiguous view re-read with other extents (same element count).
   template <std::size_t R2>
   tensor_view<T, R2> reshape(const std::array<index_t, R2>& extents) const {
-    index_t n = 1;
-    for (auto e : extents) n *= e;
-    if (!is_contiguous() || n != size())
+    if (!is_contiguous() || checked_size(extents, "tensor_view::reshape") != size())
       throw error("tensor_view::reshape: cannot view " + shape_string(extents_) + " as " +
                   shape_string(extents));
     return {data_, extents};

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -49,11 +50,16 @@ class kv_cache {
             "capacity and step must be positive, window and sink non-negative");
     const index_t full = round_up(capacity);
     sink_slots_ = round_up(std::min(m.sink, capacity));
+    require(m.window <= std::numeric_limits<index_t>::max() / 2 - step, "kv_cache", "window + step overflows");
     ring_slots_ = round_up(m.window - 1 + step);
-    ring_ = m.window > 0 && sink_slots_ + ring_slots_ < full;
+    ring_ = m.window > 0 && ring_slots_ < full - sink_slots_;  // sink_slots_ <= full: no overflow
     slots_ = ring_ ? sink_slots_ + ring_slots_ : full;
-    k_ = tensor<T, 1>({s.batch * s.key_heads * slots_ * s.key_dim});
-    v_ = tensor<T, 1>({s.batch * s.value_heads * slots_ * s.value_dim});
+    // Sizes from a caller (a batch of 2^53, a capacity near 2^63) must not wrap: checked products.
+    auto count = [&](index_t heads, index_t dim) {
+      return checked_mul(checked_mul(checked_mul(s.batch, heads, "kv_cache"), slots_, "kv_cache"), dim, "kv_cache");
+    };
+    k_ = tensor<T, 1>({count(s.key_heads, s.key_dim)});
+    v_ = tensor<T, 1>({count(s.value_heads, s.value_dim)});
   }
 
   const shape& dims() const { return s_; }
@@ -109,7 +115,7 @@ class kv_cache {
 
   /// Throws unless `n` more tokens fit.
   void check_room(const char* who, index_t n) const {
-    if (len_ + n > capacity_)
+    if (n > capacity_ - len_)  // not len_ + n > capacity_: that could overflow
       throw error(std::string(who) + ": KV cache capacity " + std::to_string(capacity_) + " exceeded (holds " +
                   std::to_string(len_) + " tokens, appending " + std::to_string(n) + ")");
   }
@@ -194,7 +200,10 @@ class kv_cache {
   void commit(index_t n) { len_ += n; }
 
  private:
-  static index_t round_up(index_t n) { return (std::max<index_t>(n, 0) + block_keys - 1) / block_keys * block_keys; }
+  static index_t round_up(index_t n) {
+    require(n <= std::numeric_limits<index_t>::max() - block_keys, "kv_cache", "capacity " + std::to_string(n) + " too large");
+    return (std::max<index_t>(n, 0) + block_keys - 1) / block_keys * block_keys;
+  }
   index_t key_offset(index_t b, index_t kh, index_t blk) const {
     return ((b * s_.key_heads + kh) * slots_ + blk * block_keys) * s_.key_dim;
   }

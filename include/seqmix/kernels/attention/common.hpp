@@ -55,6 +55,12 @@ template <class T, class MakeWorkspace, class Attend>
 void run_tasks(int threads, index_t step, const head_map& hm, index_t B, index_t L, const tensor_view<const T, 4>* k,
                const tensor_view<const T, 4>* v, kv_cache<T>& cache, MakeWorkspace&& make_workspace,
                Attend&& attend) {
+  // Nothing to attend (B = 0 or L = 0, whatever the other extent): no task to run, and none of
+  // the products below may be formed (B · heads could overflow for a huge B with L = 0).
+  if (B == 0 || L == 0) {
+    if (k) cache.commit(L);
+    return;
+  }
   const index_t base = k ? cache.length() : cache.length() - L, kpv = hm.k_per_v(), tasks = B * hm.v;
   if (!cache.is_ring() && threads > tasks && L > 1) {
     // More threads than (b, vh) tasks and a linear cache: write every key and value first, then
