@@ -1,6 +1,8 @@
-// Test helpers: NaN-poisoned outputs, random inputs and a max-abs / relative-RMS comparison.
+// Test helpers: NaN-poisoned outputs, a max-abs / relative-RMS comparison and the one tolerance
+// formula of the op tests.
 #pragma once
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
@@ -54,5 +56,33 @@ difference diff(const A& a, const B& b) {
     CHECK(!std::isnan(d_.max_abs));                                                               \
     CHECK((d_.max_abs <= (atol) || d_.rel_rms <= (ratio)));                                       \
   } while (0)
+
+/// The tolerance of every numerical comparison in the op tests:
+///
+///     tolerance<T>(n) = tolerance_margin · eps(T) · sqrt(n)
+///
+/// n is the reduction length of one output element: the number of rounded terms that reach it (a
+/// dot product over the key / state axis plus a recurrence, or softmax sum, over the tokens:
+/// K + T for the linear recurrences, Dk + keys for attention). Inputs are O(1), so rounding errors
+/// of independent terms add like a random walk, ~eps·sqrt(n) relative; the margin covers the few
+/// rounded operations per term (exp, scale, fused multiply-add) and the spread of that walk. It is
+/// the bound for max |a − b| and for rms(a − b) / rms(b) (SEQMIX_CHECK_CLOSE passes on either).
+inline constexpr double tolerance_margin = 16;
+
+template <class T>
+double tolerance(double n) {
+  return tolerance_margin * double(std::numeric_limits<T>::epsilon()) * std::sqrt(std::max(n, 1.0));
+}
+
+/// SEQMIX_CHECK_CLOSE with one bound for both metrics, usually tolerance<T>(n).
+#define SEQMIX_CHECK_WITHIN(a, b, tol) SEQMIX_CHECK_CLOSE(a, b, tol, tol)
+
+/// Bit-identical (and no NaN): for results that must not depend on how the work was run.
+#define SEQMIX_CHECK_IDENTICAL(a, b) SEQMIX_CHECK_CLOSE(a, b, 0.0, 0.0)
+
+template <class T, std::size_t R>
+bool all_finite(const tensor<T, R>& t) {
+  return std::all_of(t.data(), t.data() + t.size(), [](T x) { return std::isfinite(x); });
+}
 
 }  // namespace seqmix::test
