@@ -44,7 +44,7 @@ void op(const char* policy_name, P policy, const char* phase, index_t T, index_t
           cache.append(uniform_tensor<float, 4>({B, cached, Hkv, D}, -1, 1, 4), uniform_tensor<float, 4>({B, cached, Hkv, D}, -1, 1, 5));
         for (auto _ : state) {
           cache.truncate(cached);
-          attn::forward<P, float>(policy, q, k, v, o, cache);
+          attn::forward(policy, q, k, v, o, cache);
           benchmark::DoNotOptimize(o.data());
         }
       });
@@ -161,7 +161,13 @@ const bool registered = [] {
   }
   op("recurrent", exec::recurrent{}, "prefill", 2048, 0, 64, 0, 1);
   op("parallel", exec::parallel{}, "prefill", 2048, 0, 64, 0, 1);
-  for (index_t D : {64, 128}) op("recurrent", exec::recurrent{}, "decode", 1, 4096, D, 0, 1);
+  for (index_t T : {4, 16, 64, 256}) {  // short prefills: the exec::automatic rule (docs/policy.md)
+    op("recurrent", exec::recurrent{}, "prefill", T, 0, 64, 0, 1);
+    op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 0, 64, 0, 1);
+    op("parallel", exec::parallel{}, "prefill", T, 0, 64, 0, 1);
+  }
+  for (int threads : {1, 2})
+    for (index_t D : {64, 128}) op("recurrent", exec::recurrent{}, "decode", 1, 4096, D, 0, threads);
   op("recurrent", exec::recurrent{}, "decode", 1, 4096, 64, 512, 1);
   diff_op("recurrent", exec::recurrent{}, "decode", 1, 4096, 1);
   layers_for(exec::recurrent{}, "recurrent", "decode", 1, 4096, 1);

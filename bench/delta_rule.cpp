@@ -32,8 +32,8 @@ void op(bool gated, const char* policy_name, P policy, const char* phase, index_
         const auto beta = uniform_tensor<float, 3>({B, T, H}, 0.1, 0.9, 5);
         tensor<float, 4> o({B, T, H, V}), s({B, H, K, V});
         for (auto _ : state) {
-          if (gated) kernels::delta_rule::forward<P, float>(policy, q, k, v, g, beta, o, s);
-          else kernels::delta_rule::forward<P, float>(policy, q, k, v, beta, o, s);
+          if (gated) kernels::delta_rule::forward(policy, q, k, v, g, beta, o, s);
+          else kernels::delta_rule::forward(policy, q, k, v, beta, o, s);
           benchmark::DoNotOptimize(o.data());
         }
       });
@@ -114,7 +114,12 @@ const bool registered = [] {
     op(true, "chunkwise", exec::chunkwise<16>{}, "prefill", 2048, D, 1);
     op(true, "chunkwise", exec::chunkwise<32>{}, "prefill", 2048, D, 1);
     op(true, "parallel", exec::parallel{}, "prefill", 2048, D, 1);
-    op(true, "recurrent", exec::recurrent{}, "decode", 1, D, 1);
+    for (index_t T : {16, 64, 256}) {  // short prefills: the exec::automatic rule (docs/policy.md)
+      op(true, "recurrent", exec::recurrent{}, "prefill", T, D, 1);
+      op(true, "chunkwise", exec::chunkwise<64>{}, "prefill", T, D, 1);
+      op(true, "parallel", exec::parallel{}, "prefill", T, D, 1);
+    }
+    for (int threads : {1, 2}) op(true, "recurrent", exec::recurrent{}, "decode", 1, D, threads);
     op(false, "recurrent", exec::recurrent{}, "prefill", 2048, D, 1);
     op(false, "chunkwise", exec::chunkwise<64>{}, "prefill", 2048, D, 1);
     op(false, "recurrent", exec::recurrent{}, "decode", 1, D, 1);

@@ -22,7 +22,7 @@ void op(const char* policy_name, P policy, const char* phase, index_t T, int thr
         const auto g = uniform_tensor<float, 4>({B, T, H, K}, -0.2, 0, 4);  // decays typical of trained models
         tensor<float, 4> o({B, T, H, V}), s({B, H, K, V});
         for (auto _ : state) {
-          kernels::gla::forward<P, float>(policy, q, k, v, g, o, s);
+          kernels::gla::forward(policy, q, k, v, g, o, s);
           benchmark::DoNotOptimize(o.data());
         }
       });
@@ -66,7 +66,13 @@ const bool registered = [] {
     op("parallel", exec::parallel{}, "prefill", 2048, threads);
     layer("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
   }
-  op("recurrent", exec::recurrent{}, "decode", 1, 1);
+  // Short prefills: where each policy wins (the exec::automatic rule, docs/policy.md).
+  for (index_t T : {16, 64, 256}) {
+    op("recurrent", exec::recurrent{}, "prefill", T, 1);
+    op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 1);
+    op("parallel", exec::parallel{}, "prefill", T, 1);
+  }
+  for (int threads : {1, 2}) op("recurrent", exec::recurrent{}, "decode", 1, threads);
   layer("recurrent", exec::recurrent{}, "decode", 1, 1);
   return true;
 }();

@@ -35,12 +35,16 @@ template <class P>
 void op(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
   const index_t B = 1, H = 8, K = 64, V = 64;
   policy.threads = threads;
-  add(name(std::string("rwkv7/op/") + policy_name + "/" + phase, {{"B", B}, {"T", T}, {"H", H}, {"K", K}, {"V", V}, {"threads", threads}}),
-      double(B * T), op_flops(B, T, H, K, V), [=](benchmark::State& state) {
+  std::vector<std::pair<const char*, long>> args{{"B", B}, {"T", T}, {"H", H}, {"K", K}, {"V", V}};
+  if constexpr (exec::is_chunkwise_v<P>) args.push_back({"C", long(P::chunk)});
+  args.push_back({"threads", threads});
+  add(name(std::string("rwkv7/op/") + policy_name + "/" + phase, args), double(B * T), op_flops(B, T, H, K, V),
+      [=](benchmark::State& state) {
         const op_inputs in(B, T, H, K);
+        const kernels::rwkv7::inputs<float> args{.r = in.r, .w = in.w, .k = in.k, .v = in.v, .a = in.a, .b = in.b};
         tensor<float, 4> o({B, T, H, V}), s({B, H, K, V});
         for (auto _ : state) {
-          kernels::rwkv7::forward<P, float>(policy, in.r, in.w, in.k, in.v, in.a, in.b, o, s);
+          kernels::rwkv7::forward(policy, args, o, s);
           benchmark::DoNotOptimize(o.data());
         }
       });
@@ -97,7 +101,13 @@ const bool registered = [] {
   }
   op("chunkwise", exec::chunkwise<16>{}, "prefill", 2048, 1);
   op("recurrent", exec::recurrent{}, "prefill", 256, 1);  // inputs fit in L3: the kernel without DRAM traffic
-  op("recurrent", exec::recurrent{}, "decode", 1, 1);
+  for (index_t T : {16, 64, 256}) {  // short prefills: the exec::automatic rule (docs/policy.md)
+    if (T != 256) op("recurrent", exec::recurrent{}, "prefill", T, 1);
+    op("chunkwise", exec::chunkwise<16>{}, "prefill", T, 1);
+    op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 1);
+    op("parallel", exec::parallel{}, "prefill", T, 1);
+  }
+  for (int threads : {1, 2}) op("recurrent", exec::recurrent{}, "decode", 1, threads);
   layer("recurrent", exec::recurrent{}, "decode", 1, 1);
   return true;
 }();

@@ -36,7 +36,7 @@ void scan_op(const char* policy_name, P policy, const char* phase, index_t T, in
         tensor<float, 3> y({B, T, D}), h({B, D, N});
         const kernels::ssm::selective_scan::inputs<float> in{u, delta, A, Bm, Cm, Dv, z, bias};
         for (auto _ : state) {
-          kernels::ssm::selective_scan::forward<P, float>(policy, in, y, h);
+          kernels::ssm::selective_scan::forward(policy, in, y, h);
           benchmark::DoNotOptimize(y.data());
         }
       });
@@ -60,7 +60,7 @@ void ssd_op(const char* policy_name, P policy, const char* phase, index_t T, int
         tensor<float, 4> y({B, T, H, Pd}), h({B, H, Pd, N});
         const kernels::ssm::ssd::inputs<float> in{x, dt, A, Bm, Cm, Dv, bias};
         for (auto _ : state) {
-          kernels::ssm::ssd::forward<P, float>(policy, in, y, h);
+          kernels::ssm::ssd::forward(policy, in, y, h);
           benchmark::DoNotOptimize(y.data());
         }
       });
@@ -169,8 +169,20 @@ const bool registered = [] {
   ssd_op("automatic", exec::automatic{}, "prefill", 2048, 1);
   ssd_op("recurrent", exec::recurrent{}, "prefill", 32, 1);  // below the automatic crossover
   ssd_op("chunkwise", exec::chunkwise<32>{}, "prefill", 32, 1);
-  scan_op("recurrent", exec::recurrent{}, "decode", 1, 1);
-  ssd_op("recurrent", exec::recurrent{}, "decode", 1, 1);
+  for (index_t T : {16, 64, 256}) {  // short prefills: the exec::automatic rule (docs/policy.md)
+    scan_op("recurrent", exec::recurrent{}, "prefill", T, 1);
+    scan_op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 1);
+    if (T != 256) scan_op("parallel", exec::parallel{}, "prefill", T, 1);
+  }
+  for (index_t T : {16, 48, 64, 128, 256}) {
+    ssd_op("recurrent", exec::recurrent{}, "prefill", T, 1);
+    ssd_op("chunkwise", exec::chunkwise<32>{}, "prefill", T, 1);
+    ssd_op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 1);
+  }
+  for (int threads : {1, 2}) {
+    scan_op("recurrent", exec::recurrent{}, "decode", 1, threads);
+    ssd_op("recurrent", exec::recurrent{}, "decode", 1, threads);
+  }
   mamba_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
   mamba2_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
   return true;

@@ -50,7 +50,7 @@ struct problem {
   template <class P>
   tensor<T, 4> run(const P& policy, attn::kv_cache<T>& cache) const {
     auto o = test::nan_tensor<T, 4>({s.B, s.T, s.Hq, s.Dv});
-    attn::forward<P, T>(policy, q, k_new(), v_new(), o, cache);
+    attn::forward(policy, q, k_new(), v_new(), o, cache);
     return o;
   }
   template <class P>
@@ -162,7 +162,7 @@ TEST_CASE("attention: attend() on keys already cached (shared KV) matches the re
       attn::kv_cache<float> cache({s.B, s.Hk, s.Dk, s.Hv, s.Dv}, 10000, s.m);
       cache.append(p.k, p.v);
       auto o = test::nan_tensor<float, 4>({s.B, s.T, s.Hq, s.Dv});
-      attn::attend<decltype(policy), float>(policy, p.q, o, cache);
+      attn::attend(policy, p.q, o, cache);
       SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
       CHECK(cache.length() == s.P + s.T);
     };
@@ -172,7 +172,7 @@ TEST_CASE("attention: attend() on keys already cached (shared KV) matches the re
   }
   attn::kv_cache<float> cache({1, 1, 8, 1, 8}, 100);
   tensor<float, 4> q({1, 3, 1, 8}), o({1, 3, 1, 8});
-  REQUIRE_THROWS_WITH((attn::attend<exec::recurrent, float>({}, q, o, cache)),
+  REQUIRE_THROWS_WITH((attn::attend(exec::recurrent{}, q, o, cache)),
                       Catch::Contains("attending 3 queries needs as many cached positions, the cache holds 0"));
 }
 
@@ -186,7 +186,7 @@ TEST_CASE("attention: prefill split anywhere equals one pass", "[attention][op]"
       auto cache = p.make_cache(1000, 16);
       auto o = test::nan_tensor<double, 4>(o_full.extents());
       auto part = [&](auto policy, index_t t0, index_t n) {
-        attn::forward<decltype(policy), double>(policy, p.q.view().subrange(1, t0, n), p.k.view().subrange(1, t0, n),
+        attn::forward(policy, p.q.view().subrange(1, t0, n), p.k.view().subrange(1, t0, n),
                                                 p.v.view().subrange(1, t0, n), o.view().subrange(1, t0, n), cache);
       };
       part(exec::recurrent{}, 0, cut);
@@ -283,10 +283,10 @@ TEST_CASE("attention: strided q, k, v give the same result", "[attention][op]") 
   const auto want = p.expected();
   auto o = test::nan_tensor<float, 4>({s.B, s.T, s.Hq, s.Dv});
   auto c1 = p.make_cache();
-  attn::forward<exec::chunkwise<16>, float>({}, part(0), part(1), part(2), o, c1);
+  attn::forward(exec::chunkwise<16>{}, part(0), part(1), part(2), o, c1);
   SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
   auto c2 = p.make_cache();
-  attn::forward<exec::parallel, float>({}, part(0), part(1), part(2), o, c2);
+  attn::forward(exec::parallel{}, part(0), part(1), part(2), o, c2);
   SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
 }
 
@@ -294,20 +294,20 @@ TEST_CASE("attention: bad shapes and a full cache raise seqmix::error", "[attent
   attn::kv_cache<float> cache({2, 2, 16, 2, 16}, 10);
   tensor<float, 4> q({2, 4, 4, 16}), k({2, 4, 2, 16}), v({2, 4, 2, 16}), o({2, 4, 4, 16});
   tensor<float, 4> k_bad({2, 4, 3, 16}), o_bad({2, 4, 4, 8}), q_bad({2, 4, 3, 16});
-  REQUIRE_THROWS_WITH((attn::forward<exec::recurrent, float>({}, q, k_bad, v, o, cache)),
+  REQUIRE_THROWS_WITH((attn::forward(exec::recurrent{}, q, k_bad, v, o, cache)),
                       Catch::Contains("attention: k has shape [2, 4, 3, 16], expected [2, 4, 2, 16]"));
-  REQUIRE_THROWS_WITH((attn::forward<exec::parallel, float>({}, q, k, v, o_bad, cache)),
+  REQUIRE_THROWS_WITH((attn::forward(exec::parallel{}, q, k, v, o_bad, cache)),
                       Catch::Contains("attention: o has shape [2, 4, 4, 8], expected [2, 4, 4, 16]"));
-  REQUIRE_THROWS_WITH((attn::forward<exec::chunkwise<64>, float>({}, q_bad, k, v, o, cache)),
+  REQUIRE_THROWS_WITH((attn::forward(exec::chunkwise<64>{}, q_bad, k, v, o, cache)),
                       Catch::Contains("multiple of key heads"));
-  attn::forward<exec::chunkwise<64>, float>({}, q, k, v, o, cache);
-  attn::forward<exec::chunkwise<64>, float>({}, q, k, v, o, cache);
+  attn::forward(exec::chunkwise<64>{}, q, k, v, o, cache);
+  attn::forward(exec::chunkwise<64>{}, q, k, v, o, cache);
   CHECK(cache.length() == 8);
   tensor<float, 4> q0({2, 0, 4, 16}), k0({2, 0, 2, 16}), v0({2, 0, 2, 16}), o0({2, 0, 4, 16});
-  attn::forward<exec::recurrent, float>({}, q0, k0, v0, o0, cache);  // no tokens: nothing happens
-  attn::forward<exec::parallel, float>({}, q0, k0, v0, o0, cache);
+  attn::forward(exec::recurrent{}, q0, k0, v0, o0, cache);  // no tokens: nothing happens
+  attn::forward(exec::parallel{}, q0, k0, v0, o0, cache);
   CHECK(cache.length() == 8);
-  REQUIRE_THROWS_WITH((attn::forward<exec::recurrent, float>({}, q, k, v, o, cache)),
+  REQUIRE_THROWS_WITH((attn::forward(exec::recurrent{}, q, k, v, o, cache)),
                       Catch::Contains("KV cache capacity 10 exceeded (holds 8 tokens, appending 4)"));
   CHECK(cache.length() == 8);
 }

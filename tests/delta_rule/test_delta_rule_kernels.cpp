@@ -100,8 +100,8 @@ struct delta_rule_op {
       if constexpr (Gated) dr::ref<T>(in(p.q), in(p.k), in(p.v), in(p.g), in(p.beta), o, r.state);
       else dr::ref<T>(in(p.q), in(p.k), in(p.v), in(p.beta), o, r.state);
     } else {
-      if constexpr (Gated) dr::forward<P, T>(policy, in(p.q), in(p.k), in(p.v), in(p.g), in(p.beta), o, r.state);
-      else dr::forward<P, T>(policy, in(p.q), in(p.k), in(p.v), in(p.beta), o, r.state);
+      if constexpr (Gated) dr::forward(policy, in(p.q), in(p.k), in(p.v), in(p.g), in(p.beta), o, r.state);
+      else dr::forward(policy, in(p.q), in(p.k), in(p.v), in(p.beta), o, r.state);
     }
   }
   static auto compared(const result& r) { return std::tie(r.o, r.state); }
@@ -132,18 +132,18 @@ TEST_CASE("delta rule: bad arguments raise seqmix::error naming the tensor and b
   const auto p = gated_delta_net_op<float>::make({1, 8, 2, 4, 4, 4, -0.1}, 1);
   tensor<float, 4> o({1, 8, 4, 4}), s({1, 4, 4, 4}), bad_k({1, 8, 2, 5}), bad_s({1, 2, 4, 4});
   tensor<float, 3> bad_g({1, 8, 2});
-  REQUIRE_THROWS_WITH((dr::forward<exec::recurrent, float>({}, p.q, bad_k, p.v, p.g, p.beta, o, s)),
+  REQUIRE_THROWS_WITH((dr::forward(exec::recurrent{}, p.q, bad_k, p.v, p.g, p.beta, o, s)),
                       Catch::Contains("gated_delta_net") && Catch::Contains("k has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
-  REQUIRE_THROWS_WITH((dr::forward<exec::chunkwise<16>, float>({}, p.q, p.k, p.v, p.beta, o, bad_s)),
+  REQUIRE_THROWS_WITH((dr::forward(exec::chunkwise<16>{}, p.q, p.k, p.v, p.beta, o, bad_s)),
                       Catch::Contains("delta_net") && Catch::Contains("state has shape [1, 2, 4, 4], expected [1, 4, 4, 4]"));
-  REQUIRE_THROWS_WITH((dr::forward<exec::parallel, float>({}, p.q, p.k, p.v, bad_g, p.beta, o, s)),
+  REQUIRE_THROWS_WITH((dr::forward(exec::parallel{}, p.q, p.k, p.v, bad_g, p.beta, o, s)),
                       Catch::Contains("g has shape [1, 8, 2], expected [1, 8, 4]"));
   tensor<float, 4> v3({1, 8, 3, 4}), o3({1, 8, 3, 4}), s3({1, 3, 4, 4});
   tensor<float, 3> b3({1, 8, 3});
-  REQUIRE_THROWS_WITH((dr::forward<exec::recurrent, float>({}, p.q, p.k, v3, b3, o3, s3)),
+  REQUIRE_THROWS_WITH((dr::forward(exec::recurrent{}, p.q, p.k, v3, b3, o3, s3)),
                       Catch::Contains("not a positive multiple of the 2 q/k heads"));
   const tensor_view<const float, 4> strided_q(p.q.data(), {1, 8, 2, 2}, {32, 4, 2, 2});
   tensor<float, 4> s2({1, 4, 2, 4});
-  REQUIRE_THROWS_AS((dr::forward<exec::recurrent, float>({}, strided_q, strided_q, p.v, p.g, p.beta, o, s2)),
+  REQUIRE_THROWS_AS((dr::forward(exec::recurrent{}, strided_q, strided_q, p.v, p.g, p.beta, o, s2)),
                     seqmix::error);
 }

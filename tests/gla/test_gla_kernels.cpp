@@ -81,7 +81,7 @@ struct gla_op {
     auto in = [&](tensor_view<const T, 4> x) { return x.subrange(1, t0, n); };
     const tensor_view<T, 4> o = r.o.view().subrange(1, t0, n);
     if constexpr (std::is_same_v<P, test::reference>) gla::ref<T>(in(p.q), in(p.k), in(p.v), in(p.g), o, r.state);
-    else gla::forward<P, T>(policy, in(p.q), in(p.k), in(p.v), in(p.g), o, r.state);
+    else gla::forward(policy, in(p.q), in(p.k), in(p.v), in(p.g), o, r.state);
   }
   static auto compared(const result& r) { return std::tie(r.o, r.state); }
 };
@@ -103,12 +103,12 @@ TEST_CASE("gla: a single step with a decay that underflows", "[gla][op]") {
 TEST_CASE("gla: bad arguments raise seqmix::error naming the tensor and both shapes", "[gla][op][errors]") {
   const auto p = gla_op<float>::make({1, 8, 2, 4, 4, -0.1}, 1);
   tensor<float, 4> o({1, 8, 2, 4}), s({1, 2, 4, 4}), bad_k({1, 8, 2, 5}), bad_s({1, 2, 4, 3});
-  REQUIRE_THROWS_WITH((gla::forward<exec::recurrent, float>({}, p.q, bad_k, p.v, p.g, o, s)),
+  REQUIRE_THROWS_WITH((gla::forward(exec::recurrent{}, p.q, bad_k, p.v, p.g, o, s)),
                       Catch::Contains("gla") && Catch::Contains("k has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
-  REQUIRE_THROWS_WITH((gla::forward<exec::chunkwise<16>, float>({}, p.q, p.k, p.v, p.g, o, bad_s)),
+  REQUIRE_THROWS_WITH((gla::forward(exec::chunkwise<16>{}, p.q, p.k, p.v, p.g, o, bad_s)),
                       Catch::Contains("state has shape [1, 2, 4, 3], expected [1, 2, 4, 4]"));
   const tensor_view<const float, 4> strided_q(p.q.data(), {1, 4, 2, 4}, {64, 8, 4, 2});
   tensor<float, 4> o4({1, 4, 2, 4});
-  REQUIRE_THROWS_AS((gla::forward<exec::parallel, float>({}, strided_q, strided_q, strided_q, strided_q, o4, s)),
+  REQUIRE_THROWS_AS((gla::forward(exec::parallel{}, strided_q, strided_q, strided_q, strided_q, o4, s)),
                     seqmix::error);
 }

@@ -47,7 +47,7 @@ std::pair<tensor<T, 4>, tensor<T, 4>> run(const P& policy, const problem<T>& p) 
   auto o = test::nan_tensor<T, 4>({p.r.extent(0), p.r.extent(1), p.r.extent(2), p.v.extent(3)});
   tensor<T, 4> s = p.state;
   if constexpr (std::is_same_v<P, int>) rwkv7::ref<T>(p.r, p.w, p.k, p.v, p.a, p.b, o, s);
-  else rwkv7::forward<P, T>(policy, p.r, p.w, p.k, p.v, p.a, p.b, o, s);
+  else rwkv7::forward(policy, rwkv7::inputs<T>{.r = p.r, .w = p.w, .k = p.k, .v = p.v, .a = p.a, .b = p.b}, o, s);
   return {std::move(o), std::move(s)};
 }
 
@@ -119,8 +119,10 @@ TEST_CASE("rwkv7: splitting a sequence anywhere gives the same outputs and state
     tensor<double, 4> st = p.state;
     auto part = [&](auto policy, index_t t0, index_t n) {
       auto sub = [&](const tensor<double, 4>& x) { return tensor_view<const double, 4>(x.view().subrange(1, t0, n)); };
-      rwkv7::forward<decltype(policy), double>(policy, sub(p.r), sub(p.w), sub(p.k), sub(p.v), sub(p.a), sub(p.b),
-                                               o.view().subrange(1, t0, n), st);
+      rwkv7::forward(policy,
+                     rwkv7::inputs<double>{.r = sub(p.r), .w = sub(p.w), .k = sub(p.k), .v = sub(p.v), .a = sub(p.a),
+                                           .b = sub(p.b)},
+                     o.view().subrange(1, t0, n), st);
     };
     part(exec::recurrent{}, 0, cut);
     part(exec::parallel{}, cut, s.T - cut);
@@ -184,7 +186,9 @@ TEST_CASE("rwkv7: strided inputs give the same result as contiguous ones", "[rwk
   auto check = [&](auto policy) {
     auto o = test::nan_tensor<float, 4>({B, T, H, D});
     tensor<float, 4> st = p.state;
-    rwkv7::forward<decltype(policy), float>(policy, part(0), part(1), part(2), part(3), part(4), part(5), o, st);
+    rwkv7::forward(policy,
+                   rwkv7::inputs<float>{.r = part(0), .w = part(1), .k = part(2), .v = part(3), .a = part(4), .b = part(5)},
+                   o, st);
     SEQMIX_CHECK_CLOSE(o, o_ref, 1e-6, 1e-6);
     SEQMIX_CHECK_CLOSE(st, s_ref, 1e-6, 1e-6);
   };
@@ -194,24 +198,24 @@ TEST_CASE("rwkv7: strided inputs give the same result as contiguous ones", "[rwk
 TEST_CASE("rwkv7: bad arguments raise seqmix::error naming the tensor and both shapes", "[rwkv7][op][errors]") {
   const problem<float> p({1, 8, 2, 4, 4}, -0.1, 0, 1);
   tensor<float, 4> o({1, 8, 2, 4}), s({1, 2, 4, 4}), bad_k({1, 8, 2, 5}), bad_s({1, 2, 4, 3});
-  REQUIRE_THROWS_WITH((rwkv7::forward<exec::recurrent, float>({}, p.r, p.w, bad_k, p.v, p.a, p.b, o, s)),
+  REQUIRE_THROWS_WITH((rwkv7::forward(exec::recurrent{}, rwkv7::inputs<float>{.r = p.r, .w = p.w, .k = bad_k, .v = p.v, .a = p.a, .b = p.b}, o, s)),
                       Catch::Contains("rwkv7") && Catch::Contains("k has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
-  REQUIRE_THROWS_WITH((rwkv7::forward<exec::chunkwise<16>, float>({}, p.r, p.w, p.k, p.v, p.a, p.b, o, bad_s)),
+  REQUIRE_THROWS_WITH((rwkv7::forward(exec::chunkwise<16>{}, rwkv7::inputs<float>{.r = p.r, .w = p.w, .k = p.k, .v = p.v, .a = p.a, .b = p.b}, o, bad_s)),
                       Catch::Contains("state has shape [1, 2, 4, 3], expected [1, 2, 4, 4]"));
-  REQUIRE_THROWS_WITH((rwkv7::forward<exec::parallel, float>({}, p.r, p.w, p.k, p.v, bad_k, p.b, o, s)),
+  REQUIRE_THROWS_WITH((rwkv7::forward(exec::parallel{}, rwkv7::inputs<float>{.r = p.r, .w = p.w, .k = p.k, .v = p.v, .a = bad_k, .b = p.b}, o, s)),
                       Catch::Contains("a has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
   const tensor_view<const float, 4> strided(p.r.data(), {1, 4, 2, 4}, {64, 8, 4, 2});
   tensor<float, 4> o4({1, 4, 2, 4});
-  REQUIRE_THROWS_AS((rwkv7::forward<exec::parallel, float>({}, strided, strided, strided, strided, strided, strided, o4, s)),
+  REQUIRE_THROWS_AS((rwkv7::forward(exec::parallel{}, rwkv7::inputs<float>{strided, strided, strided, strided, strided, strided}, o4, s)),
                     seqmix::error);
 }
 
 TEST_CASE("rwkv7: an empty sequence leaves the state unchanged", "[rwkv7][op]") {
   const problem<float> p({1, 0, 2, 8, 8}, -0.1, 0, 1);
   tensor<float, 4> o({1, 0, 2, 8}), s = p.state;
-  rwkv7::forward<exec::chunkwise<64>, float>({}, p.r, p.w, p.k, p.v, p.a, p.b, o, s);
-  rwkv7::forward<exec::recurrent, float>({}, p.r, p.w, p.k, p.v, p.a, p.b, o, s);
-  rwkv7::forward<exec::parallel, float>({}, p.r, p.w, p.k, p.v, p.a, p.b, o, s);
+  rwkv7::forward(exec::chunkwise<64>{}, rwkv7::inputs<float>{.r = p.r, .w = p.w, .k = p.k, .v = p.v, .a = p.a, .b = p.b}, o, s);
+  rwkv7::forward(exec::recurrent{}, rwkv7::inputs<float>{.r = p.r, .w = p.w, .k = p.k, .v = p.v, .a = p.a, .b = p.b}, o, s);
+  rwkv7::forward(exec::parallel{}, rwkv7::inputs<float>{.r = p.r, .w = p.w, .k = p.k, .v = p.v, .a = p.a, .b = p.b}, o, s);
   SEQMIX_CHECK_CLOSE(s, p.state, 0.0, 0.0);
 }
 
@@ -238,8 +242,10 @@ TEST_CASE("rwkv7: token-by-token calls give the same outputs and state as one ca
   tensor<double, 4> st = p.state;
   auto sub = [&](const tensor<double, 4>& x, index_t t) { return tensor_view<const double, 4>(x.view().subrange(1, t, 1)); };
   for (index_t t = 0; t < s.T; ++t)
-    rwkv7::forward<exec::recurrent, double>({}, sub(p.r, t), sub(p.w, t), sub(p.k, t), sub(p.v, t), sub(p.a, t),
-                                            sub(p.b, t), o.view().subrange(1, t, 1), st);
+    rwkv7::forward(exec::recurrent{},
+                   rwkv7::inputs<double>{.r = sub(p.r, t), .w = sub(p.w, t), .k = sub(p.k, t), .v = sub(p.v, t),
+                                         .a = sub(p.a, t), .b = sub(p.b, t)},
+                   o.view().subrange(1, t, 1), st);
   SEQMIX_CHECK_CLOSE(o, o_full, 1e-12, 1e-12);
   SEQMIX_CHECK_CLOSE(st, s_full, 1e-12, 1e-12);
 }

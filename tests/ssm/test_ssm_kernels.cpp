@@ -23,7 +23,7 @@ std::pair<tensor<T, 3>, tensor<T, 3>> run_scan(const P& policy, const scan_probl
   auto y = test::nan_tensor<T, 3>(p.u.extents());
   tensor<T, 3> s = p.state;
   if constexpr (std::is_same_v<P, int>) ss::ref<T>(p.inputs(), y, s);
-  else ss::forward<P, T>(policy, p.inputs(), y, s);
+  else ss::forward(policy, p.inputs(), y, s);
   return {std::move(y), std::move(s)};
 }
 
@@ -32,7 +32,7 @@ std::pair<tensor<T, 4>, tensor<T, 4>> run_ssd(const P& policy, const ssd_problem
   auto y = test::nan_tensor<T, 4>(p.x.extents());
   tensor<T, 4> s = p.state;
   if constexpr (std::is_same_v<P, int>) ssd::ref<T>(p.inputs(), y, s);
-  else ssd::forward<P, T>(policy, p.inputs(), y, s);
+  else ssd::forward(policy, p.inputs(), y, s);
   return {std::move(y), std::move(s)};
 }
 
@@ -137,7 +137,7 @@ TEST_CASE("selective_scan and ssd: splitting a sequence anywhere gives the same 
       const auto in = p.inputs();
       auto r = [&](auto v) { return v.subrange(1, t0, n); };
       const ss::inputs<double> sub{r(in.u), r(in.delta), in.A, r(in.B), r(in.C), in.D, r(in.z), in.delta_bias};
-      ss::forward<decltype(policy), double>(policy, sub, y.view().subrange(1, t0, n), s);
+      ss::forward(policy, sub, y.view().subrange(1, t0, n), s);
     };
     part(exec::recurrent{}, 0, cut);
     part(exec::parallel{}, cut, 90 - cut);
@@ -150,7 +150,7 @@ TEST_CASE("selective_scan and ssd: splitting a sequence anywhere gives the same 
       const auto in = q.inputs();
       auto r = [&](auto v) { return v.subrange(1, t0, n); };
       const ssd::inputs<double> sub{r(in.x), r(in.dt), in.A, r(in.B), r(in.C), in.D, in.dt_bias};
-      ssd::forward<decltype(policy), double>(policy, sub, x.view().subrange(1, t0, n), h);
+      ssd::forward(policy, sub, x.view().subrange(1, t0, n), h);
     };
     part2(exec::parallel{}, 0, cut);
     part2(exec::recurrent{}, cut, 90 - cut);
@@ -228,7 +228,7 @@ TEST_CASE("selective_scan: strided inputs, absent z / D / bias and no softplus",
   auto check = [&](auto policy) {
     auto y = test::nan_tensor<float, 3>({Bn, T, D});
     tensor<float, 3> s = p.state;
-    ss::forward<decltype(policy), float>(policy, strided, y, s);
+    ss::forward(policy, strided, y, s);
     SEQMIX_CHECK_CLOSE(y, y_ref, 1e-6, 1e-6);
     SEQMIX_CHECK_CLOSE(s, s_ref, 1e-6, 1e-6);
   };
@@ -244,7 +244,7 @@ TEST_CASE("selective_scan: strided inputs, absent z / D / bias and no softplus",
   auto check_bare = [&](auto policy) {
     auto y = test::nan_tensor<double, 3>(q.u.extents());
     tensor<double, 3> s = q.state;
-    ss::forward<decltype(policy), double>(policy, bare, y, s, {false});
+    ss::forward(policy, bare, y, s, {false});
     SEQMIX_CHECK_CLOSE(y, y_want, 1e-12, 1e-12);
     SEQMIX_CHECK_CLOSE(s, s_want, 1e-12, 1e-12);
   };
@@ -256,7 +256,7 @@ TEST_CASE("selective_scan: strided inputs, absent z / D / bias and no softplus",
   auto first = [&](auto v) { return v.subrange(1, 0, 1); };
   const ss::inputs<double> one{first(bare.u), first(bare.delta), bare.A, first(bare.B), first(bare.C), {}, {}, {}};
   ss::ref<double>(one, y1_want, s1_want, {false});
-  ss::forward<exec::recurrent, double>({}, one, y1, s1, {false});
+  ss::forward(exec::recurrent{}, one, y1, s1, {false});
   SEQMIX_CHECK_CLOSE(y1, y1_want, 1e-12, 1e-12);
   SEQMIX_CHECK_CLOSE(s1, s1_want, 1e-12, 1e-12);
 }
@@ -288,7 +288,7 @@ TEST_CASE("ssd: strided inputs, absent D / dt_bias, no softplus and a dt clamp",
   auto check = [&](auto policy) {
     auto y = test::nan_tensor<float, 4>({Bn, T, H, P});
     tensor<float, 4> s = p.state;
-    ssd::forward<decltype(policy), float>(policy, strided, y, s);
+    ssd::forward(policy, strided, y, s);
     SEQMIX_CHECK_CLOSE(y, y_ref, 1e-6, 1e-6);
     SEQMIX_CHECK_CLOSE(s, s_ref, 1e-6, 1e-6);
   };
@@ -304,7 +304,7 @@ TEST_CASE("ssd: strided inputs, absent D / dt_bias, no softplus and a dt clamp",
   auto check_bare = [&](auto policy) {
     auto y = test::nan_tensor<double, 4>(q.x.extents());
     tensor<double, 4> s = q.state;
-    ssd::forward<decltype(policy), double>(policy, bare, y, s, opt);
+    ssd::forward(policy, bare, y, s, opt);
     SEQMIX_CHECK_CLOSE(y, y_want, 1e-12, 1e-12);
     SEQMIX_CHECK_CLOSE(s, s_want, 1e-12, 1e-12);
   };
@@ -318,13 +318,13 @@ TEST_CASE("selective_scan and ssd: bad arguments raise seqmix::error naming the 
   ss::inputs<float> in = p.inputs();
   tensor<float, 4> bad_B({1, 8, 2, 5});
   in.B = bad_B;
-  REQUIRE_THROWS_WITH((ss::forward<exec::recurrent, float>({}, in, y, s)),
+  REQUIRE_THROWS_WITH((ss::forward(exec::recurrent{}, in, y, s)),
                       Catch::Contains("selective_scan") && Catch::Contains("B has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
-  REQUIRE_THROWS_WITH((ss::forward<exec::chunkwise<16>, float>({}, p.inputs(), y, bad_s)),
+  REQUIRE_THROWS_WITH((ss::forward(exec::chunkwise<16>{}, p.inputs(), y, bad_s)),
                       Catch::Contains("state has shape [1, 16, 5], expected [1, 16, 4]"));
   const scan_problem<float> odd({1, 8, 15, 4, 2}, -1, 0, 1);  // 15 channels in 2 groups
   tensor<float, 3> y15({1, 8, 15}), s15({1, 15, 4});
-  REQUIRE_THROWS_WITH((ss::forward<exec::parallel, float>({}, odd.inputs(), y15, s15)),
+  REQUIRE_THROWS_WITH((ss::forward(exec::parallel{}, odd.inputs(), y15, s15)),
                       Catch::Contains("multiple of the groups"));
   const tensor_view<const float, 3> strided_u(p.u.data(), {1, 4, 16}, {128, 32, 2});
   in = p.inputs();
@@ -332,33 +332,33 @@ TEST_CASE("selective_scan and ssd: bad arguments raise seqmix::error naming the 
   tensor<float, 3> y4({1, 4, 16});
   tensor<float, 4> b4({1, 4, 2, 4});
   in.B = b4, in.C = b4;
-  REQUIRE_THROWS_WITH((ss::forward<exec::recurrent, float>({}, in, y4, s)), Catch::Contains("unit stride"));
+  REQUIRE_THROWS_WITH((ss::forward(exec::recurrent{}, in, y4, s)), Catch::Contains("unit stride"));
 
   const ssd_problem<float> q({1, 8, 4, 8, 4, 2}, -1, 0, 2);
   tensor<float, 4> x_out({1, 8, 4, 8}), h({1, 4, 8, 4}), bad_h({1, 4, 4, 8});
-  REQUIRE_THROWS_WITH((ssd::forward<exec::chunkwise<64>, float>({}, q.inputs(), x_out, bad_h)),
+  REQUIRE_THROWS_WITH((ssd::forward(exec::chunkwise<64>{}, q.inputs(), x_out, bad_h)),
                       Catch::Contains("ssd") && Catch::Contains("state has shape [1, 4, 4, 8], expected [1, 4, 8, 4]"));
   ssd::inputs<float> qi = q.inputs();
   tensor<float, 3> bad_dt({1, 8, 3});
   qi.dt = bad_dt;
-  REQUIRE_THROWS_WITH((ssd::forward<exec::recurrent, float>({}, qi, x_out, h)),
+  REQUIRE_THROWS_WITH((ssd::forward(exec::recurrent{}, qi, x_out, h)),
                       Catch::Contains("dt has shape [1, 8, 3], expected [1, 8, 4]"));
   const ssd_problem<float> q3({1, 8, 3, 8, 4, 2}, -1, 0, 2);  // 3 heads in 2 groups
   tensor<float, 4> x3({1, 8, 3, 8}), h3({1, 3, 8, 4});
-  REQUIRE_THROWS_WITH((ssd::forward<exec::parallel, float>({}, q3.inputs(), x3, h3)), Catch::Contains("multiple of the groups"));
+  REQUIRE_THROWS_WITH((ssd::forward(exec::parallel{}, q3.inputs(), x3, h3)), Catch::Contains("multiple of the groups"));
 }
 
 TEST_CASE("selective_scan and ssd: an empty sequence leaves the state unchanged", "[ssm][op]") {
   const scan_problem<float> p({1, 0, 16, 4, 1}, -1, 0, 1);
   tensor<float, 3> y({1, 0, 16}), s = p.state;
-  ss::forward<exec::recurrent, float>({}, p.inputs(), y, s);
-  ss::forward<exec::chunkwise<16>, float>({}, p.inputs(), y, s);
-  ss::forward<exec::parallel, float>({}, p.inputs(), y, s);
+  ss::forward(exec::recurrent{}, p.inputs(), y, s);
+  ss::forward(exec::chunkwise<16>{}, p.inputs(), y, s);
+  ss::forward(exec::parallel{}, p.inputs(), y, s);
   SEQMIX_CHECK_CLOSE(s, p.state, 0.0, 0.0);
   const ssd_problem<float> q({1, 0, 2, 8, 4, 1}, -1, 0, 2);
   tensor<float, 4> x({1, 0, 2, 8}), h = q.state;
-  ssd::forward<exec::recurrent, float>({}, q.inputs(), x, h);
-  ssd::forward<exec::chunkwise<16>, float>({}, q.inputs(), x, h);
-  ssd::forward<exec::parallel, float>({}, q.inputs(), x, h);
+  ssd::forward(exec::recurrent{}, q.inputs(), x, h);
+  ssd::forward(exec::chunkwise<16>{}, q.inputs(), x, h);
+  ssd::forward(exec::parallel{}, q.inputs(), x, h);
   SEQMIX_CHECK_CLOSE(h, q.state, 0.0, 0.0);
 }

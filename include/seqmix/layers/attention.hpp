@@ -100,7 +100,7 @@ class Attention {
     rope_.tables(state.length(), L, cos, sin);
     rope_.apply(heads(q, H), cos, sin, name, th);
     rope_.apply(heads(k, Hk), cos, sin, name, th);
-    kernels::attention::forward<P, T>(policy, heads(q, H), heads(k, Hk), heads(v, Hk), heads(o, H), state,
+    kernels::attention::forward(policy, heads(q, H), heads(k, Hk), heads(v, Hk), heads(o, H), state,
                                       {T(1) / std::sqrt(T(D))});
     detail::project_to_sequence<T>(w_.o_proj, o.view(), y, name, th);
   }

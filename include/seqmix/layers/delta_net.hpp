@@ -165,7 +165,7 @@ class DeltaNet {
     w_.b_proj(x2.view, beta, name, th);
     delta_detail::beta_activation(beta, cfg_.allow_neg_eigval);
 
-    kernels::delta_rule::forward<P, T>(policy, q.view().template reshape<4>({B, L, H, K}),
+    kernels::delta_rule::forward(policy, q.view().template reshape<4>({B, L, H, K}),
                                        k.view().template reshape<4>({B, L, H, K}),
                                        v.view().template reshape<4>({B, L, H, V}),
                                        beta.view().template reshape<3>({B, L, H}),

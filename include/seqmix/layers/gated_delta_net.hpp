@@ -116,7 +116,7 @@ class GatedDeltaNet {
       for (index_t j = 0; j < HV; ++j)
         g(n, j) = -std::exp(w_.A_log(j)) * simd::softplus(g(n, j) + w_.dt_bias(j));
 
-    kernels::delta_rule::forward<P, T>(policy, q.view().template reshape<4>({B, L, H, K}),
+    kernels::delta_rule::forward(policy, q.view().template reshape<4>({B, L, H, K}),
                                        k.view().template reshape<4>({B, L, H, K}),
                                        v.view().template reshape<4>({B, L, HV, V}),
                                        g.view().template reshape<3>({B, L, HV}),

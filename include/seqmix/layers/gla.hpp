@@ -96,7 +96,7 @@ class GatedLinearAttention {
     simd::transform(gk.data(), gk.data(), gk.size(), [inv_norm](auto z) { return simd::logsigmoid(z) * inv_norm; });
 
     auto heads = [&](const tensor<T, 2>& t, index_t d) { return t.view().template reshape<4>({B, L, H, d}); };
-    kernels::gla::forward<P, T>(policy, heads(q, K), heads(k, K), heads(v, V), heads(gk, K),
+    kernels::gla::forward(policy, heads(q, K), heads(k, K), heads(v, V), heads(gk, K),
                                 o.view().template reshape<4>({B, L, H, V}), state.h,
                                 {T(1) / std::sqrt(T(K))});
 

@@ -119,7 +119,7 @@ class Mamba {
     tensor<T, 3> ys({B, L, di});
     const kernels::ssm::selective_scan::inputs<T> in{u, delta.view().template reshape<3>({B, L, di}), A_, Bm, Cm,
                                                      w_.D, z, w_.dt_bias};
-    kernels::ssm::selective_scan::forward<P, T>(policy, in, ys, state.ssm);
+    kernels::ssm::selective_scan::forward(policy, in, ys, state.ssm);
 
     const auto ys2 = ys.view().template reshape<2>({Nt, di});
     detail::project_to_sequence<T>(w_.out_proj, ys2, y, name, th);

@@ -127,7 +127,7 @@ class Mamba2 {
         w_.D,
         w_.dt_bias};
     tensor<T, 2> ys({Nt, di});
-    kernels::ssm::ssd::forward<P, T>(policy, in, ys.view().template reshape<4>({B, L, H, Pd}), state.ssm,
+    kernels::ssm::ssd::forward(policy, in, ys.view().template reshape<4>({B, L, H, Pd}), state.ssm,
                                      {true, cfg_.dt_min, cfg_.dt_max});
 
     for (index_t n = 0; n < Nt; ++n) {

@@ -183,8 +183,10 @@ class RWKV7TimeMix {
     // 8. The op.
     auto heads = [&](const tensor<T, 2>& t) { return t.view().template reshape<4>({B, L, H, N}); };
     tensor<T, 2> o({M, C});
-    kernels::rwkv7::forward<P, T>(policy, heads(r), heads(w), heads(k), heads(v), heads(aa), heads(bb),
-                                  o.view().template reshape<4>({B, L, H, N}), state.wkv);
+    kernels::rwkv7::forward(policy,
+                            kernels::rwkv7::inputs<T>{.r = heads(r), .w = heads(w), .k = heads(k), .v = heads(v),
+                                                      .a = heads(aa), .b = heads(bb)},
+                            o.view().template reshape<4>({B, L, H, N}), state.wkv);
 
     // 9-11. Per-head GroupNorm, the bonus (Σ_n r·k·r_k) v, the gate and the output projection.
     const T ln_eps = T(cfg_.ln_x_eps);

@@ -62,7 +62,7 @@ inline result run(const ref_case& c, policy_kind p) {
     load_prefix(c, cache);
     tensor<float, 4> o({B, L, q.extent(2), Dv}, std::nanf(""));
     const A::options<float> opt{c.cfg<float>("scale")};
-    with_policy(p, [&](auto policy) { A::forward<decltype(policy), float>(policy, q, k, v, o, cache, opt); });
+    with_policy(p, [&](auto policy) { A::forward(policy, q, k, v, o, cache, opt); });
     compare<float, 4>(r, c, "out.o", o);
     compare_cache(r, c, cache);
     return r;

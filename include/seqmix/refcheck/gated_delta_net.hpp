@@ -19,7 +19,7 @@ inline result run(const ref_case& c, policy_kind p) {
     tensor<float, 4> o({B, L, HV, V}, std::nanf(""));
     const kernels::delta_rule::options<float> opt{c.cfg<float>("scale")};
     with_policy(p, [&](auto policy) {
-      kernels::delta_rule::forward<decltype(policy), float>(policy, q, k, v, g, beta, o, h, opt);
+      kernels::delta_rule::forward(policy, q, k, v, g, beta, o, h, opt);
     });
     compare<float, 4>(r, c, "out.o", o);
     compare<float, 4>(r, c, "state_out.h", h);

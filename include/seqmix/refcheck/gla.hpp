@@ -15,7 +15,7 @@ inline result run(const ref_case& c, policy_kind p) {
     auto h = c.get_or_zero<float, 4>("state_in.h", {B, H, K, V});
     tensor<float, 4> o({B, L, H, V}, std::nanf(""));
     const kernels::gla::options<float> opt{c.cfg<float>("scale")};
-    with_policy(p, [&](auto policy) { kernels::gla::forward<decltype(policy), float>(policy, q, k, v, g, o, h, opt); });
+    with_policy(p, [&](auto policy) { kernels::gla::forward(policy, q, k, v, g, o, h, opt); });
     compare<float, 4>(r, c, "out.o", o);
     compare<float, 4>(r, c, "state_out.h", h);
     return r;

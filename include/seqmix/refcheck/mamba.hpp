@@ -29,7 +29,7 @@ inline result run(const ref_case& c, policy_kind p) {
                                c.has("in.z") ? tensor_view<const float, 3>(z) : tensor_view<const float, 3>(),
                                c.has("in.delta_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
     const ss::options opt{c.config.value("delta_softplus", true)};
-    with_policy(p, [&](auto policy) { ss::forward<decltype(policy), float>(policy, in, y, h, opt); });
+    with_policy(p, [&](auto policy) { ss::forward(policy, in, y, h, opt); });
     compare<float, 3>(r, c, "out.y", y);
     compare<float, 3>(r, c, "state_out.h", h);
     return r;

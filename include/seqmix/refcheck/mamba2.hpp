@@ -36,7 +36,7 @@ inline result run(const ref_case& c, policy_kind p) {
                                 c.has("in.D") ? tensor_view<const float, 1>(Dv) : tensor_view<const float, 1>(),
                                 c.has("in.dt_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
     const ssd::options opt{c.config.value("dt_softplus", true), dt_lo, dt_hi};
-    with_policy(p, [&](auto policy) { ssd::forward<decltype(policy), float>(policy, in, y, h, opt); });
+    with_policy(p, [&](auto policy) { ssd::forward(policy, in, y, h, opt); });
     compare<float, 4>(r, c, "out.y", y);
     compare<float, 4>(r, c, "state_out.h", h);
     return r;

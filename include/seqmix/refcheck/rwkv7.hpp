@@ -15,7 +15,9 @@ inline result run(const ref_case& c, policy_kind p) {
     const index_t B = rr.extent(0), L = rr.extent(1), H = rr.extent(2), K = rr.extent(3), V = v.extent(3);
     auto h = c.get_or_zero<float, 4>("state_in.h", {B, H, K, V});
     tensor<float, 4> o({B, L, H, V}, std::nanf(""));
-    with_policy(p, [&](auto policy) { kernels::rwkv7::forward<decltype(policy), float>(policy, rr, w, k, v, a, b, o, h); });
+    with_policy(p, [&](auto policy) { 
+      kernels::rwkv7::forward(policy, kernels::rwkv7::inputs<float>{.r = rr, .w = w, .k = k, .v = v, .a = a, .b = b}, o, h);
+    });
     compare<float, 4>(r, c, "out.o", o);
     compare<float, 4>(r, c, "state_out.h", h);
     return r;

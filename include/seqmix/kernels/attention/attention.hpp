@@ -1,6 +1,10 @@
 // Softmax attention op entry point: forward(policy, ...) picks the kernel by the policy type.
 #pragma once
 
+#include <type_traits>
+
+#include "../../policy/automatic.hpp"
+#include "../../policy/threads.hpp"
 #include "chunk.hpp"
 #include "parallel.hpp"
 #include "recurrent.hpp"
@@ -11,15 +15,19 @@ namespace seqmix::kernels::attention {
 /// mask) and a KV-cache prefix (spec/attention.md). Appends k [B,T,Hk,Dk] and v [B,T,Hv,Dv] to
 /// `cache`, then o [B,T,Hq,Dv] = softmax(scale · q Kᵀ + mask) V over every cached key, with query
 /// t at position cache.length() + t. q [B,T,Hq,Dk]; query head h reads key head h / (Hq/Hk) and
-/// value head h / (Hq/Hv).
+/// value head h / (Hq/Hv). T follows from `cache`; exec::automatic resolves by
+/// exec::rules::attention (policy/automatic.hpp).
 template <exec::policy P, class T>
-void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
-             tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
+void forward(const P& policy, std::type_identity_t<tensor_view<const T, 4>> q,
+             std::type_identity_t<tensor_view<const T, 4>> k, std::type_identity_t<tensor_view<const T, 4>> v,
+             std::type_identity_t<tensor_view<T, 4>> o, kv_cache<T>& cache, options<T> opt = {}) {
+  exec::check(policy, "attention");
+  const pool_scope scope(policy.pool);
   if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, k, v, o, cache, opt);
   else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, q, k, v, o, cache, opt);
   else if constexpr (std::same_as<P, exec::automatic>) {
-    if (q.extent(1) < policy.recurrent_below) recurrent(exec::recurrent{policy.threads}, q, k, v, o, cache, opt);
-    else chunk(exec::chunkwise<64>{policy.threads}, q, k, v, o, cache, opt);
+    exec::run_automatic<exec::rules::attention>(policy, {q.extent(1), q.extent(3), v.extent(3)},
+                                                [&](const auto& p) { forward(p, q, k, v, o, cache, opt); });
   } else chunk(policy, q, k, v, o, cache, opt);
 }
 
@@ -27,12 +35,15 @@ void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4>
 /// cache, e.g. Hymba's KV reuse, or keys appended with kv_cache::append): q [B,T,Hq,Dk] are the
 /// cache's last T positions, length() − T + t; o [B,T,Hq,Dv]. The cache is not modified.
 template <exec::policy P, class T>
-void attend(const P& policy, tensor_view<const T, 4> q, tensor_view<T, 4> o, kv_cache<T>& cache, options<T> opt = {}) {
+void attend(const P& policy, std::type_identity_t<tensor_view<const T, 4>> q, std::type_identity_t<tensor_view<T, 4>> o,
+            kv_cache<T>& cache, options<T> opt = {}) {
+  exec::check(policy, "attention");
+  const pool_scope scope(policy.pool);
   if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, o, cache, opt);
   else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, q, o, cache, opt);
   else if constexpr (std::same_as<P, exec::automatic>) {
-    if (q.extent(1) < policy.recurrent_below) recurrent(exec::recurrent{policy.threads}, q, o, cache, opt);
-    else chunk(exec::chunkwise<64>{policy.threads}, q, o, cache, opt);
+    exec::run_automatic<exec::rules::attention>(policy, {q.extent(1), q.extent(3), cache.dims().value_dim},
+                                                [&](const auto& p) { attend(p, q, o, cache, opt); });
   } else chunk(policy, q, o, cache, opt);
 }
 

@@ -2,6 +2,10 @@
 // gate g it is Gated DeltaNet's rule; without, DeltaNet's.
 #pragma once
 
+#include <type_traits>
+
+#include "../../policy/automatic.hpp"
+#include "../../policy/threads.hpp"
 #include "chunk.hpp"
 #include "recurrent.hpp"
 
@@ -9,14 +13,17 @@ namespace seqmix::kernels::delta_rule {
 
 namespace detail {
 
+// The element type: T when given explicitly (forward<P, float>), else that of the tensor q.
+template <class T, class Q>
+using element_t = std::conditional_t<std::is_void_v<T>, typename std::remove_cvref_t<Q>::value_type, T>;
+
 template <exec::policy P, class T>
 void dispatch(const P& policy, const problem<T>& p) {
+  const pool_scope scope(policy.pool);
   if constexpr (std::same_as<P, exec::recurrent>) recurrent_impl(policy.threads, p);
   else if constexpr (std::same_as<P, exec::parallel>) chunks(policy.threads, p.L, p);
   else if constexpr (std::same_as<P, exec::automatic>) {
-    // The recurrent kernel does the least arithmetic (3 FMAs per state element and token) and keeps
-    // its state tile in L1; it is the fastest at every length measured (docs/delta_rule.md).
-    recurrent_impl(policy.threads, p);
+    exec::run_automatic<exec::rules::delta_rule>(policy, {p.L, p.K, p.V}, [&](const auto& r) { dispatch(r, p); });
   } else chunks(policy.threads, P::chunk, p);
 }
 
@@ -25,17 +32,24 @@ void dispatch(const P& policy, const problem<T>& p) {
 /// Gated DeltaNet's rule (spec/gated_delta_net.md). q, k: [B,T,H,K] (L2-normalised); v, o:
 /// [B,T,HV,V] with HV a multiple of H (value head j uses q/k head j / (HV/H)); g: [B,T,HV] log
 /// decay (≤ 0); beta: [B,T,HV]; state [B,HV,K,V] holds S before the sequence and S after it.
-template <exec::policy P, class T>
-void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
-             tensor_view<const T, 3> g, tensor_view<const T, 3> beta, tensor_view<T, 4> o, tensor_view<T, 4> state,
-             options<T> opt = {}) {
+/// The element type T follows from q (a tensor or view); exec::automatic resolves by
+/// exec::rules::delta_rule (policy/automatic.hpp).
+template <exec::policy P, class T_ = void, class Q, class T = detail::element_t<T_, Q>>
+void forward(const P& policy, const Q& q, std::type_identity_t<tensor_view<const T, 4>> k,
+             std::type_identity_t<tensor_view<const T, 4>> v, std::type_identity_t<tensor_view<const T, 3>> g,
+             std::type_identity_t<tensor_view<const T, 3>> beta, std::type_identity_t<tensor_view<T, 4>> o,
+             std::type_identity_t<tensor_view<T, 4>> state, options<T> opt = {}) {
+  exec::check(policy, "gated_delta_net");
   detail::dispatch(policy, detail::check_args<T>("gated_delta_net", q, k, v, g, beta, o, state, opt));
 }
 
 /// DeltaNet's rule (spec/delta_net.md): the same without decay.
-template <exec::policy P, class T>
-void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
-             tensor_view<const T, 3> beta, tensor_view<T, 4> o, tensor_view<T, 4> state, options<T> opt = {}) {
+template <exec::policy P, class T_ = void, class Q, class T = detail::element_t<T_, Q>>
+void forward(const P& policy, const Q& q, std::type_identity_t<tensor_view<const T, 4>> k,
+             std::type_identity_t<tensor_view<const T, 4>> v, std::type_identity_t<tensor_view<const T, 3>> beta,
+             std::type_identity_t<tensor_view<T, 4>> o, std::type_identity_t<tensor_view<T, 4>> state,
+             options<T> opt = {}) {
+  exec::check(policy, "delta_net");
   detail::dispatch(policy, detail::check_args<T>("delta_net", q, k, v, {}, beta, o, state, opt));
 }
 

@@ -1,22 +1,39 @@
 // GLA op entry point: forward(policy, ...) picks the kernel by the policy type.
 #pragma once
 
+#include <type_traits>
+
+#include "../../policy/automatic.hpp"
+#include "../../policy/threads.hpp"
 #include "chunk.hpp"
 #include "recurrent.hpp"
 
 namespace seqmix::kernels::gla {
 
+namespace detail {
+// The element type: T when given explicitly (forward<P, float>), else that of the tensor q.
+template <class T, class Q>
+using element_t = std::conditional_t<std::is_void_v<T>, typename std::remove_cvref_t<Q>::value_type, T>;
+}  // namespace detail
+
 /// Gated linear attention (spec/gla.md). q, k, g: [B,T,H,K]; v, o: [B,T,H,V]; g is the log decay
 /// (≤ 0) per key channel; state [B,H,K,V] holds S before the sequence and S after it on return.
-template <exec::policy P, class T>
-void forward(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
-             tensor_view<const T, 4> g, tensor_view<T, 4> o, tensor_view<T, 4> state, options<T> opt = {}) {
-  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, k, v, g, o, state, opt);
-  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, q, k, v, g, o, state, opt);
+/// The element type T follows from q (a tensor or view); exec::automatic resolves by
+/// exec::rules::gla (policy/automatic.hpp).
+template <exec::policy P, class T_ = void, class Q, class T = detail::element_t<T_, Q>>
+void forward(const P& policy, const Q& q, std::type_identity_t<tensor_view<const T, 4>> k,
+             std::type_identity_t<tensor_view<const T, 4>> v, std::type_identity_t<tensor_view<const T, 4>> g,
+             std::type_identity_t<tensor_view<T, 4>> o, std::type_identity_t<tensor_view<T, 4>> state,
+             options<T> opt = {}) {
+  exec::check(policy, "gla");
+  const pool_scope scope(policy.pool);
+  const tensor_view<const T, 4> qv = q;
+  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, qv, k, v, g, o, state, opt);
+  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, qv, k, v, g, o, state, opt);
   else if constexpr (std::same_as<P, exec::automatic>) {
-    if (q.extent(1) < policy.recurrent_below) recurrent(exec::recurrent{policy.threads}, q, k, v, g, o, state, opt);
-    else chunk(exec::chunkwise<64>{policy.threads}, q, k, v, g, o, state, opt);
-  } else chunk(policy, q, k, v, g, o, state, opt);
+    exec::run_automatic<exec::rules::gla>(policy, {qv.extent(1), qv.extent(3), v.extent(3)},
+                                          [&](const auto& p) { forward(p, qv, k, v, g, o, state, opt); });
+  } else chunk(policy, qv, k, v, g, o, state, opt);
 }
 
 }  // namespace seqmix::kernels::gla

@@ -18,6 +18,19 @@ struct head_rows {
 
 }  // namespace detail
 
+/// The op's inputs by name (spec/rwkv7.md), so that swapping two of the six same-typed views is a
+/// visible edit rather than a silent one: build with designated initialisers,
+/// `inputs<float>{.r = r, .w = w, .k = k, .v = v, .a = a, .b = b}`.
+template <class T>
+struct inputs {
+  tensor_view<const T, 4> r;  ///< [B,T,H,K] receptance
+  tensor_view<const T, 4> w;  ///< [B,T,H,K] log decay (≤ 0)
+  tensor_view<const T, 4> k;  ///< [B,T,H,K] key
+  tensor_view<const T, 4> v;  ///< [B,T,H,V] value
+  tensor_view<const T, 4> a;  ///< [B,T,H,K] in-context learning rate direction (upstream -kk)
+  tensor_view<const T, 4> b;  ///< [B,T,H,K] (upstream kk·a)
+};
+
 /// Validates shapes r, w, k, a, b [B,T,H,K], v, o [B,T,H,V], state [B,H,K,V] and unit last-axis
 /// strides.
 template <class T>
