@@ -97,7 +97,7 @@ struct scan_op {
                                                      p.in.D,      sub(p.in.z),     p.in.delta_bias};
     const tensor_view<T, 3> y = r.y.view().subrange(1, t0, n);
     if constexpr (std::is_same_v<P, reference>) kernels::ssm::selective_scan::ref<T>(in, y, r.state, p.opt);
-    else kernels::ssm::selective_scan::forward<P, T>(policy, in, y, r.state, p.opt);
+    else kernels::ssm::selective_scan::forward(policy, in, y, r.state, p.opt);
   }
   static auto compared(const result& r) { return std::tie(r.y, r.state); }
 };
@@ -183,7 +183,7 @@ struct ssd_op {
     const kernels::ssm::ssd::inputs<T> in{sub(p.in.x), sub(p.in.dt), p.in.A, sub(p.in.B), sub(p.in.C), p.in.D, p.in.dt_bias};
     const tensor_view<T, 4> y = r.y.view().subrange(1, t0, n);
     if constexpr (std::is_same_v<P, reference>) kernels::ssm::ssd::ref<T>(in, y, r.state, p.opt);
-    else kernels::ssm::ssd::forward<P, T>(policy, in, y, r.state, p.opt);
+    else kernels::ssm::ssd::forward(policy, in, y, r.state, p.opt);
   }
   static auto compared(const result& r) { return std::tie(r.y, r.state); }
 };

@@ -49,13 +49,13 @@ TEST_CASE("selective_scan and ssd: bad arguments raise seqmix::error naming the 
   ss::inputs<float> in = p.in;
   tensor<float, 4> bad_B({1, 8, 2, 5});
   in.B = bad_B;
-  REQUIRE_THROWS_WITH((ss::forward<exec::recurrent, float>({}, in, y, s)),
+  REQUIRE_THROWS_WITH((ss::forward(exec::recurrent{}, in, y, s)),
                       Catch::Contains("selective_scan") && Catch::Contains("B has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
-  REQUIRE_THROWS_WITH((ss::forward<exec::chunkwise<16>, float>({}, p.in, y, bad_s)),
+  REQUIRE_THROWS_WITH((ss::forward(exec::chunkwise<16>{}, p.in, y, bad_s)),
                       Catch::Contains("state has shape [1, 16, 5], expected [1, 16, 4]"));
   const auto odd = scan_op<float>::make({1, 8, 15, 4, 2, -1, 0}, 1);  // 15 channels in 2 groups
   tensor<float, 3> y15({1, 8, 15}), s15({1, 15, 4});
-  REQUIRE_THROWS_WITH((ss::forward<exec::parallel, float>({}, odd.in, y15, s15)),
+  REQUIRE_THROWS_WITH((ss::forward(exec::parallel{}, odd.in, y15, s15)),
                       Catch::Contains("multiple of the groups"));
   const tensor_view<const float, 3> strided_u(p.in.u.data(), {1, 4, 16}, {128, 32, 2});
   in = p.in;
@@ -63,18 +63,18 @@ TEST_CASE("selective_scan and ssd: bad arguments raise seqmix::error naming the 
   tensor<float, 3> y4({1, 4, 16});
   tensor<float, 4> b4({1, 4, 2, 4});
   in.B = b4, in.C = b4;
-  REQUIRE_THROWS_WITH((ss::forward<exec::recurrent, float>({}, in, y4, s)), Catch::Contains("unit stride"));
+  REQUIRE_THROWS_WITH((ss::forward(exec::recurrent{}, in, y4, s)), Catch::Contains("unit stride"));
 
   const auto q = ssd_op<float>::make({1, 8, 4, 8, 4, 2, -1, 0}, 2);
   tensor<float, 4> x_out({1, 8, 4, 8}), h({1, 4, 8, 4}), bad_h({1, 4, 4, 8});
-  REQUIRE_THROWS_WITH((ssd::forward<exec::chunkwise<64>, float>({}, q.in, x_out, bad_h)),
+  REQUIRE_THROWS_WITH((ssd::forward(exec::chunkwise<64>{}, q.in, x_out, bad_h)),
                       Catch::Contains("ssd") && Catch::Contains("state has shape [1, 4, 4, 8], expected [1, 4, 8, 4]"));
   ssd::inputs<float> qi = q.in;
   tensor<float, 3> bad_dt({1, 8, 3});
   qi.dt = bad_dt;
-  REQUIRE_THROWS_WITH((ssd::forward<exec::recurrent, float>({}, qi, x_out, h)),
+  REQUIRE_THROWS_WITH((ssd::forward(exec::recurrent{}, qi, x_out, h)),
                       Catch::Contains("dt has shape [1, 8, 3], expected [1, 8, 4]"));
   const auto q3 = ssd_op<float>::make({1, 8, 3, 8, 4, 2, -1, 0}, 2);  // 3 heads in 2 groups
   tensor<float, 4> x3({1, 8, 3, 8}), h3({1, 3, 8, 4});
-  REQUIRE_THROWS_WITH((ssd::forward<exec::parallel, float>({}, q3.in, x3, h3)), Catch::Contains("multiple of the groups"));
+  REQUIRE_THROWS_WITH((ssd::forward(exec::parallel{}, q3.in, x3, h3)), Catch::Contains("multiple of the groups"));
 }
