@@ -8,10 +8,16 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <limits>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 using seqmix::index_t;
 using seqmix::tensor;
@@ -480,3 +486,287 @@ TEST_CASE("safetensors loads a reference file", "[io]") {
   REQUIRE(q(0, 0, 0, 0) == first);
   for (index_t i = 0; i < q.size(); ++i) REQUIRE(std::isfinite(q.data()[i]));
 }
+
+// ---- hardening: inputs that crashed or were accepted silently before ----
+
+TEST_CASE("safetensors: headers nested ~100k levels deep are errors, not stack overflows", "[io][hardening]") {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');  // 200 KB
+  std::string deep_objects;
+  for (int i = 0; i < 100000; ++i) deep_objects += R"({"k":)";
+  deep_objects += "1" + std::string(100000, '}');
+  const std::vector<std::string> headers{
+      R"({"a":{"dtype":"U8","shape":)" + deep + R"(,"data_offsets":[0,0]}})",
+      R"({"a":{"dtype":"U8","shape":[0],"data_offsets":)" + deep + "}}",
+      R"({"a":{"dtype":"U8","shape":[0],"data_offsets":[0,0],"extra":)" + deep + "}}",
+      R"({"__metadata__":{"k":)" + deep + "}}",
+      deep,
+      deep_objects,
+      R"({"a":)" + deep_objects + "}",
+      R"({"a":)" + std::string(100000, '[')};  // unterminated
+  for (const auto& h : headers) {
+    INFO(h.substr(0, 60));
+    REQUIRE_THROWS_AS(io::safetensors::parse(raw_file(h), "deep.st"), seqmix::error);
+    REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(h), "deep.st"),
+                        StartsWith("safetensors deep.st: header is not valid JSON (nested deeper than 64 levels"));
+  }
+  // Long texts in messages are clipped.
+  const std::string wide = "[" + std::string(50000, '1') + "]";
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(R"({"a":{"dtype":"U8","shape":)" + wide + R"(,"data_offsets":[0,1]}})", 1)),
+                      Contains("element count of shape [111") && Contains("...") && !Contains(std::string(100, '1')));
+  // 63 levels inside the root are fine (an ignored field).
+  const std::string ok = std::string(62, '[') + std::string(62, ']');
+  REQUIRE_NOTHROW(io::safetensors::parse(raw_file(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1],"x":)" + ok + "}}", 1)));
+}
+
+TEST_CASE("safetensors: NaN, non-integer and out-of-range numbers where integers are expected", "[io][hardening]") {
+  const std::string u8 = R"("dtype":"U8")";
+  struct bad {
+    std::string header;
+    const char* message;
+  };
+  const std::vector<bad> cases{
+      {R"({"a":{"dtype":"U8","shape":[NaN],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[nan],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[Infinity],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,-Infinity]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[+1],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[01],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[1.],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[1e],"data_offsets":[0,1]}})", "header is not valid JSON"},
+      {R"({"a":{"dtype":"U8","shape":[1e400],"data_offsets":[0,1]}})", "negative or non-integer"},
+      {R"({"a":{"dtype":"U8","shape":[1E2],"data_offsets":[0,100]}})", "negative or non-integer"},
+      {R"({"a":{"dtype":"U8","shape":[-0],"data_offsets":[0,0]}})", "negative or non-integer"},
+      {R"({"a":{"dtype":"U8","shape":[null],"data_offsets":[0,1]}})", "negative or non-integer"},
+      {R"({"a":{"dtype":"U8","shape":[[1]],"data_offsets":[0,1]}})", "negative or non-integer"},
+      {R"({"a":{"dtype":"U8","shape":[99999999999999999999999],"data_offsets":[0,1]}})", "overflows"},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1e0]}})", "not two non-negative integers"},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,null]}})", "not two non-negative integers"},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":{"0":1}}})", "not two non-negative integers"},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,99999999999999999999999]}})", "run past the end of the data section"},
+      {R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[99999999999999999999999,1]}})", "have begin > end"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.header);
+    REQUIRE_THROWS_AS(io::safetensors::parse(raw_file(c.header, 1)), seqmix::error);
+    REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(c.header, 1)), Contains(c.message));
+  }
+  // A zero extent next to huge ones: the count of the non-zero extents must still fit.
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(R"({"a":{"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]}})")),
+                      Contains("overflows"));
+  const auto z = io::safetensors::parse(raw_file(R"({"a":{"dtype":"U8","shape":[0,9223372036854775807],"data_offsets":[0,0]}})"));
+  REQUIRE(z.info("a").numel() == 0);
+  REQUIRE(z.get<float, 2>("a").size() == 0);
+}
+
+TEST_CASE("safetensors: stored floats that do not fit the requested integer type are errors", "[io][hardening]") {
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  io::safetensors_writer w;
+  w.add("nan", tensor<float, 1>({2}, nan));
+  w.add("inf", tensor<float, 1>({1}, -inf));
+  w.add("big", tensor<float, 1>({1}, 3e38f));
+  w.add("i64max", tensor<double, 1>({1}, 9223372036854775808.0));  // 2^63: one past INT64_MAX
+  w.add("i64min", tensor<double, 1>({1}, -9223372036854775808.0));
+  w.add("edge", tensor<double, 1>({2}, -128.9));
+  w.add_raw("bf16nan", io::dtype::bf16, {1}, le16({0x7FC0}));
+  w.add_raw("f16inf", io::dtype::f16, {1}, le16({0x7C00}));
+  const auto f = io::safetensors::parse(w.bytes(), "conv.st");
+  REQUIRE_THROWS_WITH((f.get<std::int64_t, 1>("nan")), Contains("conv.st") && Contains("tensor 'nan' element 0 (NaN) does not fit a 64-bit integer"));
+  REQUIRE_THROWS_WITH((f.get<int, 1>("inf")), Contains("(-inf) does not fit a 32-bit integer"));
+  REQUIRE_THROWS_AS((f.get<std::int32_t, 1>("big")), seqmix::error);
+  REQUIRE_THROWS_AS((f.get<std::int64_t, 1>("i64max")), seqmix::error);
+  REQUIRE_THROWS_AS((f.get<std::uint8_t, 1>("edge")), seqmix::error);
+  REQUIRE_THROWS_AS((f.get<std::int64_t, 1>("bf16nan")), seqmix::error);
+  REQUIRE_THROWS_AS((f.get<std::int16_t, 1>("f16inf")), seqmix::error);
+  CHECK(f.get<std::int64_t, 1>("i64min")(0) == std::numeric_limits<std::int64_t>::min());
+  CHECK(f.get<std::int8_t, 1>("edge")(1) == -128);  // truncated toward zero, in range
+}
+
+TEST_CASE("safetensors: a name or key given twice is an error", "[io][hardening]") {
+  const std::string a = R"("a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]})";
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file("{" + a + "," + a + "}", 1), "dup.st"),
+                      "safetensors dup.st: tensor 'a' appears twice in the header");
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file("{" + a + R"(,"a":{"dtype":"U8","shape":[0],"data_offsets":[1,1]}})", 1)),
+                      Contains("tensor 'a' appears twice"));
+  // The same name spelled with an escape is the same name.
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file("{" + a + R"(,"\u0061":{"dtype":"U8","shape":[0],"data_offsets":[1,1]}})", 1)),
+                      Contains("tensor 'a' appears twice"));
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(R"({"__metadata__":{"k":"1","k":"2"}})")),
+                      Contains("__metadata__ key 'k' appears twice"));
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(R"({"__metadata__":{},"__metadata__":{}})")),
+                      Contains("__metadata__ appears twice"));
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(R"({"a":{"dtype":"U8","shape":[1],"shape":[1],"data_offsets":[0,1]}})", 1)),
+                      Contains("tensor 'a' has 'shape' twice"));
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(R"({"a":{"dtype":"U8","dtype":"U8","shape":[1],"data_offsets":[0,1]}})", 1)),
+                      Contains("tensor 'a' has 'dtype' twice"));
+}
+
+TEST_CASE("safetensors: strict JSON: strings, escapes, UTF-8 and trailing text", "[io][hardening]") {
+  auto entry = [](const std::string& key) { return "{" + key + R"(:{"dtype":"U8","shape":[1],"data_offsets":[0,1]}})"; };
+  // Escapes decode to the name; UTF-8 passes through.
+  const auto f = io::safetensors::parse(raw_file(entry(R"("q\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00\u0000")"), 1));
+  REQUIRE(f.names() == std::vector<std::string>{std::string("q\"\\/\b\f\n\r\t\xc3\xa9\xf0\x9f\x98\x80\0", 16)});
+  REQUIRE(io::safetensors::parse(raw_file(entry("\"\xe4\xb8\xad\""), 1)).contains("\xe4\xb8\xad"));
+  for (const std::string key : {R"("\ud800")", R"("\udc00")", R"("\ud800\u0041")", R"("\x")", R"("\u12")", "\"\xc0\xaf\"",
+                                "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xe4\xb8\"", "\"a\tb\"", "\"a\nb\"", "'a'", "a"}) {
+    INFO(key);
+    REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(entry(key), 1)), Contains("header is not valid JSON"));
+  }
+  for (const std::string h : {"{} x", "{}{}", "{},", "{\"a\":1,}", "{,}", "[1,]", "tru", "{\"__metadata__\":{\"k\":\"v\",}}"}) {
+    INFO(h);
+    REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file(h)), Contains("header is not valid JSON"));
+  }
+  REQUIRE_THROWS_WITH(io::safetensors::parse(raw_file("{} x")), Contains("at byte 3"));
+  REQUIRE_NOTHROW(io::safetensors::parse(raw_file(" \t\r\n{ } \n\t ")));
+}
+
+TEST_CASE("safetensors writer: escaped names and metadata round trip, byte-stable header", "[io][hardening]") {
+  io::safetensors_writer w;
+  const std::string odd = std::string("q\"\\/\b\f\n\r\t\x01\x7f\xc3\xa9 ", 14) + std::string(1, '\0');
+  w.add(odd, tensor<float, 1>({1}, 1.0f));
+  w.add("b", tensor<float, 1>({1}, 2.0f));
+  w.add_metadata("k\"", "v\n");
+  const auto bytes = w.bytes();
+  const auto f = io::safetensors::parse(bytes);
+  REQUIRE(f.names() == std::vector<std::string>{"b", odd});
+  REQUIRE(f.get<float, 1>(odd)(0) == 1.0f);
+  REQUIRE(f.metadata("k\"") == std::optional<std::string>("v\n"));
+  // Keys in byte order, compact, as nlohmann::json::dump() wrote them: files stay byte-identical.
+  std::uint64_t n = 0;
+  for (int i = 0; i < 8; ++i) n |= static_cast<std::uint64_t>(bytes[static_cast<std::size_t>(i)]) << (8 * i);
+  std::string header(reinterpret_cast<const char*>(bytes.data()) + 8, n);
+  while (!header.empty() && header.back() == ' ') header.pop_back();
+  REQUIRE(header == R"({"__metadata__":{"k\"":"v\n"},"b":{"data_offsets":[4,8],"dtype":"F32","shape":[1]},)"
+                    R"("q\"\\/\b\f\n\r\t\u0001)" "\x7f\xc3\xa9" R"( \u0000":{"data_offsets":[0,4],"dtype":"F32","shape":[1]}})");
+
+  io::safetensors_writer bad;
+  bad.add("\xc0\xaf", tensor<float, 1>({1}));
+  REQUIRE_THROWS_WITH(bad.bytes(), Contains("not valid UTF-8"));
+  io::safetensors_writer bad_meta;
+  bad_meta.add_metadata("k", "\xff");
+  REQUIRE_THROWS_WITH(bad_meta.bytes(), Contains("metadata value") && Contains("not valid UTF-8"));
+}
+
+TEST_CASE("safetensors: check_finite rejects NaN and Inf weights, naming them", "[io][hardening]") {
+  io::safetensors_writer w;
+  tensor<float, 2> good({2, 2}, 1.0f), nan_w({2, 3}, 0.5f);
+  tensor<float, 1> inf_w({4}, 0.0f);
+  nan_w(1, 1) = std::numeric_limits<float>::quiet_NaN();
+  inf_w(3) = -std::numeric_limits<float>::infinity();
+  w.add("layer.good", good);
+  w.add("layer.nan", nan_w);
+  w.add("layer.inf", inf_w);
+  w.add("layer.huge", tensor<double, 1>({2}, 1e300));  // finite as double, infinite as float
+  w.add("layer.ints", tensor<std::int32_t, 1>({2}, 7));
+  const auto bytes = w.bytes();
+
+  const auto plain = io::safetensors::parse(bytes, "w.st");  // off by default: loaded without a word
+  REQUIRE(std::isnan(plain.get<float, 2>("layer.nan")(1, 1)));
+  const io::weight_source unchecked(plain, "layer.", "Mixer");
+  REQUIRE_FALSE(unchecked.check_finite());
+  REQUIRE(std::isinf(unchecked.load<float, 1>("huge", {2})(0)));
+
+  const auto checked = io::safetensors::parse(bytes, "w.st", {.check_finite = true});
+  REQUIRE(checked.options().check_finite);
+  REQUIRE(checked.get<float, 2>("layer.good")(1, 1) == 1.0f);
+  REQUIRE(checked.get<int, 1>("layer.ints")(0) == 7);
+  REQUIRE_THROWS_WITH((checked.get<float, 2>("layer.nan")),
+                      "safetensors w.st: tensor 'layer.nan' holds a non-finite value (NaN) at element 4 of shape [2, 3]");
+  REQUIRE_THROWS_WITH((checked.get<double, 1>("layer.inf")), Contains("'layer.inf'") && Contains("(-inf) at element 3"));
+  REQUIRE_THROWS_WITH((checked.get<float, 1>("layer.huge")), Contains("'layer.huge'") && Contains("(inf)"));
+  REQUIRE(checked.get<double, 1>("layer.huge")(0) == 1e300);
+  const io::weight_source from_file(checked, "layer.", "Mixer");
+  REQUIRE(from_file.check_finite());
+  REQUIRE_THROWS_WITH((from_file.load<float, 2>("nan", {2, 3})),
+                      "Mixer: weight 'layer.nan' holds a non-finite value (NaN) at element 4 of shape [2, 3] in w.st");
+
+  const io::weight_source opted(plain, "layer.", "Mixer", {.check_finite = true});
+  REQUIRE(opted.check_finite());
+  REQUIRE(opted.load<float, 2>("good", {2, 2})(0, 0) == 1.0f);
+  REQUIRE_THROWS_WITH((opted.load<float, 1>("inf", {4})), StartsWith("Mixer: weight 'layer.inf' holds a non-finite value (-inf)"));
+  REQUIRE_THROWS_WITH((opted.load<float, 1>("huge", {2})), Contains("weight 'layer.huge'"));
+
+  // Through a file on disk, loaded and mapped.
+  const auto path = temp_path("seqmix_test_finite");
+  w.save(path);
+  REQUIRE_THROWS_WITH((io::safetensors::load(path, {.check_finite = true}).get<float, 2>("layer.nan")), Contains("'layer.nan'"));
+  REQUIRE_THROWS_WITH((io::safetensors::map(path, {.check_finite = true}).get<float, 2>("layer.nan")), Contains("'layer.nan'"));
+  std::filesystem::remove(path);
+}
+
+TEST_CASE("safetensors::map reads tensors where they lie, with the same checks", "[io][hardening]") {
+  const auto path = temp_path("seqmix_test_map");
+  const auto sample = sample_file();
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(sample.data()), static_cast<std::streamsize>(sample.size()));
+  }
+  const auto m = io::safetensors::map(path);
+  const auto l = io::safetensors::load(path);
+  REQUIRE(m.mapped());
+  REQUIRE_FALSE(l.mapped());
+  REQUIRE_FALSE(io::safetensors::parse(sample).mapped());
+  REQUIRE(m.source() == path.string());
+  REQUIRE(m.names() == l.names());
+  REQUIRE(m.metadata() == l.metadata());
+  for (const auto& name : m.names()) {
+    const auto a = m.raw(name), b = l.raw(name);
+    REQUIRE(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+  }
+  REQUIRE(m.get<float, 2>("a")(1, 2) == 2.5f);
+  REQUIRE(m.get<int, 1>("b")(2) == -7);
+  // Copies share the mapping; it outlives the first object.
+  std::optional<io::safetensors> copy;
+  {
+    const auto m2 = io::safetensors::map(path);
+    copy = m2;
+  }
+  REQUIRE(copy->get<float, 2>("a")(0, 1) == 0.5f);
+
+  // The same errors as load(): truncated, empty, missing, a directory.
+  for (std::size_t len : {std::size_t{0}, std::size_t{5}, sample.size() - 1}) {
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out.write(reinterpret_cast<const char*>(sample.data()), static_cast<std::streamsize>(len));
+    }
+    INFO("length " << len);
+    REQUIRE_THROWS_AS(io::safetensors::map(path), seqmix::error);
+    REQUIRE_THROWS_WITH(io::safetensors::map(path), StartsWith("safetensors " + path.string() + ": "));
+  }
+  std::filesystem::remove(path);
+  REQUIRE_THROWS_WITH(io::safetensors::map(path), Contains("cannot open"));
+  REQUIRE_THROWS_WITH(io::safetensors::map(std::filesystem::temp_directory_path()), Contains("cannot open"));
+}
+
+#if defined(__GLIBC__)
+TEST_CASE("safetensors::map does not hold the file in memory: get copies from the mapping once", "[io][hardening]") {
+  // A 64 MiB tensor: mapping it allocates nearly nothing; get() allocates the tensor once.
+  constexpr std::size_t n = std::size_t(16) << 20, bytes = n * sizeof(float);
+  const std::string header = R"({"big":{"dtype":"F32","shape":[)" + std::to_string(n) + R"(],"data_offsets":[0,)" +
+                             std::to_string(bytes) + "]}}";
+  const auto path = temp_path("seqmix_test_map_big");
+  {
+    std::ofstream out(path, std::ios::binary);
+    const auto len = raw_file(header);
+    out.write(reinterpret_cast<const char*>(len.data()), static_cast<std::streamsize>(len.size()));
+    std::vector<float> chunk(std::size_t(1) << 18);
+    for (std::size_t i = 0; i < n; i += chunk.size()) {
+      for (std::size_t j = 0; j < chunk.size(); ++j) chunk[j] = static_cast<float>(i + j);
+      out.write(reinterpret_cast<const char*>(chunk.data()), static_cast<std::streamsize>(chunk.size() * sizeof(float)));
+    }
+  }
+  auto heap = [] {
+    const auto mi = mallinfo2();
+    return static_cast<double>(mi.uordblks + mi.hblkhd);
+  };
+  const double before = heap();
+  const auto f = io::safetensors::map(path);
+  const double mapped = heap();
+  CHECK(mapped - before < double(1 << 20));
+  const auto t = f.get<float, 1>("big");
+  const double got = heap();
+  CHECK(got - mapped < 1.1 * double(bytes));  // one copy: the tensor, not the file and the tensor
+  CHECK(t(12345) == 12345.0f);
+  CHECK(t(static_cast<index_t>(n - 1)) == static_cast<float>(n - 1));
+  std::filesystem::remove(path);
+}
+#endif

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <seqmix/error.hpp>
+#include <seqmix/kernels/attention/attention.hpp>
 #include <seqmix/tensor/concepts.hpp>
 #include <seqmix/tensor/eigen.hpp>
 #include <seqmix/tensor/tensor.hpp>
@@ -9,7 +10,10 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
+#include <new>
 #include <numeric>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -17,6 +21,7 @@ using seqmix::index_t;
 using seqmix::tensor;
 using seqmix::tensor_view;
 using Catch::Contains;
+using Catch::StartsWith;
 
 namespace {
 
@@ -287,6 +292,122 @@ TEST_CASE("check_shape and require messages", "[tensor]") {
                       Contains("linear") && Contains("weight") && Contains("[3, 4]") && Contains("[3, 4, 1]"));
   CHECK_NOTHROW(seqmix::check_shape("x", "y", std::vector<long>{}, std::vector<int>{}));
   CHECK(seqmix::shape_string({}) == "[]");
-  CHECK_NOTHROW(seqmix::require(true, "w", "m"));
-  REQUIRE_THROWS_WITH(seqmix::require(false, "rmsnorm", "eps must be positive"), "rmsnorm: eps must be positive");
+  // require throws exactly when the condition is false, with "<where>: <message>".
+  for (const bool cond : {true, false}) {
+    bool threw = false;
+    try {
+      seqmix::require(cond, "rmsnorm", "eps must be positive");
+    } catch (const seqmix::error& e) {
+      threw = true;
+      CHECK(std::string(e.what()) == "rmsnorm: eps must be positive");
+    }
+    CHECK(threw == !cond);
+  }
+}
+
+// ---- hardening: sizes that overflow or are merely absurd are seqmix::error ----
+
+TEST_CASE("checked_mul and checked_size", "[tensor][hardening]") {
+  constexpr index_t big = index_t(1) << 62, max = std::numeric_limits<index_t>::max();
+  CHECK(seqmix::checked_mul(3, 4, "x") == 12);
+  CHECK(seqmix::checked_mul(0, max, "x") == 0);
+  CHECK(seqmix::checked_mul(max, 1, "x") == max);
+  REQUIRE_THROWS_WITH(seqmix::checked_mul(big, 2, "kv_cache"), "kv_cache: size 4611686018427387904 x 2 overflows");
+  REQUIRE_THROWS_WITH(seqmix::checked_mul(-1, 2, "w"), "w: negative size -1");
+  CHECK(seqmix::checked_size(shape3{2, 3, 4}, "t") == 24);
+  CHECK(seqmix::checked_size(std::array<index_t, 0>{}, "t") == 1);
+  CHECK(seqmix::checked_size(shape3{big, big, 0}, "t") == 0);  // zero elements: no overflow
+  CHECK(seqmix::checked_size(shape3{0, big, big}, "t") == 0);
+  REQUIRE_THROWS_WITH(seqmix::checked_size(shape3{big, 2, 1}, "t"), "t: element count of shape [4611686018427387904, 2, 1] overflows");
+  REQUIRE_THROWS_WITH(seqmix::checked_size(shape3{2, -3, 0}, "t"), "t: negative extent in shape [2, -3, 0]");
+  REQUIRE_THROWS_AS(seqmix::checked_size({index_t(1) << 32, index_t(1) << 32}, "t"), seqmix::error);
+}
+
+TEST_CASE("tensor: overflowing, absurd and negative sizes", "[tensor][hardening]") {
+  // 2^62 floats: the byte size overflows (this used to allocate a wrapped size and write past it).
+  REQUIRE_THROWS_AS((tensor<float, 1>({index_t(1) << 62})), seqmix::error);
+  REQUIRE_THROWS_WITH((tensor<float, 1>({index_t(1) << 62})), Contains("overflow"));
+  REQUIRE_THROWS_AS((tensor<double, 1>({std::numeric_limits<index_t>::max()})), seqmix::error);
+  REQUIRE_THROWS_WITH((tensor<float, 2>({index_t(1) << 40, index_t(1) << 40})), Contains("element count of shape") && Contains("overflows"));
+  REQUIRE_THROWS_AS((tensor<float, 4>({index_t(1) << 53, 1, 1, 1 << 12})), seqmix::error);
+  // Representable but absurd (4 PiB): the allocation fails, as seqmix::error, not std::bad_alloc.
+  try {
+    tensor<float, 1> t({index_t(1) << 50});
+    FAIL("a 4 PiB tensor was allocated");
+  } catch (const seqmix::error& e) {
+    CHECK_THAT(e.what(), Contains("tensor: cannot allocate"));
+  } catch (const std::bad_alloc&) {
+    FAIL("std::bad_alloc instead of seqmix::error");
+  }
+  REQUIRE_THROWS_WITH((tensor<float, 2>({2, -1})), "tensor: negative extent in shape [2, -1]");
+  REQUIRE_THROWS_AS((tensor<float, 3>({-4, 0, 2})), seqmix::error);
+  // Zero elements with huge extents: nothing to allocate.
+  const tensor<float, 3> empty({index_t(1) << 53, 0, index_t(1) << 40});
+  CHECK(empty.size() == 0);
+  CHECK(empty.data() != nullptr);
+  CHECK(empty.view().empty());
+  CHECK(empty.view().is_contiguous());
+}
+
+TEST_CASE("tensor_view: sizes are checked too", "[tensor][hardening]") {
+  float x = 0;
+  REQUIRE_THROWS_AS((tensor_view<float, 2>(&x, {index_t(1) << 40, index_t(1) << 40})), seqmix::error);
+  REQUIRE_THROWS_AS((tensor_view<float, 2>(&x, {-1, 2})), seqmix::error);
+  const tensor_view<float, 3> z(&x, {0, index_t(1) << 62, index_t(1) << 62});
+  CHECK(z.size() == 0);
+  CHECK(z.is_contiguous());
+  const tensor_view<float, 2> strided(&x, {index_t(1) << 40, index_t(1) << 40}, {0, 0});  // a broadcast
+  REQUIRE_THROWS_AS(strided.size(), seqmix::error);
+  const std::array<index_t, 2> huge{index_t(1) << 40, index_t(1) << 40};
+  REQUIRE_THROWS_AS((tensor_view<float, 1>(&x, {1}).reshape(huge)), seqmix::error);
+}
+
+TEST_CASE("kv_cache: sizes from a huge batch or capacity are errors", "[tensor][hardening]") {
+  namespace att = seqmix::kernels::attention;
+  using shape = att::kv_cache<float>::shape;
+  // 2^53 sequences: the product overflows (this used to wrap into a small allocation).
+  REQUIRE_THROWS_WITH(att::kv_cache<float>(shape{.batch = index_t(1) << 53, .key_heads = 8, .key_dim = 64, .value_heads = 8, .value_dim = 64}, 4096),
+                      StartsWith("kv_cache: size") && Contains("overflows"));
+  // Representable, absurd: an allocation failure, as seqmix::error.
+  REQUIRE_THROWS_AS(att::kv_cache<float>(shape{.batch = index_t(1) << 30, .key_heads = 1, .key_dim = 64, .value_heads = 1, .value_dim = 64}, 4096),
+                    seqmix::error);
+  REQUIRE_THROWS_AS(att::kv_cache<float>(shape{.batch = 1, .key_heads = 1, .key_dim = 1, .value_heads = 1, .value_dim = 1},
+                                         std::numeric_limits<index_t>::max()),
+                    seqmix::error);
+  REQUIRE_THROWS_AS(att::kv_cache<float>(shape{.batch = 1, .key_heads = 1, .key_dim = 1, .value_heads = 1, .value_dim = 1}, 64,
+                                         att::mask{.window = std::numeric_limits<index_t>::max(), .sink = 0}),
+                    seqmix::error);
+  att::kv_cache<float> c(shape{.batch = 1, .key_heads = 1, .key_dim = 4, .value_heads = 1, .value_dim = 4}, 64);
+  REQUIRE_THROWS_WITH(c.check_room("attention", std::numeric_limits<index_t>::max()), Contains("capacity 64 exceeded"));
+}
+
+TEMPLATE_TEST_CASE("attention op: B = 0 with T > 1 and T = 0 with any B do nothing", "[tensor][hardening]", seqmix::exec::recurrent,
+                   seqmix::exec::chunkwise<16>, seqmix::exec::parallel, seqmix::exec::automatic) {
+  namespace att = seqmix::kernels::attention;
+  using shape = att::kv_cache<float>::shape;
+  for (const int threads : {1, 2, 5}) {
+    INFO("threads " << threads);
+    TestType policy{};
+    policy.threads = threads;
+    // B = 0, T = 5 (divided by zero before).
+    att::kv_cache<float> empty_batch(shape{.batch = 0, .key_heads = 2, .key_dim = 8, .value_heads = 2, .value_dim = 8}, 128);
+    tensor<float, 4> q({0, 5, 4, 8}), k({0, 5, 2, 8}), v({0, 5, 2, 8}), o({0, 5, 4, 8});
+    att::forward<TestType, float>(policy, q, k, v, o, empty_batch);
+    CHECK(empty_batch.length() == 5);
+    att::attend<TestType, float>(policy, q, o, empty_batch);
+    CHECK(empty_batch.length() == 5);
+
+    // T = 0 with B = 3: nothing appended, nothing attended, the output untouched.
+    att::kv_cache<float> cache(shape{.batch = 3, .key_heads = 2, .key_dim = 8, .value_heads = 2, .value_dim = 8}, 128);
+    tensor<float, 4> q0({3, 0, 4, 8}), k0({3, 0, 2, 8}), v0({3, 0, 2, 8}), o0({3, 0, 4, 8});
+    att::forward<TestType, float>(policy, q0, k0, v0, o0, cache);
+    att::attend<TestType, float>(policy, q0, o0, cache);
+    CHECK(cache.length() == 0);
+
+    // And the cache still works after both.
+    tensor<float, 4> q1({3, 2, 4, 8}, 0.5f), k1({3, 2, 2, 8}, 0.25f), v1({3, 2, 2, 8}, 2.0f), o1({3, 2, 4, 8});
+    att::forward<TestType, float>(policy, q1, k1, v1, o1, cache);
+    CHECK(cache.length() == 2);
+    for (index_t i = 0; i < o1.size(); ++i) REQUIRE(o1.data()[i] == Approx(2.0f));
+  }
 }
