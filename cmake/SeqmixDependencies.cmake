@@ -5,4 +5,4 @@ find_package(Eigen3 3.3 REQUIRED NO_MODULE)
 find_package(xtl QUIET)
 find_package(xsimd 8 REQUIRED)
 find_package(Threads REQUIRED)
-find_package(nlohmann_json 3 QUIET)
+find_package(nlohmann_json 3 QUIET)  # optional: only refcheck/ and the tools use it
