@@ -1,92 +1,133 @@
-// Softmax attention op: every policy against the double-accumulating reference and against each
-// other (GQA, windows, sinks, cache prefixes, Dk != Dv, two key heads per value head), prefill split
-// anywhere, ring-buffer caches, long contexts with large logits, and argument errors.
+// Softmax attention op: the op suite (support/op_suite.hpp) on the attention adapter (GQA, windows,
+// sinks, cache prefixes, Dk != Dv, two key heads per value head); more threads than heads, windowed
+// splits and agreement, the cache's contents and ring buffer, attend() on a shared cache, long
+// contexts with large logits, a running max that moves on every tile, exp2_bounded, and errors.
 #include <seqmix/kernels/attention/attention.hpp>
 #include <seqmix/kernels/attention/ref.hpp>
 #include <seqmix/simd/softmax.hpp>
 
-#include "support/compare.hpp"
+#include <memory>
+
+#include "support/op_suite.hpp"
 
 using namespace seqmix;
 namespace attn = seqmix::kernels::attention;
 
 namespace {
 
-struct shape {
-  index_t B, P, T, Hq, Hk, Hv, Dk, Dv;
-  attn::mask m{};
-};
-
-std::ostream& operator<<(std::ostream& os, const shape& s) {
-  return os << "B=" << s.B << " P=" << s.P << " T=" << s.T << " Hq=" << s.Hq << " Hk=" << s.Hk << " Hv=" << s.Hv
-            << " Dk=" << s.Dk << " Dv=" << s.Dv << " window=" << s.m.window << " sink=" << s.m.sink;
-}
-
-// q for the T new tokens; k, v for all P + T positions (cache prefix first).
+/// q [B,T,Hq,Dk] for the T new tokens; k [B,P+T,Hk,Dk] and v [B,P+T,Hv,Dv] for all positions, the
+/// P of the cache prefix first. q and k uniform in [-range, range], v in [-1, 1]. The state is the
+/// KV cache (capacity P + T unless given, the mask, `step`), holding the prefix at the start.
+/// `large_logits`: every 7th query is ±sign(k_j)·range for a key j it sees whose entries are
+/// ±range, so its score is ±Dk·range² before the 1/sqrt(Dk) scale.
 template <class T>
-struct problem {
-  shape s;
-  tensor<T, 4> q, k, v;
-  problem(const shape& s_, double qk_range, unsigned seed)
-      : s(s_), q(uniform_tensor<T, 4>({s.B, s.T, s.Hq, s.Dk}, -qk_range, qk_range, seed)),
-        k(uniform_tensor<T, 4>({s.B, s.P + s.T, s.Hk, s.Dk}, -qk_range, qk_range, seed + 1)),
-        v(uniform_tensor<T, 4>({s.B, s.P + s.T, s.Hv, s.Dv}, -1, 1, seed + 2)) {}
+struct attention_op {
+  using value_type = T;
+  struct case_type {
+    index_t B, P, L, Hq, Hk, Hv, Dk, Dv;  // L: new tokens
+    attn::mask m{};
+    double range = 1;
+    index_t capacity = 0, step = attn::block_keys;
+    bool large_logits = false;
+    friend std::ostream& operator<<(std::ostream& os, const case_type& c) {
+      return os << "B=" << c.B << " P=" << c.P << " T=" << c.L << " Hq=" << c.Hq << " Hk=" << c.Hk << " Hv=" << c.Hv
+                << " Dk=" << c.Dk << " Dv=" << c.Dv << " window=" << c.m.window << " sink=" << c.m.sink
+                << " range=" << c.range << " step=" << c.step << (c.large_logits ? " (large logits)" : "");
+    }
+  };
+  struct data {
+    tensor<T, 4> q, k, v;
+  };
+  struct problem {
+    case_type c;
+    std::shared_ptr<data> d;
+    tensor_view<const T, 4> q, k, v;  // the new tokens
+    std::shared_ptr<const void> fused;
+  };
+  struct result {
+    tensor<T, 4> o;
+    attn::kv_cache<T> cache;
+  };
+  static constexpr const char* names[] = {"o", "cached keys", "cached values"};
 
-  tensor_view<const T, 4> k_new() const { return k.view().subrange(1, s.P, s.T); }
-  tensor_view<const T, 4> v_new() const { return v.view().subrange(1, s.P, s.T); }
-
-  attn::kv_cache<T> make_cache(index_t capacity = 0, index_t step = attn::block_keys) const {
-    attn::kv_cache<T> c({s.B, s.Hk, s.Dk, s.Hv, s.Dv}, capacity > 0 ? capacity : s.P + s.T, s.m, step);
-    c.append(k.view().subrange(1, 0, s.P), v.view().subrange(1, 0, s.P));
-    return c;
+  static std::vector<case_type> cases() {
+    const case_type shapes[] = {
+        {1, 0, 1, 1, 1, 1, 8, 8},                 // one token
+        {2, 0, 37, 4, 2, 2, 16, 16},              // GQA, odd length
+        {1, 10, 50, 6, 3, 3, 20, 20},             // cache prefix, head dim not a lane multiple
+        {1, 0, 130, 4, 4, 4, 64, 64},             // several key blocks
+        {2, 5, 70, 8, 4, 2, 16, 32},              // two key heads per value head, Dv = 2 Dk (differential)
+        {1, 0, 100, 4, 1, 1, 32, 32, {16, 0}},    // window
+        {1, 30, 90, 2, 1, 1, 8, 8, {40, 4}},      // window + sink + prefix
+        {1, 100, 1, 4, 1, 1, 32, 32, {24, 0}},    // decode with a window
+        {1, 0, 200, 2, 2, 2, 24, 24, {1, 0}},     // window 1: each token sees itself only
+        {2, 3, 150, 3, 3, 3, 12, 5, {70, 0}},     // window larger than a block, tiny Dv
+    };
+    std::vector<case_type> all;
+    for (const double range : {1.0, 3.0})
+      for (case_type c : shapes) c.range = range, all.push_back(c);
+    return all;
   }
-
-  tensor<T, 4> expected() const {
-    tensor<T, 4> o({s.B, s.T, s.Hq, s.Dv});
-    attn::ref<T>(q, k, v, o, {}, s.m);
-    return o;
+  static case_type agree_case() { return {2, 17, 200, 8, 2, 2, 64, 64, {}, 2}; }
+  static case_type split_case() { return {1, 0, 150, 4, 2, 2, 16, 16, {}, 2, 1000, 16}; }
+  static case_type fused_case() { return {2, 0, 45, 3, 3, 3, 16, 16}; }
+  static case_type empty_case() { return {1, 3, 0, 4, 2, 2, 8, 8}; }
+  static case_type long_case(index_t tokens, attn::mask m = {}) {
+    return {1, 0, tokens, 2, 1, 1, 32, 32, m, std::sqrt(80.0 / 32), 0, attn::block_keys, true};
   }
+  static constexpr index_t long_tokens = 1024, parallel_tokens = 1024;
 
+  static problem make(const case_type& c, unsigned seed) {
+    auto d = std::make_shared<data>(data{uniform_tensor<T, 4>({c.B, c.L, c.Hq, c.Dk}, -c.range, c.range, seed),
+                                         uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hk, c.Dk}, -c.range, c.range, seed + 1),
+                                         uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hv, c.Dv}, -1, 1, seed + 2)});
+    if (c.large_logits)
+      for (index_t t = 0; t < c.L; t += 7) {
+        const index_t j = t - (t / 7) % std::min<index_t>(t + 1, c.m.window > 0 ? c.m.window : 300);
+        const T sign = (t / 7) % 2 ? 1 : -1, r = T(c.range);
+        for (index_t e = 0; e < c.Dk; ++e) {
+          d->k(0, c.P + j, 0, e) = (e * 37 + j) % 3 ? r : -r;
+          for (index_t h = 0; h < c.Hq; ++h) d->q(0, t, h, e) = sign * d->k(0, c.P + j, 0, e);
+        }
+      }
+    return {c, d, d->q, d->k.view().subrange(1, c.P, c.L), d->v.view().subrange(1, c.P, c.L), {}};
+  }
+  static problem fused(problem p) {
+    std::tie(p.q, p.k, p.v) = test::fuse(p.fused, p.q, p.k, p.v);
+    return p;
+  }
+  static index_t length(const problem& p) { return p.c.L; }
+  static index_t reduction(const problem& p) { return p.c.Dk + p.c.P + p.c.L; }
+  static result start(const problem& p) {
+    const case_type& c = p.c;
+    result r{test::nan_tensor<T, 4>({c.B, c.L, c.Hq, c.Dv}),
+             attn::kv_cache<T>({c.B, c.Hk, c.Dk, c.Hv, c.Dv}, c.capacity > 0 ? c.capacity : c.P + c.L, c.m, c.step)};
+    r.cache.append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
+    return r;
+  }
   template <class P>
-  tensor<T, 4> run(const P& policy, attn::kv_cache<T>& cache) const {
-    auto o = test::nan_tensor<T, 4>({s.B, s.T, s.Hq, s.Dv});
-    attn::forward(policy, q, k_new(), v_new(), o, cache);
-    return o;
+  static void run(const P& policy, const problem& p, result& r, index_t t0, index_t n) {
+    auto in = [&](tensor_view<const T, 4> x) { return x.subrange(1, t0, n); };
+    const tensor_view<T, 4> o = r.o.view().subrange(1, t0, n);
+    if constexpr (std::is_same_v<P, test::reference>) {
+      const index_t S = p.c.P + t0 + n;
+      attn::ref<T>(in(p.q), p.d->k.view().subrange(1, 0, S), p.d->v.view().subrange(1, 0, S), o, {}, p.c.m);
+      r.cache.append(in(p.k), in(p.v));
+    } else {
+      attn::forward(policy, in(p.q), in(p.k), in(p.v), o, r.cache);
+    }
   }
-  template <class P>
-  tensor<T, 4> run(const P& policy) const {
-    auto cache = make_cache();
-    return run(policy, cache);
+  static auto compared(const result& r) {
+    return std::tuple<const tensor<T, 4>&, tensor<T, 4>, tensor<T, 4>>(r.o, r.cache.keys(), r.cache.values());
   }
 };
 
-// float: softmax weights and sums of up to a few hundred terms, rounding ~1e-6 relative; the fast
-// exp2 adds ~2e-7. double: the fused and materialised kernels agree with the reference to ~1e-14.
-template <class T>
-constexpr double ratio = std::is_same_v<T, float> ? 2e-5 : 1e-11;
-template <class T>
-constexpr double atol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
-
-const shape shapes[] = {
-    {1, 0, 1, 1, 1, 1, 8, 8},                 // one token
-    {2, 0, 37, 4, 2, 2, 16, 16},              // GQA, odd length
-    {1, 10, 50, 6, 3, 3, 20, 20},             // cache prefix, head dim not a lane multiple
-    {1, 0, 130, 4, 4, 4, 64, 64},             // several key blocks
-    {2, 5, 70, 8, 4, 2, 16, 32},              // two key heads per value head, Dv = 2 Dk (differential)
-    {1, 0, 100, 4, 1, 1, 32, 32, {16, 0}},    // window
-    {1, 30, 90, 2, 1, 1, 8, 8, {40, 4}},      // window + sink + prefix
-    {1, 100, 1, 4, 1, 1, 32, 32, {24, 0}},    // decode with a window
-    {1, 0, 200, 2, 2, 2, 24, 24, {1, 0}},     // window 1: each token sees itself only
-    {2, 3, 150, 3, 3, 3, 12, 5, {70, 0}},     // window larger than a block, tiny Dv
-};
-
-template <class T, class P>
-void check_against_ref(const P& policy, const shape& s, double range) {
-  const problem<T> p(s, range, 7);
-  SEQMIX_CHECK_CLOSE(p.run(policy), p.expected(), atol<T>, ratio<T>);
-}
+using op = attention_op<float>;
+using suite = test::op_suite<op>;
 
 }  // namespace
+
+SEQMIX_OP_SUITE(attention_op, "attention", "[attention]")
 
 TEST_CASE("simd::exp2_bounded: relative error and underflow", "[attention][simd]") {
   constexpr index_t L = simd::lanes<float>;
@@ -104,67 +145,54 @@ TEST_CASE("simd::exp2_bounded: relative error and underflow", "[attention][simd]
   for (index_t i = 0; i < L; ++i) CHECK((out[i] >= 0.f && out[i] < 1e-37f));  // 0 or a denormal below 2^-126
 }
 
-TEMPLATE_TEST_CASE("attention policies match the reference", "[attention][op]", float, double) {
-  // Sections outermost: Catch2 enters a section once per run, so one inside the loops would only
-  // ever see the first shape.
-  auto every_shape = [](auto check) {
-    for (const double range : {1.0, 3.0})
-      for (const shape& s : shapes) {
-        INFO(s << " range=" << range);
-        check(s, range);
-      }
-  };
-  auto with = [&](const auto& policy) {
-    every_shape([&](const shape& s, double range) { check_against_ref<TestType>(policy, s, range); });
-  };
-  SECTION("recurrent") { with(exec::recurrent{}); }
-  SECTION("chunkwise<16>") { with(exec::chunkwise<16>{}); }
-  SECTION("chunkwise<64>") { with(exec::chunkwise<64>{}); }
-  SECTION("parallel") { with(exec::parallel{}); }
-  SECTION("two threads") { with(exec::chunkwise<32>{2}); }
-  SECTION("more threads than heads") {  // linear caches split the queries by causal cost
-    with(exec::chunkwise<16>{5});
-    with(exec::recurrent{3});
-    with(exec::parallel{4});
+TEMPLATE_TEST_CASE("attention: more threads than heads give the same results as one thread", "[attention][op]", float,
+                   double) {
+  // Linear caches split the queries by causal cost when there are more threads than heads.
+  using s = test::op_suite<attention_op<TestType>>;
+  for (const auto& c : attention_op<TestType>::cases()) {
+    INFO(c);
+    const auto p = attention_op<TestType>::make(c, 7);
+    s::check(s::run(exec::chunkwise<16>{5}, p), s::run(exec::chunkwise<16>{}, p), 0);
+    s::check(s::run(exec::recurrent{3}, p), s::run(exec::recurrent{}, p), 0);
+    s::check(s::run(exec::parallel{4}, p), s::run(exec::parallel{}, p), 0);
   }
 }
 
-TEST_CASE("attention policies agree with each other", "[attention][op]") {
-  for (const shape& s : {shape{2, 17, 200, 8, 2, 2, 64, 64}, shape{1, 0, 300, 4, 2, 2, 32, 32, {100, 3}}}) {
-    INFO(s);
-    const problem<float> p(s, 2.0, 11);
-    const auto o_r = p.run(exec::recurrent{}), o_c = p.run(exec::chunkwise<64>{}), o_p = p.run(exec::parallel{});
-    SEQMIX_CHECK_CLOSE(o_c, o_r, 1e-5, 2e-5);
-    SEQMIX_CHECK_CLOSE(o_p, o_r, 1e-5, 2e-5);
+TEST_CASE("attention: windows and sinks, policies agree and prefill splits anywhere", "[attention][op]") {
+  suite::policies_agree({1, 0, 300, 4, 2, 2, 32, 32, {100, 3}, 2});
+  for (const attn::mask m : {attn::mask{24, 0}, attn::mask{50, 5}}) {
+    auto c = op::split_case();
+    c.m = m;
+    suite::splits(c);
   }
 }
 
 TEST_CASE("attention: the cache after a call holds every key and value", "[attention][op][cache]") {
-  const problem<float> p({2, 20, 45, 4, 2, 2, 16, 24}, 1.0, 3);
-  auto cache = p.make_cache(100);
-  p.run(exec::chunkwise<16>{}, cache);
-  CHECK(cache.length() == 65);
-  SEQMIX_CHECK_CLOSE(cache.keys(), p.k, 0.0, 0.0);
-  SEQMIX_CHECK_CLOSE(cache.values(), p.v, 0.0, 0.0);
+  const auto p = op::make({2, 20, 45, 4, 2, 2, 16, 24, {}, 1, 100}, 3);
+  auto r = op::start(p);
+  op::run(exec::chunkwise<16>{}, p, r, 0, 45);
+  CHECK(r.cache.length() == 65);
+  SEQMIX_CHECK_IDENTICAL(r.cache.keys(), p.d->k);
+  SEQMIX_CHECK_IDENTICAL(r.cache.values(), p.d->v);
   // Rolling back and running the same tokens again gives the same cache.
-  cache.truncate(20);
-  p.run(exec::recurrent{}, cache);
-  SEQMIX_CHECK_CLOSE(cache.keys(), p.k, 0.0, 0.0);
-  REQUIRE_THROWS_WITH(cache.truncate(66), Catch::Contains("past the length 65"));
+  r.cache.truncate(20);
+  op::run(exec::recurrent{}, p, r, 0, 45);
+  SEQMIX_CHECK_IDENTICAL(r.cache.keys(), p.d->k);
+  REQUIRE_THROWS_WITH(r.cache.truncate(66), Catch::Contains("past the length 65"));
 }
 
 TEST_CASE("attention: attend() on keys already cached (shared KV) matches the reference", "[attention][op]") {
-  for (const shape& s : {shape{2, 30, 45, 4, 2, 2, 16, 24}, shape{1, 200, 40, 4, 1, 1, 32, 32, {24, 2}}}) {
-    INFO(s);
-    const problem<float> p(s, 2.0, 19);
-    const auto want = p.expected();
+  for (const op::case_type& c : {op::case_type{2, 30, 45, 4, 2, 2, 16, 24, {}, 2}, {1, 200, 40, 4, 1, 1, 32, 32, {24, 2}, 2}}) {
+    INFO(c);
+    const auto p = op::make(c, 19);
+    const auto want = suite::run(test::reference{}, p);
     auto check = [&](auto policy) {
-      attn::kv_cache<float> cache({s.B, s.Hk, s.Dk, s.Hv, s.Dv}, 10000, s.m);
-      cache.append(p.k, p.v);
-      auto o = test::nan_tensor<float, 4>({s.B, s.T, s.Hq, s.Dv});
+      attn::kv_cache<float> cache({c.B, c.Hk, c.Dk, c.Hv, c.Dv}, 10000, c.m);
+      cache.append(p.d->k, p.d->v);
+      auto o = test::nan_tensor<float, 4>({c.B, c.L, c.Hq, c.Dv});
       attn::attend(policy, p.q, o, cache);
-      SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
-      CHECK(cache.length() == s.P + s.T);
+      SEQMIX_CHECK_WITHIN(o, want.o, suite::tol(p));
+      CHECK(cache.length() == c.P + c.L);
     };
     check(exec::recurrent{});
     check(exec::chunkwise<16>{2});
@@ -176,78 +204,45 @@ TEST_CASE("attention: attend() on keys already cached (shared KV) matches the re
                       Catch::Contains("attending 3 queries needs as many cached positions, the cache holds 0"));
 }
 
-TEST_CASE("attention: prefill split anywhere equals one pass", "[attention][op]") {
-  for (const attn::mask m : {attn::mask{}, attn::mask{24, 0}, attn::mask{50, 5}}) {
-    const shape s{1, 0, 150, 4, 2, 2, 16, 16, m};
-    const problem<double> p(s, 2.0, 5);
-    const auto o_full = p.run(exec::chunkwise<32>{});
-    for (const index_t cut : {1, 63, 64, 65, 149}) {
-      INFO("window " << m.window << " sink " << m.sink << " cut at " << cut);
-      auto cache = p.make_cache(1000, 16);
-      auto o = test::nan_tensor<double, 4>(o_full.extents());
-      auto part = [&](auto policy, index_t t0, index_t n) {
-        attn::forward(policy, p.q.view().subrange(1, t0, n), p.k.view().subrange(1, t0, n),
-                                                p.v.view().subrange(1, t0, n), o.view().subrange(1, t0, n), cache);
-      };
-      part(exec::recurrent{}, 0, cut);
-      part(exec::parallel{}, cut, s.T - cut);
-      SEQMIX_CHECK_CLOSE(o, o_full, 1e-12, 1e-12);
-      CHECK(cache.length() == s.T);
-    }
-  }
-}
-
 TEST_CASE("attention: a windowed cache is a ring of O(window) slots", "[attention][op][cache]") {
-  const shape s{2, 0, 500, 4, 2, 2, 16, 16, {40, 3}};
-  const problem<float> p(s, 2.0, 9);
   for (const index_t step : {1, 16, 64}) {
     INFO("step " << step);
-    auto cache = p.make_cache(100000, step);
-    CHECK(cache.is_ring());
-    CHECK(cache.slots() <= 64 + (40 - 1 + step + 63) / 64 * 64);
-    const auto o_c = p.run(exec::chunkwise<64>{2}, cache);
-    SEQMIX_CHECK_CLOSE(o_c, p.expected(), 1e-5, 2e-5);
+    const auto p = op::make({2, 0, 500, 4, 2, 2, 16, 16, {40, 3}, 2, 100000, step}, 9);
+    auto r = op::start(p);
+    CHECK(r.cache.is_ring());
+    CHECK(r.cache.slots() <= 64 + (40 - 1 + step + 63) / 64 * 64);
+    op::run(exec::chunkwise<64>{2}, p, r, 0, 500);
+    SEQMIX_CHECK_WITHIN(r.o, suite::run(test::reference{}, p).o, suite::tol(p));
     // Kept: the sink and the newest positions; values as appended.
-    const auto pos = cache.positions();
+    const auto pos = r.cache.positions();
     REQUIRE(pos.size() >= 40 + 3);
     CHECK(pos[0] == 0);
-    CHECK(pos.back() == s.T - 1);
-    const auto kept = cache.keys();
+    CHECK(pos.back() == 500 - 1);
+    const auto kept = r.cache.keys();
     for (std::size_t i = 0; i < pos.size(); ++i)
-      for (index_t h = 0; h < s.Hk; ++h)
-        for (index_t d = 0; d < s.Dk; ++d) CHECK(kept(1, index_t(i), h, d) == p.k(1, pos[i], h, d));
+      for (index_t h = 0; h < 2; ++h)
+        for (index_t d = 0; d < 16; ++d) CHECK(kept(1, index_t(i), h, d) == p.d->k(1, pos[i], h, d));
   }
 }
 
 TEST_CASE("attention: T = 8192 with large logits stays finite and matches the reference", "[attention][op][long]") {
-  // Every 7th query is ±r·sign(k_j) for a key j ≤ t whose entries are ±r, r = sqrt(80/32): its
-  // score is exactly ±80 before the 1/sqrt(32) scale; the rest are uniform in [-r, r]. Checked
-  // against the reference on the first and last 16 queries (the reference costs O(T²)), and
-  // policies against each other everywhere.
-  const double r = std::sqrt(80.0 / 32);
+  // Scores of ±80 before the 1/sqrt(32) scale (attention_op::long_case). Checked against the
+  // reference on the first and last 16 queries (the reference costs O(T²)), and policies against
+  // each other everywhere.
   for (const attn::mask m : {attn::mask{}, attn::mask{512, 0}}) {
     INFO("window " << m.window);
-    const shape s{1, 0, 8192, 2, 1, 1, 32, 32, m};
-    problem<float> p(s, r, 13);
-    for (index_t t = 0; t < s.T; t += 7) {
-      const index_t j = t - (t / 7) % std::min<index_t>(t + 1, m.window > 0 ? m.window : 300);
-      const float sign = (t / 7) % 2 ? 1.f : -1.f;
-      for (index_t d = 0; d < s.Dk; ++d) {
-        p.k(0, j, 0, d) = float((d * 37 + j) % 3 ? r : -r);
-        for (index_t h = 0; h < s.Hq; ++h) p.q(0, t, h, d) = sign * p.k(0, j, 0, d);
-      }
-    }
-    const auto o_c = p.run(exec::chunkwise<64>{});
-    const auto o_r = p.run(exec::recurrent{2});
-    REQUIRE(std::all_of(o_c.data(), o_c.data() + o_c.size(), [](float x) { return std::isfinite(x); }));
-    SEQMIX_CHECK_CLOSE(o_c, o_r, 1e-5, 2e-5);
-    for (const index_t t0 : {index_t(0), s.T - 16}) {
+    const auto p = op::make(op::long_case(8192, m), 13);
+    const auto o_c = suite::run(exec::chunkwise<64>{}, p).o;
+    const auto o_r = suite::run(exec::recurrent{2}, p).o;
+    REQUIRE(test::all_finite(o_c));
+    SEQMIX_CHECK_WITHIN(o_c, o_r, suite::tol(p));
+    for (const index_t t0 : {index_t(0), index_t(8192 - 16)}) {
       const index_t S = t0 + 16;
-      tensor<float, 4> want({1, 16, s.Hq, s.Dv});
-      attn::ref<float>(p.q.view().subrange(1, t0, 16), p.k.view().subrange(1, 0, S), p.v.view().subrange(1, 0, S), want,
+      tensor<float, 4> want({1, 16, 2, 32});
+      attn::ref<float>(p.q.subrange(1, t0, 16), p.d->k.view().subrange(1, 0, S), p.d->v.view().subrange(1, 0, S), want,
                        {}, m);
       const tensor<float, 4> got(o_c.view().subrange(1, t0, 16));
-      SEQMIX_CHECK_CLOSE(got, want, 1e-5, 2e-5);
+      SEQMIX_CHECK_WITHIN(got, want, test::tolerance<float>(double(32 + S)));
     }
   }
 }
@@ -256,38 +251,14 @@ TEST_CASE("attention: a running max that moves on every key tile matches the ref
   // Scores rise by 9 log2 units every 32 keys (more than the lazy max's slack of 8), so the max
   // moves on every key tile, also on the second tile of a P·V pass, whose first tile's p must be
   // rescaled (2^-9 relative weight: a missing or doubled rescale shows at 1e-3).
-  const shape s{1, 40, 300, 4, 1, 1, 1, 8};
-  problem<float> p(s, 1.0, 23);
+  const auto p = op::make({1, 40, 300, 4, 1, 1, 1, 8}, 23);
   const double step = 9.0 * std::log(2.0);
-  for (index_t j = 0; j < s.P + s.T; ++j) p.k(0, j, 0, 0) = float(step * double(j / 32) + 0.5 * p.k(0, j, 0, 0));
-  for (index_t t = 0; t < s.T; ++t)
-    for (index_t h = 0; h < s.Hq; ++h) p.q(0, t, h, 0) = 1.f + 0.05f * p.q(0, t, h, 0);
-  const auto want = p.expected();
-  SEQMIX_CHECK_CLOSE(p.run(exec::chunkwise<64>{}), want, 1e-5, 2e-5);
-  SEQMIX_CHECK_CLOSE(p.run(exec::chunkwise<16>{}), want, 1e-5, 2e-5);
-  SEQMIX_CHECK_CLOSE(p.run(exec::recurrent{}), want, 1e-5, 2e-5);
-}
-
-TEST_CASE("attention: strided q, k, v give the same result", "[attention][op]") {
-  // q, k, v interleaved in one fused projection buffer [B, T, H, 3D].
-  const shape s{2, 0, 45, 3, 3, 3, 16, 16};
-  const problem<float> p(s, 1.0, 21);
-  tensor<float, 4> fused({s.B, s.T, s.Hq, 3 * s.Dk});
-  for (index_t b = 0; b < s.B; ++b)
-    for (index_t t = 0; t < s.T; ++t)
-      for (index_t h = 0; h < s.Hq; ++h)
-        for (index_t i = 0; i < s.Dk; ++i)
-          fused(b, t, h, i) = p.q(b, t, h, i), fused(b, t, h, s.Dk + i) = p.k(b, t, h, i),
-                       fused(b, t, h, 2 * s.Dk + i) = p.v(b, t, h, i);
-  auto part = [&](index_t n) { return tensor_view<const float, 4>(fused.view().subrange(3, n * s.Dk, s.Dk)); };
-  const auto want = p.expected();
-  auto o = test::nan_tensor<float, 4>({s.B, s.T, s.Hq, s.Dv});
-  auto c1 = p.make_cache();
-  attn::forward(exec::chunkwise<16>{}, part(0), part(1), part(2), o, c1);
-  SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
-  auto c2 = p.make_cache();
-  attn::forward(exec::parallel{}, part(0), part(1), part(2), o, c2);
-  SEQMIX_CHECK_CLOSE(o, want, 1e-5, 2e-5);
+  for (index_t j = 0; j < 340; ++j) p.d->k(0, j, 0, 0) = float(step * double(j / 32) + 0.5 * p.d->k(0, j, 0, 0));
+  for (index_t t = 0; t < 300; ++t)
+    for (index_t h = 0; h < 4; ++h) p.d->q(0, t, h, 0) = 1.f + 0.05f * p.d->q(0, t, h, 0);
+  suite::check_against_reference(exec::chunkwise<64>{}, p);
+  suite::check_against_reference(exec::chunkwise<16>{}, p);
+  suite::check_against_reference(exec::recurrent{}, p);
 }
 
 TEST_CASE("attention: bad shapes and a full cache raise seqmix::error", "[attention][op][errors]") {
