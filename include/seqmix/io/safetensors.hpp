@@ -71,12 +71,9 @@ struct tensor_info {
   std::vector<index_t> shape;  ///< `[]` is a scalar (one element)
   std::size_t begin = 0, end = 0;  ///< byte offsets within the data section, [begin, end)
 
-  /// Number of elements (1 for a scalar, 0 when any extent is 0).
-  index_t numel() const {
-    index_t n = 1;
-    for (auto e : shape) n *= e;
-    return n;
-  }
+  /// Number of elements (1 for a scalar, 0 when any extent is 0). Throws seqmix::error if the
+  /// count overflows, which a parsed file's entries never do.
+  index_t numel() const { return checked_size(shape, "safetensors tensor_info"); }
 };
 
 namespace detail {

@@ -49,17 +49,12 @@ std::unique_ptr<T[], aligned_delete<T>> aligned_alloc(index_t n) {
                 " bytes overflow the byte size");
   const std::size_t bytes = count * sizeof(T);
   aligned_delete<T> del;
-  char* base;
-  try {
-    if (bytes < huge_page) {
-      base = static_cast<char*>(::operator new[](bytes, std::align_val_t(tensor_alignment)));
-    } else {
-      del.alignment = huge_page;
-      base = static_cast<char*>(::operator new[](bytes + colours * colour_step, std::align_val_t(huge_page)));
-    }
-  } catch (const std::bad_alloc&) {
-    throw error("tensor: cannot allocate " + std::to_string(bytes) + " bytes (" + std::to_string(n) + " elements)");
-  }
+  if (bytes >= huge_page) del.alignment = huge_page;
+  // The nothrow form: a refused allocation is a null pointer here (also under AddressSanitizer with
+  // allocator_may_return_null=1, which ends the process on a failed throwing new instead).
+  char* base = static_cast<char*>(::operator new[](bytes < huge_page ? bytes : bytes + colours * colour_step,
+                                                   std::align_val_t(del.alignment), std::nothrow));
+  if (!base) throw error("tensor: cannot allocate " + std::to_string(bytes) + " bytes (" + std::to_string(n) + " elements)");
   if (bytes >= huge_page) {
     del.offset = (std::uintptr_t(base) / huge_page * 0x9E3779B1u >> 8) % colours * colour_step;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
