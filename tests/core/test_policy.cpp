@@ -43,7 +43,7 @@ void as_resolved(const exec::automatic& a, const exec::shape& s, Run&& run) {
 
 // Lengths on both sides of every rule's thresholds, and the automatic policies tried.
 constexpr index_t lengths[] = {1, 3, 15, 16, 47, 48, 70, 200};
-const exec::automatic autos[] = {exec::automatic{}, exec::automatic{.recurrent_below = 0},
+const exec::automatic autos[] = {exec::automatic{}, exec::automatic{.recurrent_below = 16},
                                  exec::automatic{.threads = 2, .recurrent_below = 64}};
 
 // Every family's problem: run(policy) returns (output, final state) for fixed inputs.
@@ -227,6 +227,11 @@ TEST_CASE("the rule table's measured choices", "[policy]") {
   CHECK(exec::resolve<rules::selective_scan>(a, {2048, 16, 1}) == choice::recurrent);
   CHECK(exec::resolve<rules::ssd>(a, {2048, 128, 64}) == choice::chunkwise);
   CHECK(exec::resolve<rules::attention>(a, {2048, 64, 64}) == choice::chunkwise);
+  // The measured crossovers.
+  CHECK(exec::resolve<rules::ssd>(a, {8, 128, 64}) == choice::recurrent);
+  CHECK(exec::resolve<rules::ssd>(a, {16, 128, 64}) == choice::chunkwise);
+  CHECK(exec::resolve<rules::attention>(a, {2, 64, 64}) == choice::chunkwise);
+  CHECK(exec::resolve<rules::gla>(a, {16, 64, 64}) == choice::recurrent);
   // recurrent_below forces the recurrent kernel below it in every family.
   const exec::automatic long_recurrent{.recurrent_below = 4096};
   CHECK(exec::resolve<rules::ssd>(long_recurrent, {2048, 128, 64}) == choice::recurrent);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -212,6 +213,21 @@ TEST_CASE("several threads share one pool at once", "[threads]") {
   }
   for (long s : sums) CHECK(s == 50 * 4950);
   CHECK(shared.jobs() == 200);
+}
+
+TEST_CASE("sleeping workers and waiting callers are woken", "[threads]") {
+  // No polling: every call finds the workers asleep, and a caller whose part ends first sleeps too.
+  thread_pool sleepy(2, std::chrono::microseconds(0));
+  for (int call = 0; call < 40; ++call) {
+    if (call % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(300));
+    std::atomic<long> sum{0};
+    seqmix::parallel_for(exec::recurrent{.threads = 3, .pool = &sleepy}, 3, [&](index_t i) {
+      if (i > 0 && call % 2 == 1) std::this_thread::sleep_for(std::chrono::microseconds(200));  // the caller waits
+      sum += i + 1;
+    });
+    CHECK(sum == 6);
+  }
+  CHECK(sleepy.jobs() == 40);
 }
 
 TEST_CASE("threads = 0 or negative is a seqmix::error naming the policy", "[threads]") {

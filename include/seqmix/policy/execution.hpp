@@ -42,11 +42,11 @@ struct parallel {
 };
 
 /// Lets the op choose by the per-family rule table in policy/automatic.hpp (measured; see
-/// docs/policy.md): sequences shorter than `recurrent_below` always run recurrently, longer ones
+/// docs/policy.md): sequences shorter than `recurrent_below` always run recurrently, the others
 /// as the family's rule says.
 struct automatic {
   int threads = 1;
-  index_t recurrent_below = 16;  ///< sequences shorter than this run recurrently
+  index_t recurrent_below = 0;  ///< sequences shorter than this run recurrently (0: the rule alone decides)
   thread_pool* pool = nullptr;
 };
 

@@ -13,7 +13,7 @@
 //
 // Nested calls (a part that itself calls parallel_for) never deadlock: a caller only waits for
 // parts that some thread has already started, and runs every unclaimed part of its own call itself.
-// Idle workers spin for spin_time before they sleep, so back-to-back decode steps find them awake.
+// Idle workers poll for a while (default_spin) before they sleep, so back-to-back ops find them awake.
 #pragma once
 
 #include <algorithm>
@@ -46,12 +46,16 @@ inline thread_pool*& bound_pool() {
 /// Persistent worker threads for the kernels' parallel loops (see the file comment).
 class thread_pool {
  public:
-  /// How long an idle worker (or a waiting caller) polls before it sleeps.
-  static constexpr std::chrono::microseconds spin_time{200};
+  /// How long an idle worker (or a waiting caller) polls before it sleeps, by default: longer
+  /// than the gaps between the ops of one decode step, so the step's ops find the workers awake.
+  static constexpr std::chrono::microseconds default_spin{200};
 
   /// A pool with `workers` background threads; calls also run parts on the calling thread, so a
-  /// pool of N - 1 workers serves `threads = N`.
-  explicit thread_pool(int workers = 0) { reserve(workers); }
+  /// pool of N - 1 workers serves `threads = N`. Idle workers poll for `spin` before they sleep
+  /// (0: sleep at once, for a pool that must not take CPU time from other processes).
+  explicit thread_pool(int workers = 0, std::chrono::microseconds spin = default_spin) : spin_(spin) {
+    reserve(workers);
+  }
   thread_pool(const thread_pool&) = delete;
   thread_pool& operator=(const thread_pool&) = delete;
 
@@ -150,7 +154,7 @@ class thread_pool {
   }
 
   void wait_done(job& j) {
-    const auto until = std::chrono::steady_clock::now() + spin_time;
+    const auto until = std::chrono::steady_clock::now() + spin_;
     for (unsigned i = 0;; ++i) {
       const auto seen = completions_.load();
       if (j.done.load() == j.parts) return;
@@ -174,7 +178,7 @@ class thread_pool {
         continue;
       }
       if (stop_now()) return;
-      const auto until = std::chrono::steady_clock::now() + spin_time;
+      const auto until = std::chrono::steady_clock::now() + spin_;
       bool woke = false;
       for (unsigned i = 1; !woke; ++i) {
         woke = epoch_.load() != seen;
@@ -193,6 +197,7 @@ class thread_pool {
     return stop_ && queue_.empty();
   }
 
+  std::chrono::microseconds spin_;
   mutable std::mutex mutex_;
   std::deque<job*> queue_;          // jobs with unclaimed parts, oldest first
   std::vector<std::thread> threads_;
