@@ -147,7 +147,8 @@ class thread_pool {
   }
 
   void finish(job& j, index_t n) {
-    if (j.done.fetch_add(n) + n != j.parts) return;
+    const index_t parts = j.parts;  // read first: once done reaches parts, j may be gone
+    if (j.done.fetch_add(n) + n != parts) return;
     // j may be gone from here on (its caller returns): only pool members below.
     completions_.fetch_add(1);
     if (waiters_.load() > 0) completions_.notify_all();
