@@ -166,6 +166,11 @@ const bool registered = [] {
     op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 0, 64, 0, 1);
     op("parallel", exec::parallel{}, "prefill", T, 0, 64, 0, 1);
   }
+  for (index_t T : {2, 4, 16}) {  // a few tokens after a long cache (speculative decoding, chat turns)
+    op("recurrent", exec::recurrent{}, "prefill", T, 4096, 64, 0, 1);
+    op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 4096, 64, 0, 1);
+  }
+  op("chunkwise", exec::chunkwise<64>{}, "decode", 1, 4096, 64, 0, 1);
   for (int threads : {1, 2})
     for (index_t D : {64, 128}) op("recurrent", exec::recurrent{}, "decode", 1, 4096, D, 0, threads);
   op("recurrent", exec::recurrent{}, "decode", 1, 4096, 64, 512, 1);

@@ -174,7 +174,7 @@ const bool registered = [] {
     scan_op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 1);
     if (T != 256) scan_op("parallel", exec::parallel{}, "prefill", T, 1);
   }
-  for (index_t T : {16, 48, 64, 128, 256}) {
+  for (index_t T : {2, 4, 8, 16, 48, 64, 128, 256}) {
     ssd_op("recurrent", exec::recurrent{}, "prefill", T, 1);
     ssd_op("chunkwise", exec::chunkwise<32>{}, "prefill", T, 1);
     ssd_op("chunkwise", exec::chunkwise<64>{}, "prefill", T, 1);
