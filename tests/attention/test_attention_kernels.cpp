@@ -1,8 +1,10 @@
-// Softmax attention op: the op suite (support/op_suite.hpp) on the attention adapter (GQA, windows,
-// sinks, cache prefixes, Dk != Dv, two key heads per value head); more threads than heads, windowed
-// splits and agreement, the cache's contents and ring buffer, attend() on a shared cache, long
-// contexts with large logits, a running max that moves on every tile, exp2_bounded, and errors.
+// Softmax and differential attention ops: the op suite (support/op_suite.hpp) on both adapters
+// (GQA, windows, sinks, cache prefixes, Dk != Dv, two key heads per value head; differential
+// component heads on shared key heads); more threads than heads, windowed splits and agreement,
+// the cache's contents and ring buffer, attend() on a shared cache, long contexts with large
+// logits, a running max that moves on every tile, exp2_bounded, the learned λ, and errors.
 #include <seqmix/kernels/attention/attention.hpp>
+#include <seqmix/kernels/attention/differential.hpp>
 #include <seqmix/kernels/attention/ref.hpp>
 #include <seqmix/simd/softmax.hpp>
 
@@ -15,40 +17,62 @@ namespace attn = seqmix::kernels::attention;
 
 namespace {
 
-/// q [B,T,Hq,Dk] for the T new tokens; k [B,P+T,Hk,Dk] and v [B,P+T,Hv,Dv] for all positions, the
-/// P of the cache prefix first. q and k uniform in [-range, range], v in [-1, 1]. The state is the
-/// KV cache (capacity P + T unless given, the mask, `step`), holding the prefix at the start.
-/// `large_logits`: every 7th query is ±sign(k_j)·range for a key j it sees whose entries are
-/// ±range, so its score is ±Dk·range² before the 1/sqrt(Dk) scale.
+/// What both attention adapters share: the inputs are q, k, v of the L new tokens (views into the
+/// data's q and its k, v of all P + L positions, the P of the cache prefix first); the state is the
+/// KV cache, holding the prefix at the start; the reference reads every key up to the last query's
+/// position and appends the new ones to the cache as the op does. `extra` is the case.
+template <class T, class Data, class Case>
+struct cache_op : test::op_base<T, Data, std::array<tensor_view<const T, 4>, 3>, 4, attn::kv_cache<T>, Case> {
+  using typename cache_op::op_base::problem, typename cache_op::op_base::result;
+  // With more threads than (batch, value head) tasks, a linear cache's queries are split into parts
+  // of equal causal cost (kernels/attention/common.hpp) whose cuts are not tile boundaries, so the
+  // online softmax may round differently: on AVX2, in double, 1 ulp apart from one thread.
+  static constexpr bool threads_bit_identical = false;
+  static problem inputs_of(std::shared_ptr<Data> d, const Case& c) {
+    return {d, {d->q, d->k.view().subrange(1, c.P, c.L), d->v.view().subrange(1, c.P, c.L)}, c};
+  }
+  static problem fused(problem p) { return test::fused(p, [](auto& in) { return std::tie(in[0], in[1], in[2]); }); }
+  /// Outputs [B, L, heads, dv] and a cache of the given shape holding the prefix.
+  static result start_with(const problem& p, index_t heads, index_t dv, const typename attn::kv_cache<T>::shape& s,
+                           index_t capacity, attn::mask m = {}, index_t step = attn::block_keys) {
+    const Case& c = p.extra;
+    result r{test::nan_tensor<T, 4>({c.B, c.L, heads, dv}), attn::kv_cache<T>(s, capacity > 0 ? capacity : c.P + c.L, m, step)};
+    r.state.append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
+    return r;
+  }
+  /// Keys and values of every position up to the last of the tokens `t`.
+  static auto keys_values(const problem& p, const test::tokens& t) {
+    const index_t S = p.extra.P + t.t0 + t.n;
+    return std::pair{p.d->k.view().subrange(1, 0, S), p.d->v.view().subrange(1, 0, S)};
+  }
+};
+
+/// q uniform in [-range, range] [B,L,Hq,Dk]; k [B,P+L,Hk,Dk] the same, v [B,P+L,Hv,Dv] in [-1, 1].
+/// The cache has capacity P + L unless given, the mask and `step`. `large_logits`: every 7th query
+/// is ±sign(k_j)·range for a key j it sees whose entries are ±range, so its score is ±Dk·range²
+/// before the 1/sqrt(Dk) scale.
+struct attention_case {
+  index_t B, P, L, Hq, Hk, Hv, Dk, Dv;  // L: new tokens
+  attn::mask m{};
+  double range = 1;
+  index_t capacity = 0, step = attn::block_keys;
+  bool large_logits = false;
+  friend std::ostream& operator<<(std::ostream& os, const attention_case& c) {
+    return test::print_fields(os, "B, P, L, Hq, Hk, Hv, Dk, Dv, window, sink, range, capacity, step, large_logits", c.B,
+                              c.P, c.L, c.Hq, c.Hk, c.Hv, c.Dk, c.Dv, c.m.window, c.m.sink, c.range, c.capacity, c.step,
+                              c.large_logits);
+  }
+};
+
 template <class T>
-struct attention_op {
-  using value_type = T;
-  struct case_type {
-    index_t B, P, L, Hq, Hk, Hv, Dk, Dv;  // L: new tokens
-    attn::mask m{};
-    double range = 1;
-    index_t capacity = 0, step = attn::block_keys;
-    bool large_logits = false;
-    friend std::ostream& operator<<(std::ostream& os, const case_type& c) {
-      return os << "B=" << c.B << " P=" << c.P << " T=" << c.L << " Hq=" << c.Hq << " Hk=" << c.Hk << " Hv=" << c.Hv
-                << " Dk=" << c.Dk << " Dv=" << c.Dv << " window=" << c.m.window << " sink=" << c.m.sink
-                << " range=" << c.range << " step=" << c.step << (c.large_logits ? " (large logits)" : "");
-    }
-  };
-  struct data {
-    tensor<T, 4> q, k, v;
-  };
-  struct problem {
-    case_type c;
-    std::shared_ptr<data> d;
-    tensor_view<const T, 4> q, k, v;  // the new tokens
-    std::shared_ptr<const void> fused;
-  };
-  struct result {
-    tensor<T, 4> o;
-    attn::kv_cache<T> cache;
-  };
-  static constexpr const char* names[] = {"o", "cached keys", "cached values"};
+struct qkv {
+  tensor<T, 4> q, k, v;
+};
+
+template <class T>
+struct attention_op : cache_op<T, qkv<T>, attention_case> {
+  using typename attention_op::cache_op::problem, typename attention_op::cache_op::result;
+  using case_type = attention_case;
 
   static std::vector<case_type> cases() {
     const case_type shapes[] = {
@@ -68,19 +92,19 @@ struct attention_op {
       for (case_type c : shapes) c.range = range, all.push_back(c);
     return all;
   }
-  static case_type agree_case() { return {2, 17, 200, 8, 2, 2, 64, 64, {}, 2}; }
-  static case_type split_case() { return {1, 0, 150, 4, 2, 2, 16, 16, {}, 2, 1000, 16}; }
-  static case_type fused_case() { return {2, 0, 45, 3, 3, 3, 16, 16}; }
-  static case_type empty_case() { return {1, 3, 0, 4, 2, 2, 8, 8}; }
+  static constexpr test::special_cases<case_type> special{.agree = {2, 17, 200, 8, 2, 2, 64, 64, {}, 2},
+                                                         .split = {1, 0, 150, 4, 2, 2, 16, 16, {}, 2, 1000, 16},
+                                                         .fused = {2, 0, 45, 3, 3, 3, 16, 16},
+                                                         .empty = {1, 3, 0, 4, 2, 2, 8, 8}};
   static case_type long_case(index_t tokens, attn::mask m = {}) {
     return {1, 0, tokens, 2, 1, 1, 32, 32, m, std::sqrt(80.0 / 32), 0, attn::block_keys, true};
   }
   static constexpr index_t long_tokens = 1024, parallel_tokens = 1024;
 
   static problem make(const case_type& c, unsigned seed) {
-    auto d = std::make_shared<data>(data{uniform_tensor<T, 4>({c.B, c.L, c.Hq, c.Dk}, -c.range, c.range, seed),
-                                         uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hk, c.Dk}, -c.range, c.range, seed + 1),
-                                         uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hv, c.Dv}, -1, 1, seed + 2)});
+    auto d = std::make_shared<qkv<T>>(qkv<T>{uniform_tensor<T, 4>({c.B, c.L, c.Hq, c.Dk}, -c.range, c.range, seed),
+                                             uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hk, c.Dk}, -c.range, c.range, seed + 1),
+                                             uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hv, c.Dv}, -1, 1, seed + 2)});
     if (c.large_logits)
       for (index_t t = 0; t < c.L; t += 7) {
         const index_t j = t - (t / 7) % std::min<index_t>(t + 1, c.m.window > 0 ? c.m.window : 300);
@@ -90,35 +114,83 @@ struct attention_op {
           for (index_t h = 0; h < c.Hq; ++h) d->q(0, t, h, e) = sign * d->k(0, c.P + j, 0, e);
         }
       }
-    return {c, d, d->q, d->k.view().subrange(1, c.P, c.L), d->v.view().subrange(1, c.P, c.L), {}};
+    return attention_op::inputs_of(d, c);
   }
-  static problem fused(problem p) {
-    std::tie(p.q, p.k, p.v) = test::fuse(p.fused, p.q, p.k, p.v);
-    return p;
-  }
-  static index_t length(const problem& p) { return p.c.L; }
-  static index_t reduction(const problem& p) { return p.c.Dk + p.c.P + p.c.L; }
+  static index_t reduction(const problem& p) { return p.extra.Dk + p.extra.P + p.extra.L; }
   static result start(const problem& p) {
-    const case_type& c = p.c;
-    result r{test::nan_tensor<T, 4>({c.B, c.L, c.Hq, c.Dv}),
-             attn::kv_cache<T>({c.B, c.Hk, c.Dk, c.Hv, c.Dv}, c.capacity > 0 ? c.capacity : c.P + c.L, c.m, c.step)};
-    r.cache.append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
-    return r;
+    const case_type& c = p.extra;
+    return attention_op::start_with(p, c.Hq, c.Dv, {c.B, c.Hk, c.Dk, c.Hv, c.Dv}, c.capacity, c.m, c.step);
   }
   template <class P>
-  static void run(const P& policy, const problem& p, result& r, index_t t0, index_t n) {
-    auto in = [&](tensor_view<const T, 4> x) { return x.subrange(1, t0, n); };
-    const tensor_view<T, 4> o = r.o.view().subrange(1, t0, n);
+  static void run(const P& policy, const problem& p, result& r, const test::tokens& t) {
+    const auto& [q, k, v] = p.in;
     if constexpr (std::is_same_v<P, test::reference>) {
-      const index_t S = p.c.P + t0 + n;
-      attn::ref<T>(in(p.q), p.d->k.view().subrange(1, 0, S), p.d->v.view().subrange(1, 0, S), o, {}, p.c.m);
-      r.cache.append(in(p.k), in(p.v));
+      const auto [keys, values] = attention_op::keys_values(p, t);
+      attn::ref<T>(t(q), keys, values, t(r.o), {}, p.extra.m);
+      r.state.append(t(k), t(v));
     } else {
-      attn::forward(policy, in(p.q), in(p.k), in(p.v), o, r.cache);
+      attn::forward(policy, t(q), t(k), t(v), t(r.o), r.state);
     }
   }
-  static auto compared(const result& r) {
-    return std::tuple<const tensor<T, 4>&, tensor<T, 4>, tensor<T, 4>>(r.o, r.cache.keys(), r.cache.values());
+};
+
+/// Differential attention: q [B,L,2H,d] and k [B,P+L,2Hkv,d] in [-range, range], v [B,P+L,Hkv,2d]
+/// in [-1, 1], λ vectors [d] in [-0.3, 0.3], subln [2d] in [0.5, 1.5].
+struct diff_case {
+  index_t B, P, L, H, Hkv, d;  // L: new tokens
+  double range = 2;
+  SEQMIX_TEST_PRINTABLE(diff_case, B, P, L, H, Hkv, d, range)
+};
+
+template <class T>
+struct diff_data {
+  tensor<T, 4> q, k, v;
+  tensor<T, 1> lq1, lk1, lq2, lk2, subln;
+  double lambda_init = attn::diff_lambda_init(3);
+  attn::diff_params<T> params() const { return {lq1, lk1, lq2, lk2, subln, lambda_init, 1e-5}; }
+};
+
+template <class T>
+struct diff_attn_op : cache_op<T, diff_data<T>, diff_case> {
+  using typename diff_attn_op::cache_op::problem, typename diff_attn_op::cache_op::result;
+  using case_type = diff_case;
+
+  static std::vector<case_type> cases() {
+    return {{1, 0, 1, 1, 1, 8},    {2, 0, 37, 2, 2, 16},  {2, 0, 48, 4, 2, 16},
+            {1, 35, 25, 2, 1, 16}, {2, 100, 1, 2, 1, 32}, {1, 0, 70, 3, 1, 10}};
+  }
+  static constexpr test::special_cases<case_type> special{
+      .agree = {2, 17, 150, 4, 2, 32}, .split = {1, 0, 90, 2, 1, 16}, .fused = {2, 0, 45, 2, 2, 16}, .empty = {1, 3, 0, 2, 1, 8}};
+  // Scores up to ±range²·d before the 1/sqrt(d) scale: ±256 / 4 = ±64.
+  static case_type long_case(index_t tokens) { return {1, 0, tokens, 2, 1, 16, 4}; }
+  static constexpr index_t long_tokens = 512, parallel_tokens = 512;
+
+  static problem make(const case_type& c, unsigned seed) {
+    auto lambda = [&](unsigned i) { return uniform_tensor<T, 1>({c.d}, -0.3, 0.3, seed + 3 + i); };
+    auto d = std::make_shared<diff_data<T>>(diff_data<T>{
+        uniform_tensor<T, 4>({c.B, c.L, 2 * c.H, c.d}, -c.range, c.range, seed),
+        uniform_tensor<T, 4>({c.B, c.P + c.L, 2 * c.Hkv, c.d}, -c.range, c.range, seed + 1),
+        uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hkv, 2 * c.d}, -1, 1, seed + 2), lambda(0), lambda(1), lambda(2),
+        lambda(3), uniform_tensor<T, 1>({2 * c.d}, 0.5, 1.5, seed + 7)});
+    return diff_attn_op::inputs_of(d, c);
+  }
+  static index_t reduction(const problem& p) { return p.extra.d + p.extra.P + p.extra.L; }
+  static result start(const problem& p) {
+    const case_type& c = p.extra;
+    return diff_attn_op::start_with(p, c.H, 2 * c.d, {c.B, 2 * c.Hkv, c.d, c.Hkv, 2 * c.d}, 0);
+  }
+  template <class P>
+  static void run(const P& policy, const problem& p, result& r, const test::tokens& t) {
+    const auto& [q, k, v] = p.in;
+    const diff_data<T>& d = *p.d;
+    if constexpr (std::is_same_v<P, test::reference>) {
+      const auto [keys, values] = diff_attn_op::keys_values(p, t);
+      attn::diff_ref<T>(t(q), keys, values, d.subln, t(r.o), attn::diff_lambda<T>(d.lq1, d.lk1, d.lq2, d.lk2, d.lambda_init),
+                        d.lambda_init, 1e-5);
+      r.state.append(t(k), t(v));
+    } else {
+      attn::differential<P, T>(policy, t(q), t(k), t(v), t(r.o), r.state, d.params());
+    }
   }
 };
 
@@ -128,6 +200,7 @@ using suite = test::op_suite<op>;
 }  // namespace
 
 SEQMIX_OP_SUITE(attention_op, "attention", "[attention]")
+SEQMIX_OP_SUITE(diff_attn_op, "diff_attn", "[diff_attn]")
 
 TEST_CASE("simd::exp2_bounded: relative error and underflow", "[attention][simd]") {
   constexpr index_t L = simd::lanes<float>;
@@ -145,23 +218,22 @@ TEST_CASE("simd::exp2_bounded: relative error and underflow", "[attention][simd]
   for (index_t i = 0; i < L; ++i) CHECK((out[i] >= 0.f && out[i] < 1e-37f));  // 0 or a denormal below 2^-126
 }
 
-TEMPLATE_TEST_CASE("attention: more threads than heads give the same results as one thread", "[attention][op]", float,
-                   double) {
+TEMPLATE_TEST_CASE("attention: more threads than heads agree with one thread", "[attention][op]", float, double) {
   // Linear caches split the queries by causal cost when there are more threads than heads.
   using s = test::op_suite<attention_op<TestType>>;
   for (const auto& c : attention_op<TestType>::cases()) {
     INFO(c);
     const auto p = attention_op<TestType>::make(c, 7);
-    s::check(s::run(exec::chunkwise<16>{5}, p), s::run(exec::chunkwise<16>{}, p), 0);
-    s::check(s::run(exec::recurrent{3}, p), s::run(exec::recurrent{}, p), 0);
-    s::check(s::run(exec::parallel{4}, p), s::run(exec::parallel{}, p), 0);
+    s::check(s::run(exec::chunkwise<16>{5}, p), s::run(exec::chunkwise<16>{}, p), s::tol(p));
+    s::check(s::run(exec::recurrent{3}, p), s::run(exec::recurrent{}, p), s::tol(p));
+    s::check(s::run(exec::parallel{4}, p), s::run(exec::parallel{}, p), s::tol(p));
   }
 }
 
 TEST_CASE("attention: windows and sinks, policies agree and prefill splits anywhere", "[attention][op]") {
   suite::policies_agree({1, 0, 300, 4, 2, 2, 32, 32, {100, 3}, 2});
   for (const attn::mask m : {attn::mask{24, 0}, attn::mask{50, 5}}) {
-    auto c = op::split_case();
+    auto c = op::special.split;
     c.m = m;
     suite::splits(c);
   }
@@ -170,15 +242,15 @@ TEST_CASE("attention: windows and sinks, policies agree and prefill splits anywh
 TEST_CASE("attention: the cache after a call holds every key and value", "[attention][op][cache]") {
   const auto p = op::make({2, 20, 45, 4, 2, 2, 16, 24, {}, 1, 100}, 3);
   auto r = op::start(p);
-  op::run(exec::chunkwise<16>{}, p, r, 0, 45);
-  CHECK(r.cache.length() == 65);
-  SEQMIX_CHECK_IDENTICAL(r.cache.keys(), p.d->k);
-  SEQMIX_CHECK_IDENTICAL(r.cache.values(), p.d->v);
+  op::run(exec::chunkwise<16>{}, p, r, test::tokens{0, 45});
+  CHECK(r.state.length() == 65);
+  SEQMIX_CHECK_IDENTICAL(r.state.keys(), p.d->k);
+  SEQMIX_CHECK_IDENTICAL(r.state.values(), p.d->v);
   // Rolling back and running the same tokens again gives the same cache.
-  r.cache.truncate(20);
-  op::run(exec::recurrent{}, p, r, 0, 45);
-  SEQMIX_CHECK_IDENTICAL(r.cache.keys(), p.d->k);
-  REQUIRE_THROWS_WITH(r.cache.truncate(66), Catch::Contains("past the length 65"));
+  r.state.truncate(20);
+  op::run(exec::recurrent{}, p, r, test::tokens{0, 45});
+  SEQMIX_CHECK_IDENTICAL(r.state.keys(), p.d->k);
+  REQUIRE_THROWS_WITH(r.state.truncate(66), Catch::Contains("past the length 65"));
 }
 
 TEST_CASE("attention: attend() on keys already cached (shared KV) matches the reference", "[attention][op]") {
@@ -190,7 +262,7 @@ TEST_CASE("attention: attend() on keys already cached (shared KV) matches the re
       attn::kv_cache<float> cache({c.B, c.Hk, c.Dk, c.Hv, c.Dv}, 10000, c.m);
       cache.append(p.d->k, p.d->v);
       auto o = test::nan_tensor<float, 4>({c.B, c.L, c.Hq, c.Dv});
-      attn::attend(policy, p.q, o, cache);
+      attn::attend(policy, p.in[0], o, cache);
       SEQMIX_CHECK_WITHIN(o, want.o, suite::tol(p));
       CHECK(cache.length() == c.P + c.L);
     };
@@ -209,16 +281,16 @@ TEST_CASE("attention: a windowed cache is a ring of O(window) slots", "[attentio
     INFO("step " << step);
     const auto p = op::make({2, 0, 500, 4, 2, 2, 16, 16, {40, 3}, 2, 100000, step}, 9);
     auto r = op::start(p);
-    CHECK(r.cache.is_ring());
-    CHECK(r.cache.slots() <= 64 + (40 - 1 + step + 63) / 64 * 64);
-    op::run(exec::chunkwise<64>{2}, p, r, 0, 500);
+    CHECK(r.state.is_ring());
+    CHECK(r.state.slots() <= 64 + (40 - 1 + step + 63) / 64 * 64);
+    op::run(exec::chunkwise<64>{2}, p, r, test::tokens{0, 500});
     SEQMIX_CHECK_WITHIN(r.o, suite::run(test::reference{}, p).o, suite::tol(p));
     // Kept: the sink and the newest positions; values as appended.
-    const auto pos = r.cache.positions();
+    const auto pos = r.state.positions();
     REQUIRE(pos.size() >= 40 + 3);
     CHECK(pos[0] == 0);
     CHECK(pos.back() == 500 - 1);
-    const auto kept = r.cache.keys();
+    const auto kept = r.state.keys();
     for (std::size_t i = 0; i < pos.size(); ++i)
       for (index_t h = 0; h < 2; ++h)
         for (index_t d = 0; d < 16; ++d) CHECK(kept(1, index_t(i), h, d) == p.d->k(1, pos[i], h, d));
@@ -239,7 +311,7 @@ TEST_CASE("attention: T = 8192 with large logits stays finite and matches the re
     for (const index_t t0 : {index_t(0), index_t(8192 - 16)}) {
       const index_t S = t0 + 16;
       tensor<float, 4> want({1, 16, 2, 32});
-      attn::ref<float>(p.q.subrange(1, t0, 16), p.d->k.view().subrange(1, 0, S), p.d->v.view().subrange(1, 0, S), want,
+      attn::ref<float>(p.in[0].subrange(1, t0, 16), p.d->k.view().subrange(1, 0, S), p.d->v.view().subrange(1, 0, S), want,
                        {}, m);
       const tensor<float, 4> got(o_c.view().subrange(1, t0, 16));
       SEQMIX_CHECK_WITHIN(got, want, test::tolerance<float>(double(32 + S)));
@@ -281,4 +353,25 @@ TEST_CASE("attention: bad shapes and a full cache raise seqmix::error", "[attent
   REQUIRE_THROWS_WITH((attn::forward(exec::recurrent{}, q, k, v, o, cache)),
                       Catch::Contains("KV cache capacity 10 exceeded (holds 8 tokens, appending 4)"));
   CHECK(cache.length() == 8);
+}
+
+TEST_CASE("diff_attn: lambda re-parameterisation and lambda_init", "[diff_attn][op]") {
+  const auto p = diff_attn_op<double>::make({1, 0, 4, 1, 1, 8}, 3);
+  const auto& d = *p.d;
+  double a = 0, b = 0;
+  for (index_t i = 0; i < 8; ++i) a += d.lq1(i) * d.lk1(i), b += d.lq2(i) * d.lk2(i);
+  CHECK(d.params().lambda() == Approx(std::exp(a) - std::exp(b) + d.lambda_init).epsilon(1e-15));
+  CHECK(attn::diff_lambda_init(0) == Approx(0.2));
+  CHECK(attn::diff_lambda_init(4) == Approx(0.8 - 0.6 * std::exp(-1.2)));
+}
+
+TEST_CASE("diff_attn: bad shapes raise seqmix::error", "[diff_attn][op][errors]") {
+  const auto p = diff_attn_op<float>::make({1, 0, 4, 2, 1, 8}, 3);
+  attn::kv_cache<float> cache({1, 2, 8, 1, 16}, 10);
+  tensor<float, 4> o_bad({1, 4, 2, 8}), q_odd({1, 4, 3, 8});
+  REQUIRE_THROWS_WITH((attn::differential<exec::recurrent, float>({}, p.in[0], p.in[1], p.in[2], o_bad, cache, p.d->params())),
+                      Catch::Contains("diff_attn: o has shape [1, 4, 2, 8], expected [1, 4, 2, 16]"));
+  tensor<float, 4> o({1, 4, 1, 16});
+  REQUIRE_THROWS_WITH((attn::differential<exec::recurrent, float>({}, q_odd, p.in[1], p.in[2], o, cache, p.d->params())),
+                      Catch::Contains("even number of component heads"));
 }

@@ -17,29 +17,23 @@ namespace {
 /// half the key channels (`split_decay`) scaled to within [gmin·5e-4, 0], so that some channels
 /// forget within a token while others remember over the whole sequence.
 template <class T>
-struct gla_op {
-  using value_type = T;
+struct gla_data {
+  tensor<T, 4> q, k, v, g, state;
+};
+template <class T>
+struct gla_inputs {
+  tensor_view<const T, 4> q, k, v, g;
+};
+
+template <class T>
+struct gla_op : test::op_base<T, gla_data<T>, gla_inputs<T>, 4, tensor<T, 4>> {
+  using typename gla_op::op_base::problem, typename gla_op::op_base::result;
   struct case_type {
     index_t B, L, H, K, V;  // L: tokens
     double gmin;
     bool split_decay = false;
-    friend std::ostream& operator<<(std::ostream& os, const case_type& c) {
-      return os << "B=" << c.B << " T=" << c.L << " H=" << c.H << " K=" << c.K << " V=" << c.V << " gmin=" << c.gmin
-                << (c.split_decay ? " (half the channels x5e-4)" : "");
-    }
+    SEQMIX_TEST_PRINTABLE(case_type, B, L, H, K, V, gmin, split_decay)
   };
-  struct data {
-    tensor<T, 4> q, k, v, g, state;
-  };
-  struct problem {
-    std::shared_ptr<data> d;
-    tensor_view<const T, 4> q, k, v, g;
-    std::shared_ptr<const void> fused;
-  };
-  struct result {
-    tensor<T, 4> o, state;
-  };
-  static constexpr const char* names[] = {"o", "state"};
 
   static std::vector<case_type> cases() {
     std::vector<case_type> all;
@@ -49,41 +43,32 @@ struct gla_op {
         all.push_back({B, L, H, K, V, gmin});
     return all;
   }
-  static case_type agree_case() { return {2, 200, 4, 32, 32, -0.5}; }
-  static case_type split_case() { return {1, 90, 2, 16, 16, -0.7}; }
-  static case_type fused_case() { return {2, 45, 3, 16, 16, -0.3}; }
-  static case_type empty_case() { return {1, 0, 2, 8, 8, -0.1}; }
+  static constexpr test::special_cases<case_type> special{
+      .agree = {2, 200, 4, 32, 32, -0.5}, .split = {1, 90, 2, 16, 16, -0.7}, .fused = {2, 45, 3, 16, 16, -0.3},
+      .empty = {1, 0, 2, 8, 8, -0.1}};
   static case_type long_case(index_t tokens) { return {1, tokens, 2, 32, 32, -20, true}; }
-  static constexpr index_t long_tokens = 16384, parallel_tokens = 2048;
+  static constexpr index_t long_tokens = 16384, parallel_tokens = 1024;
 
   static problem make(const case_type& c, unsigned seed) {
-    auto d = std::make_shared<data>(data{uniform_tensor<T, 4>({c.B, c.L, c.H, c.K}, -1, 1, seed),
-                                         uniform_tensor<T, 4>({c.B, c.L, c.H, c.K}, -1, 1, seed + 1),
-                                         uniform_tensor<T, 4>({c.B, c.L, c.H, c.V}, -1, 1, seed + 2),
-                                         uniform_tensor<T, 4>({c.B, c.L, c.H, c.K}, c.gmin, 0, seed + 3),
-                                         uniform_tensor<T, 4>({c.B, c.H, c.K, c.V}, -1, 1, seed + 4)});
+    const std::array<index_t, 4> qk{c.B, c.L, c.H, c.K};
+    auto d = std::make_shared<gla_data<T>>(gla_data<T>{
+        uniform_tensor<T, 4>(qk, -1, 1, seed), uniform_tensor<T, 4>(qk, -1, 1, seed + 1),
+        uniform_tensor<T, 4>({c.B, c.L, c.H, c.V}, -1, 1, seed + 2), uniform_tensor<T, 4>(qk, c.gmin, 0, seed + 3),
+        uniform_tensor<T, 4>({c.B, c.H, c.K, c.V}, -1, 1, seed + 4)});
     if (c.split_decay)
       for (index_t i = 0; i < d->g.size(); ++i)
         if (i % c.K < c.K / 2) d->g.data()[i] *= T(5e-4);
-    return {d, d->q, d->k, d->v, d->g, {}};
+    return {d, {d->q, d->k, d->v, d->g}};
   }
-  static problem fused(problem p) {
-    std::tie(p.q, p.k, p.v, p.g) = test::fuse(p.fused, p.q, p.k, p.v, p.g);
-    return p;
-  }
-  static index_t length(const problem& p) { return p.q.extent(1); }
-  static index_t reduction(const problem& p) { return p.q.extent(3) + p.q.extent(1); }
-  static result start(const problem& p) {
-    return {test::nan_tensor<T, 4>({p.q.extent(0), p.q.extent(1), p.q.extent(2), p.v.extent(3)}), p.d->state};
-  }
+  static problem fused(problem p) { return test::fused(p, [](auto& in) { return std::tie(in.q, in.k, in.v, in.g); }); }
+  static index_t reduction(const problem& p) { return p.in.q.extent(3) + p.in.q.extent(1); }
+  static result start(const problem& p) { return {test::nan_tensor<T, 4>(p.d->v.extents()), p.d->state}; }
   template <class P>
-  static void run(const P& policy, const problem& p, result& r, index_t t0, index_t n) {
-    auto in = [&](tensor_view<const T, 4> x) { return x.subrange(1, t0, n); };
-    const tensor_view<T, 4> o = r.o.view().subrange(1, t0, n);
-    if constexpr (std::is_same_v<P, test::reference>) gla::ref<T>(in(p.q), in(p.k), in(p.v), in(p.g), o, r.state);
-    else gla::forward(policy, in(p.q), in(p.k), in(p.v), in(p.g), o, r.state);
+  static void run(const P& policy, const problem& p, result& r, const test::tokens& in) {
+    const auto& [q, k, v, g] = p.in;
+    if constexpr (std::is_same_v<P, test::reference>) gla::ref<T>(in(q), in(k), in(v), in(g), in(r.o), r.state);
+    else gla::forward(policy, in(q), in(k), in(v), in(g), in(r.o), r.state);
   }
-  static auto compared(const result& r) { return std::tie(r.o, r.state); }
 };
 
 using suite = test::op_suite<gla_op<float>>;
@@ -103,11 +88,11 @@ TEST_CASE("gla: a single step with a decay that underflows", "[gla][op]") {
 TEST_CASE("gla: bad arguments raise seqmix::error naming the tensor and both shapes", "[gla][op][errors]") {
   const auto p = gla_op<float>::make({1, 8, 2, 4, 4, -0.1}, 1);
   tensor<float, 4> o({1, 8, 2, 4}), s({1, 2, 4, 4}), bad_k({1, 8, 2, 5}), bad_s({1, 2, 4, 3});
-  REQUIRE_THROWS_WITH((gla::forward(exec::recurrent{}, p.q, bad_k, p.v, p.g, o, s)),
+  REQUIRE_THROWS_WITH((gla::forward(exec::recurrent{}, p.in.q, bad_k, p.in.v, p.in.g, o, s)),
                       Catch::Contains("gla") && Catch::Contains("k has shape [1, 8, 2, 5], expected [1, 8, 2, 4]"));
-  REQUIRE_THROWS_WITH((gla::forward(exec::chunkwise<16>{}, p.q, p.k, p.v, p.g, o, bad_s)),
+  REQUIRE_THROWS_WITH((gla::forward(exec::chunkwise<16>{}, p.in.q, p.in.k, p.in.v, p.in.g, o, bad_s)),
                       Catch::Contains("state has shape [1, 2, 4, 3], expected [1, 2, 4, 4]"));
-  const tensor_view<const float, 4> strided_q(p.q.data(), {1, 4, 2, 4}, {64, 8, 4, 2});
+  const tensor_view<const float, 4> strided_q(p.in.q.data(), {1, 4, 2, 4}, {64, 8, 4, 2});
   tensor<float, 4> o4({1, 4, 2, 4});
   REQUIRE_THROWS_AS((gla::forward(exec::parallel{}, strided_q, strided_q, strided_q, strided_q, o4, s)),
                     seqmix::error);

@@ -24,7 +24,7 @@ TEST_CASE("selective_scan: absent z / D / bias and no softplus", "[ssm][mamba][o
   for (const index_t L : {20, 1}) {
     auto p = scan_op<double>::make({1, L, 24, 8, 1, 0.01, 0.5}, 22);
     p.in.z = {}, p.in.D = {}, p.in.delta_bias = {};
-    p.opt.delta_softplus = false;
+    p.extra.delta_softplus = false;
     INFO("T=" << L);
     suite::check_against_reference(exec::recurrent{}, p);
     suite::check_against_reference(exec::chunkwise<8>{}, p);
@@ -36,7 +36,7 @@ TEST_CASE("ssd: absent D / dt_bias, no softplus and a dt clamp", "[ssm][mamba2][
   using suite = test::op_suite<ssd_op<double>>;
   auto p = ssd_op<double>::make({1, 20, 2, 8, 8, 1, 0.01, 0.5}, 32);
   p.in.D = {}, p.in.dt_bias = {};
-  p.opt = {false, 0.05, 0.3};
+  p.extra = {false, 0.05, 0.3};
   suite::check_against_reference(exec::recurrent{}, p);
   suite::check_against_reference(exec::chunkwise<8>{}, p);
   suite::check_against_reference(exec::parallel{}, p);

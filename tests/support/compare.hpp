@@ -67,7 +67,7 @@ difference diff(const A& a, const B& b) {
 /// of independent terms add like a random walk, ~eps·sqrt(n) relative; the margin covers the few
 /// rounded operations per term (exp, scale, fused multiply-add) and the spread of that walk. It is
 /// the bound for max |a − b| and for rms(a − b) / rms(b) (SEQMIX_CHECK_CLOSE passes on either).
-inline constexpr double tolerance_margin = 16;
+inline constexpr double tolerance_margin = 8;
 
 template <class T>
 double tolerance(double n) {
