@@ -36,7 +36,8 @@ struct cache_op : test::op_base<T, Data, std::array<tensor_view<const T, 4>, 3>,
   static result start_with(const problem& p, index_t heads, index_t dv, const typename attn::kv_cache<T>::shape& s,
                            index_t capacity, attn::mask m = {}, index_t step = attn::block_keys) {
     const Case& c = p.extra;
-    result r{test::nan_tensor<T, 4>({c.B, c.L, heads, dv}), attn::kv_cache<T>(s, capacity > 0 ? capacity : c.P + c.L, m, step)};
+    result r{test::nan_tensor<T, 4>({c.B, c.L, heads, dv}),
+             attn::kv_cache<T>(s, capacity > 0 ? capacity : c.P + c.L, m, step)};
     r.state.append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
     return r;
   }
@@ -102,9 +103,10 @@ struct attention_op : cache_op<T, qkv<T>, attention_case> {
   static constexpr index_t long_tokens = 1024, parallel_tokens = 1024;
 
   static problem make(const case_type& c, unsigned seed) {
-    auto d = std::make_shared<qkv<T>>(qkv<T>{uniform_tensor<T, 4>({c.B, c.L, c.Hq, c.Dk}, -c.range, c.range, seed),
-                                             uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hk, c.Dk}, -c.range, c.range, seed + 1),
-                                             uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hv, c.Dv}, -1, 1, seed + 2)});
+    auto d =
+        std::make_shared<qkv<T>>(qkv<T>{uniform_tensor<T, 4>({c.B, c.L, c.Hq, c.Dk}, -c.range, c.range, seed),
+                                        uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hk, c.Dk}, -c.range, c.range, seed + 1),
+                                        uniform_tensor<T, 4>({c.B, c.P + c.L, c.Hv, c.Dv}, -1, 1, seed + 2)});
     if (c.large_logits)
       for (index_t t = 0; t < c.L; t += 7) {
         const index_t j = t - (t / 7) % std::min<index_t>(t + 1, c.m.window > 0 ? c.m.window : 300);
@@ -159,8 +161,10 @@ struct diff_attn_op : cache_op<T, diff_data<T>, diff_case> {
     return {{1, 0, 1, 1, 1, 8},    {2, 0, 37, 2, 2, 16},  {2, 0, 48, 4, 2, 16},
             {1, 35, 25, 2, 1, 16}, {2, 100, 1, 2, 1, 32}, {1, 0, 70, 3, 1, 10}};
   }
-  static constexpr test::special_cases<case_type> special{
-      .agree = {2, 17, 150, 4, 2, 32}, .split = {1, 0, 90, 2, 1, 16}, .fused = {2, 0, 45, 2, 2, 16}, .empty = {1, 3, 0, 2, 1, 8}};
+  static constexpr test::special_cases<case_type> special{.agree = {2, 17, 150, 4, 2, 32},
+                                                          .split = {1, 0, 90, 2, 1, 16},
+                                                          .fused = {2, 0, 45, 2, 2, 16},
+                                                          .empty = {1, 3, 0, 2, 1, 8}};
   // Scores up to ±range²·d before the 1/sqrt(d) scale: ±256 / 4 = ±64.
   static case_type long_case(index_t tokens) { return {1, 0, tokens, 2, 1, 16, 4}; }
   static constexpr index_t long_tokens = 512, parallel_tokens = 512;
@@ -185,8 +189,8 @@ struct diff_attn_op : cache_op<T, diff_data<T>, diff_case> {
     const diff_data<T>& d = *p.d;
     if constexpr (std::is_same_v<P, test::reference>) {
       const auto [keys, values] = diff_attn_op::keys_values(p, t);
-      attn::diff_ref<T>(t(q), keys, values, d.subln, t(r.o), attn::diff_lambda<T>(d.lq1, d.lk1, d.lq2, d.lk2, d.lambda_init),
-                        d.lambda_init, 1e-5);
+      attn::diff_ref<T>(t(q), keys, values, d.subln, t(r.o),
+                        attn::diff_lambda<T>(d.lq1, d.lk1, d.lq2, d.lk2, d.lambda_init), d.lambda_init, 1e-5);
       r.state.append(t(k), t(v));
     } else {
       attn::differential<P, T>(policy, t(q), t(k), t(v), t(r.o), r.state, d.params());
@@ -254,7 +258,8 @@ TEST_CASE("attention: the cache after a call holds every key and value", "[atten
 }
 
 TEST_CASE("attention: attend() on keys already cached (shared KV) matches the reference", "[attention][op]") {
-  for (const op::case_type& c : {op::case_type{2, 30, 45, 4, 2, 2, 16, 24, {}, 2}, {1, 200, 40, 4, 1, 1, 32, 32, {24, 2}, 2}}) {
+  for (const op::case_type& c :
+       {op::case_type{2, 30, 45, 4, 2, 2, 16, 24, {}, 2}, {1, 200, 40, 4, 1, 1, 32, 32, {24, 2}, 2}}) {
     INFO(c);
     const auto p = op::make(c, 19);
     const auto want = suite::run(test::reference{}, p);

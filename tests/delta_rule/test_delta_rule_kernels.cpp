@@ -45,9 +45,13 @@ struct delta_rule_op : test::op_base<T, delta_data<T>, delta_inputs<T>, 4, tenso
   static std::vector<case_type> cases() {
     std::vector<case_type> all;
     for (const double gmin : Gated ? std::vector<double>{-0.05, -1.0, -8.0} : std::vector<double>{0.0})
-      for (const auto& [B, L, H, HV, K, V] :
-           {std::array<index_t, 6>{1, 1, 1, 1, 8, 8}, {2, 37, 3, 3, 16, 24}, {1, 100, 2, 4, 20, 33}, {1, 130, 1, 1, 64, 64},
-            {1, 17, 2, 6, 5, 3}, {2, 3, 2, 2, 32, 16}, {1, 45, 1, 2, 80, 40}})
+      for (const auto& [B, L, H, HV, K, V] : {std::array<index_t, 6>{1, 1, 1, 1, 8, 8},
+                                              {2, 37, 3, 3, 16, 24},
+                                              {1, 100, 2, 4, 20, 33},
+                                              {1, 130, 1, 1, 64, 64},
+                                              {1, 17, 2, 6, 5, 3},
+                                              {2, 3, 2, 2, 32, 16},
+                                              {1, 45, 1, 2, 80, 40}})
         all.push_back({B, L, H, HV, K, V, gmin});
     return all;
   }
@@ -64,8 +68,9 @@ struct delta_rule_op : test::op_base<T, delta_data<T>, delta_inputs<T>, 4, tenso
     const std::array<index_t, 3> heads{c.B, c.L, c.HV};
     auto d = std::make_shared<delta_data<T>>(delta_data<T>{
         uniform_tensor<T, 4>(qk, -1, 1, seed), uniform_tensor<T, 4>(qk, -1, 1, seed + 1),
-        uniform_tensor<T, 4>({c.B, c.L, c.HV, c.V}, -1, 1, seed + 2), uniform_tensor<T, 4>({c.B, c.HV, c.K, c.V}, -1, 1, seed + 4),
-        uniform_tensor<T, 3>(heads, c.gmin, 0, seed + 3), uniform_tensor<T, 3>(heads, 0.05, 0.95, seed + 5)});
+        uniform_tensor<T, 4>({c.B, c.L, c.HV, c.V}, -1, 1, seed + 2),
+        uniform_tensor<T, 4>({c.B, c.HV, c.K, c.V}, -1, 1, seed + 4), uniform_tensor<T, 3>(heads, c.gmin, 0, seed + 3),
+        uniform_tensor<T, 3>(heads, 0.05, 0.95, seed + 5)});
     dr::l2_normalize_rows(d->q.data(), c.B * c.L * c.H, c.K, c.K, T(1e-6));
     dr::l2_normalize_rows(d->k.data(), c.B * c.L * c.H, c.K, c.K, T(1e-6));
     if (c.extreme)

@@ -38,8 +38,11 @@ struct gla_op : test::op_base<T, gla_data<T>, gla_inputs<T>, 4, tensor<T, 4>> {
   static std::vector<case_type> cases() {
     std::vector<case_type> all;
     for (const double gmin : {-0.05, -1.0, -8.0})
-      for (const auto& [B, L, H, K, V] : {std::array<index_t, 5>{1, 1, 1, 8, 8}, {2, 37, 3, 16, 24}, {1, 100, 2, 20, 33},
-                                          {1, 130, 1, 64, 64}, {1, 17, 2, 5, 3}})
+      for (const auto& [B, L, H, K, V] : {std::array<index_t, 5>{1, 1, 1, 8, 8},
+                                          {2, 37, 3, 16, 24},
+                                          {1, 100, 2, 20, 33},
+                                          {1, 130, 1, 64, 64},
+                                          {1, 17, 2, 5, 3}})
         all.push_back({B, L, H, K, V, gmin});
     return all;
   }

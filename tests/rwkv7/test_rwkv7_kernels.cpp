@@ -78,8 +78,10 @@ struct rwkv7_op : test::op_base<T, rwkv7_data<T>, rwkv7::inputs<T>, 4, tensor<T,
   static result start(const problem& p) { return {test::nan_tensor<T, 4>(p.d->v.extents()), p.d->state}; }
   template <class P>
   static void run(const P& policy, const problem& p, result& r, const test::tokens& t) {
-    const rwkv7::inputs<T> in{.r = t(p.in.r), .w = t(p.in.w), .k = t(p.in.k), .v = t(p.in.v), .a = t(p.in.a), .b = t(p.in.b)};
-    if constexpr (std::is_same_v<P, test::reference>) rwkv7::ref<T>(in.r, in.w, in.k, in.v, in.a, in.b, t(r.o), r.state);
+    const rwkv7::inputs<T> in{
+        .r = t(p.in.r), .w = t(p.in.w), .k = t(p.in.k), .v = t(p.in.v), .a = t(p.in.a), .b = t(p.in.b)};
+    if constexpr (std::is_same_v<P, test::reference>)
+      rwkv7::ref<T>(in.r, in.w, in.k, in.v, in.a, in.b, t(r.o), r.state);
     else rwkv7::forward(policy, in, t(r.o), r.state);
   }
 };

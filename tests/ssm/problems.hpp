@@ -48,8 +48,10 @@ struct scan_op : op_base<T, scan_data<T>, kernels::ssm::selective_scan::inputs<T
         all.push_back({B, L, D, N, G, dlo, dhi});
     return all;
   }
-  static constexpr special_cases<case_type> special{.agree = {2, 200, 80, 16, 2, -3, 1}, .split = {1, 90, 24, 8, 1, -3, 1},
-                                                    .fused = {2, 45, 48, 16, 2, -3, 1}, .empty = {1, 0, 16, 4, 1, -1, 0}};
+  static constexpr special_cases<case_type> special{.agree = {2, 200, 80, 16, 2, -3, 1},
+                                                    .split = {1, 90, 24, 8, 1, -3, 1},
+                                                    .fused = {2, 45, 48, 16, 2, -3, 1},
+                                                    .empty = {1, 0, 16, 4, 1, -1, 0}};
   static case_type long_case(index_t tokens) { return {1, tokens, 32, 16, 1, 0, 0, true}; }
   static constexpr index_t long_tokens = 16384, parallel_tokens = 512;
 
@@ -127,7 +129,8 @@ struct ssd_op : op_base<T, ssd_data<T>, kernels::ssm::ssd::inputs<T>, 4, tensor<
     const double amin = c.extreme ? 1 : 0.5, amax = c.extreme ? 16 : 8;
     const std::array<index_t, 4> groups{c.B, c.L, c.G, c.N};
     auto d = std::make_shared<ssd_data<T>>(ssd_data<T>{
-        uniform_tensor<T, 4>({c.B, c.L, c.H, c.P}, -1, 1, seed), uniform_tensor<T, 3>({c.B, c.L, c.H}, c.dlo, c.dhi, seed + 1),
+        uniform_tensor<T, 4>({c.B, c.L, c.H, c.P}, -1, 1, seed),
+        uniform_tensor<T, 3>({c.B, c.L, c.H}, c.dlo, c.dhi, seed + 1),
         uniform_tensor<T, 1>({c.H}, -amax, -amin, seed + 2), uniform_tensor<T, 4>(groups, -1, 1, seed + 3),
         uniform_tensor<T, 4>(groups, -1, 1, seed + 4), uniform_tensor<T, 1>({c.H}, -1, 1, seed + 5),
         uniform_tensor<T, 1>({c.H}, -0.5, 0.5, seed + 6), uniform_tensor<T, 4>({c.B, c.H, c.P, c.N}, -1, 1, seed + 7)});

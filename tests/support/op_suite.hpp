@@ -133,7 +133,8 @@ P with_threads(P policy, int threads) {
 /// outputs: the views returned have the same extents and values, a token stride of the whole row
 /// and odd offsets. `keep` receives the buffer.
 template <class T, std::size_t... R>
-std::tuple<tensor_view<const T, R>...> fuse(std::shared_ptr<const void>& keep, const tensor_view<const T, R>&... parts) {
+std::tuple<tensor_view<const T, R>...> fuse(std::shared_ptr<const void>& keep,
+                                            const tensor_view<const T, R>&... parts) {
   constexpr index_t gap = 3;
   const auto& first = std::get<0>(std::tie(parts...));
   const index_t B = first.extent(0), L = first.extent(1);
