@@ -15,10 +15,17 @@ flags=(-std=c++20 -g -O1 -Iinclude -Wall -Wextra -Wpedantic -Werror)
 export ASAN_OPTIONS=${ASAN_OPTIONS:-allocator_may_return_null=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# A clang whose libFuzzer runtime links (Debian: clang-14 and libclang-rt-14-dev).
 clang=""
+probe='extern "C" int LLVMFuzzerTestOneInput(const unsigned char*, unsigned long) { return 0; }'
 for c in clang++-14 clang++; do
-  if command -v "$c" >/dev/null; then clang=$c; break; fi
+  if command -v "$c" >/dev/null &&
+     echo "$probe" | "$c" -x c++ -fsanitize=fuzzer - -o "$out/probe" 2>/dev/null; then
+    clang=$c
+    break
+  fi
 done
+rm -f "$out/probe"
 if [ -n "$clang" ]; then
   echo "fuzz: building with $clang"
   "$clang" "${flags[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
@@ -27,7 +34,7 @@ if [ -n "$clang" ]; then
   "$out/safetensors_fuzz" -max_total_time="$seconds" -dict=fuzz/safetensors.dict -max_len=8192 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" fuzz/corpus/safetensors
 else
-  echo "fuzz: no clang++ found, replaying the corpus only"
+  echo "fuzz: no clang++ with libFuzzer found, replaying the corpus only"
 fi
 
 echo "fuzz: replaying the corpus with g++ and ASan/UBSan"
