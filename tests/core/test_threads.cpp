@@ -147,6 +147,11 @@ TEST_CASE("the default pool persists and grows to the largest thread count asked
   CHECK(workers >= 2);
   for (int i = 0; i < 50; ++i) seqmix::parallel_for(2, 8, [](index_t) {});
   CHECK(thread_pool::default_pool().workers() == workers);
+  // An absurd thread count is capped (every range still runs), not a thread per range.
+  std::atomic<index_t> total{0};
+  seqmix::parallel_ranges(100000, 300, [&](index_t b, index_t e) { total += e - b; });
+  CHECK(total == 300);
+  CHECK(thread_pool::default_pool().workers() <= thread_pool::default_max_workers());
 }
 
 TEST_CASE("exceptions in any range are rethrown on the caller; the pool stays usable", "[threads]") {

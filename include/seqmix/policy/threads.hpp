@@ -24,6 +24,7 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -84,10 +85,24 @@ class thread_pool {
   /// Calls that handed work to this pool so far (calls run on the caller alone are not counted).
   std::uint64_t jobs() const { return jobs_.load(std::memory_order_relaxed); }
 
-  /// Grows the pool to at least `workers` background threads (never shrinks).
+  /// Grows the pool to at least `workers` background threads (never shrinks). When the system
+  /// refuses a thread the pool stays smaller: calls still run every range (the caller takes the
+  /// ones no worker takes), only with less parallelism.
   void reserve(int workers) {
+    if (started_.load(std::memory_order_acquire) >= workers) return;  // the common case: no lock
     std::lock_guard lock(mutex_);
-    while (static_cast<int>(threads_.size()) < workers) threads_.emplace_back([this] { work(); });
+    try {
+      while (static_cast<int>(threads_.size()) < workers) threads_.emplace_back([this] { work(); });
+    } catch (const std::system_error&) {
+    }
+    started_.store(static_cast<int>(threads_.size()), std::memory_order_release);
+  }
+
+  /// The most workers the default pool grows to, whatever thread count is asked: four per
+  /// hardware thread (at least 15), since more threads than cores never run faster.
+  static int default_max_workers() {
+    static const int n = std::max(16, 4 * static_cast<int>(std::thread::hardware_concurrency())) - 1;  // a system call
+    return n;
   }
 
   /// Calls fn(part) for every part in [0, parts) on the caller and free workers and returns when
@@ -105,7 +120,8 @@ class thread_pool {
       queue_.push_back(&j);
     }
     epoch_.fetch_add(1);
-    if (sleepers_.load() > 0) epoch_.notify_all();
+    // Wake at most one sleeping worker per part the caller does not run (polling ones see epoch_).
+    for (index_t s = std::min<index_t>(sleepers_.load(), parts - 1); s > 0; --s) epoch_.notify_one();
     fn(index_t(0));
     index_t finished = 1;
     for (index_t part; (part = claim(j)) >= 0; ++finished) fn(part);
@@ -209,6 +225,7 @@ class thread_pool {
   alignas(64) std::atomic<int> sleepers_{0};
   std::atomic<int> waiters_{0};
   std::atomic<std::uint64_t> jobs_{0};
+  std::atomic<int> started_{0};  // threads_.size(), readable without the lock
 };
 
 /// Binds `pool` (when not null) as the pool of plain-count parallel loops on this thread until the
@@ -243,7 +260,7 @@ void run_ranges(thread_pool* pool, int threads, index_t n, Fn& fn) {
   if (!pool) pool = bound_pool();
   if (!pool) {
     pool = &thread_pool::default_pool();
-    pool->reserve(static_cast<int>(parts) - 1);
+    pool->reserve(static_cast<int>(std::min<index_t>(parts - 1, thread_pool::default_max_workers())));
   }
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(parts));
   auto part = [&](index_t w) {
