@@ -4,7 +4,7 @@
 // the calling thread and on whichever workers are free, so no call starts or joins a thread. Each
 // policy names the pool it runs on (exec::recurrent{.threads = 2, .pool = &mine}); a null pool is
 // thread_pool::default_pool(), created on first use and grown to the largest thread count asked of
-// it. With threads = 1 (or one part of work) nothing touches any pool: the caller runs the loop.
+// it (up to default_max_workers()). With threads = 1 (or one part of work) nothing touches any pool: the caller runs the loop.
 //
 // parallel_ranges / parallel_for come in two forms: taking a policy (its threads and pool), and
 // taking a plain thread count, which runs on the pool bound to the calling thread (pool_scope: the
