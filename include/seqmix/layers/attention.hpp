@@ -7,6 +7,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -16,6 +17,10 @@
 #include "../nn/rotary.hpp"
 #include "../policy/execution.hpp"
 #include "../tensor/tensor.hpp"
+#include "concept.hpp"
+#include "config_fields.hpp"
+#include "cross_layer.hpp"
+#include "mixer.hpp"
 #include "sequence_rows.hpp"
 
 namespace seqmix::layers {
@@ -24,7 +29,7 @@ namespace seqmix::layers {
 /// k at absolute positions, attention with scale head_dim^-1/2 over the KV cache (its State), then
 /// o_proj. No qk-norm.
 template <class T = float>
-class Attention {
+class Attention : public mixer<Attention<T>, T> {
  public:
   static constexpr const char* name = "Attention";
 
@@ -41,41 +46,59 @@ class Attention {
 
     index_t kv_heads() const { return num_kv_heads > 0 ? num_kv_heads : num_heads; }
     index_t dim() const { return head_dim > 0 ? head_dim : hidden_size / std::max<index_t>(num_heads, 1); }
+
+    void validate() const {
+      require(hidden_size > 0, name, "config hidden_size must be positive");
+      require(num_heads > 0, name, "config num_heads must be positive");
+      require(num_kv_heads >= 0 && num_heads % kv_heads() == 0, name, "config num_heads must be a multiple of num_kv_heads");
+      require(head_dim >= 0 && dim() > 0, name, "config head_dim must be positive (or 0 with hidden_size ≥ num_heads)");
+      require(dim() % 2 == 0, name, "config head_dim must be even for rotary embeddings");
+      require(window >= 0, name, "config window must not be negative");
+      require(rope_theta > 0, name, "config rope_theta must be positive");
+      require(max_length > 0, name, "config max_length must be positive");
+    }
+    static auto fields() {
+      return std::tuple{config_field{"hidden_size", &config::hidden_size}, config_field{"num_heads", &config::num_heads},
+                        config_field{"num_kv_heads", &config::num_kv_heads}, config_field{"head_dim", &config::head_dim},
+                        config_field{"window", &config::window}, config_field{"rope_theta", &config::rope_theta},
+                        config_field{"rope_interleaved", &config::rope_interleaved},
+                        config_field{"qkv_bias", &config::qkv_bias}, config_field{"max_length", &config::max_length}};
+    }
   };
 
-  /// Upstream state_dict entries: {q,k,v,o}_proj.weight (and {q,k,v}_proj.bias with qkv_bias).
+  /// Upstream state_dict entries: see each_weight.
   struct weights {
     nn::linear<T> q_proj, k_proj, v_proj, o_proj;
   };
+
+  /// The weight table (names, shapes, init): drives load, save, init and the shape checks.
+  template <class W, class F>
+  static void each_weight(const config& c, W& w, F&& f) {
+    const index_t C = c.hidden_size, qd = c.num_heads * c.dim(), kd = c.kv_heads() * c.dim();
+    linear_weights(f, "q_proj", w.q_proj, qd, C, c.qkv_bias);
+    linear_weights(f, "k_proj", w.k_proj, kd, C, c.qkv_bias);
+    linear_weights(f, "v_proj", w.v_proj, kd, C, c.qkv_bias);
+    linear_weights(f, "o_proj", w.o_proj, C, qd);
+  }
 
   /// The KV cache (rotated keys, raw values); a windowed layer's cache is a ring of O(window).
   using State = kernels::attention::kv_cache<T>;
 
   Attention(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
-    validate();
+    this->check_weights(cfg_, w_);
     rope_ = {cfg_.dim(), cfg_.rope_theta, cfg_.rope_interleaved ? nn::rope_layout::interleaved : nn::rope_layout::half_split};
   }
 
-  /// Loads weights by their upstream names, each prefixed with `prefix` (e.g. "model.layers.3.attn.").
-  static Attention load(const io::safetensors& file, const config& cfg, const std::string& prefix = "") {
-    const io::weight_source src(file, prefix, name);
-    const index_t C = cfg.hidden_size, qd = cfg.num_heads * cfg.dim(), kd = cfg.kv_heads() * cfg.dim();
-    auto bias = [&](const char* n, index_t d) {
-      return cfg.qkv_bias ? std::optional<tensor<T, 1>>(src.load<T, 1>(n, {d})) : std::nullopt;
-    };
-    weights w{{src.load<T, 2>("q_proj.weight", {qd, C}), bias("q_proj.bias", qd)},
-              {src.load<T, 2>("k_proj.weight", {kd, C}), bias("k_proj.bias", kd)},
-              {src.load<T, 2>("v_proj.weight", {kd, C}), bias("v_proj.bias", kd)},
-              {src.load<T, 2>("o_proj.weight", {C, qd}), std::nullopt}};
-    return Attention(cfg, std::move(w));
-  }
+  using mixer<Attention<T>, T>::forward;
 
   const config& cfg() const { return cfg_; }
+  const weights& params() const { return w_; }
 
-  /// An empty cache for `batch` sequences of up to `capacity` tokens (default cfg().max_length).
-  State make_state(index_t batch, index_t capacity = 0) const {
+  /// An empty cache for `batch` sequences of up to `options.capacity` tokens (default
+  /// cfg().max_length; a windowed layer's cache holds O(window) of them).
+  State make_state(index_t batch, const state_options<T>& options = {}) const {
     return State({batch, cfg_.kv_heads(), cfg_.dim(), cfg_.kv_heads(), cfg_.dim()},
-                 capacity > 0 ? capacity : cfg_.max_length, {cfg_.window, 0});
+                 options.capacity > 0 ? options.capacity : cfg_.max_length, {cfg_.window, 0});
   }
 
   /// y [B,T,hidden] for x [B,T,hidden]; the tokens continue the sequences in `state`.
@@ -105,38 +128,12 @@ class Attention {
     detail::project_to_sequence<T>(w_.o_proj, o.view(), y, name, th);
   }
 
-  /// Allocating form of forward().
-  template <exec::policy P>
-  tensor<T, 3> forward(const P& policy, tensor_view<const T, 3> x, State& state) const {
-    tensor<T, 3> y(x.extents());
-    forward(policy, x, y.view(), state);
-    return y;
-  }
-
-  /// One decoding step: x, y [B, hidden].
-  void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
-    check_shape(name, "x", x.extents(), {x.extent(0), cfg_.hidden_size});
-    check_shape(name, "y", y.extents(), {x.extent(0), cfg_.hidden_size});
-    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
-  }
-
  private:
-  void validate() const {
-    require(cfg_.hidden_size > 0 && cfg_.num_heads > 0 && cfg_.dim() > 0, name,
-            "hidden_size, num_heads and head_dim must be positive");
-    require(cfg_.num_heads % cfg_.kv_heads() == 0, name, "num_heads must be a multiple of num_kv_heads");
-    require(cfg_.dim() % 2 == 0, name, "head_dim must be even for rotary embeddings");
-    require(cfg_.window >= 0, name, "window must be non-negative");
-    const index_t C = cfg_.hidden_size, qd = cfg_.num_heads * cfg_.dim(), kd = cfg_.kv_heads() * cfg_.dim();
-    check_shape(name, "q_proj.weight", w_.q_proj.weight.extents(), {qd, C});
-    check_shape(name, "k_proj.weight", w_.k_proj.weight.extents(), {kd, C});
-    check_shape(name, "v_proj.weight", w_.v_proj.weight.extents(), {kd, C});
-    check_shape(name, "o_proj.weight", w_.o_proj.weight.extents(), {C, qd});
-  }
-
   config cfg_;
   weights w_;
   nn::rotary<T> rope_;
 };
+
+static_assert(sequence_mixer<Attention<float>>);
 
 }  // namespace seqmix::layers

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "../io/weights.hpp"
@@ -10,6 +11,10 @@
 #include "../nn/rmsnorm.hpp"
 #include "../policy/execution.hpp"
 #include "../tensor/tensor.hpp"
+#include "concept.hpp"
+#include "config_fields.hpp"
+#include "cross_layer.hpp"
+#include "mixer.hpp"
 #include "sequence_rows.hpp"
 
 namespace seqmix::layers {
@@ -18,7 +23,7 @@ namespace seqmix::layers {
 /// a per-head RMSNorm fused with a swish output gate, and the output projection. No short conv,
 /// no feature map, num_kv_heads = num_heads (the configuration of the reference cases).
 template <class T = float>
-class GatedLinearAttention {
+class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
  public:
   static constexpr const char* name = "GatedLinearAttention";
 
@@ -35,15 +40,46 @@ class GatedLinearAttention {
     index_t value_dim() const { return static_cast<index_t>(double(hidden_size) * expand_v); }
     index_t head_k_dim() const { return key_dim() / num_heads; }
     index_t head_v_dim() const { return value_dim() / num_heads; }
+
+    void validate() const {
+      require(hidden_size > 0, name, "config hidden_size must be positive");
+      require(num_heads > 0, name, "config num_heads must be positive");
+      require(expand_k > 0 && expand_v > 0, name, "config expand_k and expand_v must be positive");
+      require(key_dim() > 0 && key_dim() % num_heads == 0, name, "config key_dim (hidden_size·expand_k) must be a positive multiple of num_heads");
+      require(value_dim() > 0 && value_dim() % num_heads == 0, name, "config value_dim (hidden_size·expand_v) must be a positive multiple of num_heads");
+      require(gate_low_rank_dim > 0, name, "config gate_low_rank_dim must be positive");
+      require(gate_logit_normalizer > 0, name, "config gate_logit_normalizer must be positive");
+    }
+    static auto fields() {
+      return std::tuple{config_field{"hidden_size", &config::hidden_size}, config_field{"num_heads", &config::num_heads},
+                        config_field{"expand_k", &config::expand_k}, config_field{"expand_v", &config::expand_v},
+                        config_field{"gate_low_rank_dim", &config::gate_low_rank_dim},
+                        config_field{"gate_logit_normalizer", &config::gate_logit_normalizer},
+                        config_field{"norm_eps", &config::norm_eps}};
+    }
   };
 
-  /// Upstream state_dict entries (names in comments).
+  /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> q_proj, k_proj, v_proj, g_proj;  // {q,k,v,g}_proj.weight
-    nn::linear<T> gk_down, gk_up;                  // gk_proj.0.weight; gk_proj.1.weight / .bias
-    tensor<T, 1> g_norm;                           // g_norm_swish_gate.weight [head_v_dim]
-    nn::linear<T> o_proj;                          // o_proj.weight
+    nn::linear<T> q_proj, k_proj, v_proj, g_proj;
+    nn::linear<T> gk_down, gk_up;  // gk_proj.0 (low rank), gk_proj.1 (with bias)
+    tensor<T, 1> g_norm;           // g_norm_swish_gate.weight [head_v_dim]
+    nn::linear<T> o_proj;
   };
+
+  /// The weight table (names, shapes, init): drives load, save, init and the shape checks.
+  template <class W, class F>
+  static void each_weight(const config& c, W& w, F&& f) {
+    const index_t h = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), r = c.gate_low_rank_dim;
+    linear_weights(f, "q_proj", w.q_proj, kd, h);
+    linear_weights(f, "k_proj", w.k_proj, kd, h);
+    linear_weights(f, "v_proj", w.v_proj, vd, h);
+    linear_weights(f, "g_proj", w.g_proj, vd, h);
+    linear_weights(f, "gk_proj.0", w.gk_down, r, h);
+    linear_weights(f, "gk_proj.1", w.gk_up, kd, r, /*bias=*/true);
+    f(weight_spec<1>{"g_norm_swish_gate.weight", {c.head_v_dim()}, init_rule::ones()}, w.g_norm);
+    linear_weights(f, "o_proj", w.o_proj, h, vd);
+  }
 
   /// Recurrent state [B, H, head_k_dim, head_v_dim] (K-major; fla's layer cache is V-major).
   struct State {
@@ -51,27 +87,15 @@ class GatedLinearAttention {
     index_t batch() const { return h.extent(0); }
   };
 
-  GatedLinearAttention(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) { validate(); }
+  GatedLinearAttention(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) { this->check_weights(cfg_, w_); }
 
-  /// Loads weights by their upstream names, each prefixed with `prefix` (e.g. "model.layers.3.attn.").
-  static GatedLinearAttention load(const io::safetensors& file, const config& cfg, const std::string& prefix = "") {
-    const io::weight_source src(file, prefix, name);
-    const index_t h = cfg.hidden_size, kd = cfg.key_dim(), vd = cfg.value_dim(), r = cfg.gate_low_rank_dim;
-    weights w{{src.load<T, 2>("q_proj.weight", {kd, h}), {}},
-              {src.load<T, 2>("k_proj.weight", {kd, h}), {}},
-              {src.load<T, 2>("v_proj.weight", {vd, h}), {}},
-              {src.load<T, 2>("g_proj.weight", {vd, h}), {}},
-              {src.load<T, 2>("gk_proj.0.weight", {r, h}), {}},
-              {src.load<T, 2>("gk_proj.1.weight", {kd, r}), src.load<T, 1>("gk_proj.1.bias", {kd})},
-              src.load<T, 1>("g_norm_swish_gate.weight", {cfg.head_v_dim()}),
-              {src.load<T, 2>("o_proj.weight", {h, vd}), {}}};
-    return GatedLinearAttention(cfg, std::move(w));
-  }
+  using mixer<GatedLinearAttention<T>, T>::forward;
 
   const config& cfg() const { return cfg_; }
+  const weights& params() const { return w_; }
 
   /// A zero state for `batch` sequences.
-  State make_state(index_t batch) const {
+  State make_state(index_t batch, const state_options<T>& = {}) const {
     return {tensor<T, 4>({batch, cfg_.num_heads, cfg_.head_k_dim(), cfg_.head_v_dim()})};
   }
 
@@ -106,41 +130,11 @@ class GatedLinearAttention {
     detail::project_to_sequence<T>(w_.o_proj, o, y, name, policy.threads);
   }
 
-  /// Allocating form of forward().
-  template <exec::policy P>
-  tensor<T, 3> forward(const P& policy, tensor_view<const T, 3> x, State& state) const {
-    tensor<T, 3> y(x.extents());
-    forward(policy, x, y.view(), state);
-    return y;
-  }
-
-  /// One decoding step: x, y [B, hidden].
-  void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
-    check_shape(name, "x", x.extents(), {x.extent(0), cfg_.hidden_size});
-    check_shape(name, "y", y.extents(), {x.extent(0), cfg_.hidden_size});
-    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
-  }
-
  private:
-  void validate() const {
-    require(cfg_.hidden_size > 0 && cfg_.num_heads > 0, name, "hidden_size and num_heads must be positive");
-    require(cfg_.key_dim() % cfg_.num_heads == 0 && cfg_.value_dim() % cfg_.num_heads == 0, name,
-            "key_dim and value_dim must be multiples of num_heads");
-    const index_t h = cfg_.hidden_size, kd = cfg_.key_dim(), vd = cfg_.value_dim(), r = cfg_.gate_low_rank_dim;
-    check_shape(name, "q_proj.weight", w_.q_proj.weight.extents(), {kd, h});
-    check_shape(name, "k_proj.weight", w_.k_proj.weight.extents(), {kd, h});
-    check_shape(name, "v_proj.weight", w_.v_proj.weight.extents(), {vd, h});
-    check_shape(name, "g_proj.weight", w_.g_proj.weight.extents(), {vd, h});
-    check_shape(name, "gk_proj.0.weight", w_.gk_down.weight.extents(), {r, h});
-    check_shape(name, "gk_proj.1.weight", w_.gk_up.weight.extents(), {kd, r});
-    require(w_.gk_up.bias.has_value(), name, "gk_proj.1.bias is required");
-    check_shape(name, "gk_proj.1.bias", w_.gk_up.bias->extents(), {kd});
-    check_shape(name, "g_norm_swish_gate.weight", w_.g_norm.extents(), {cfg_.head_v_dim()});
-    check_shape(name, "o_proj.weight", w_.o_proj.weight.extents(), {h, vd});
-  }
-
   config cfg_;
   weights w_;
 };
+
+static_assert(sequence_mixer<GatedLinearAttention<float>>);
 
 }  // namespace seqmix::layers

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "../io/weights.hpp"
@@ -13,6 +14,10 @@
 #include "../policy/execution.hpp"
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "concept.hpp"
+#include "config_fields.hpp"
+#include "cross_layer.hpp"
+#include "mixer.hpp"
 #include "sequence_rows.hpp"
 
 namespace seqmix::layers {
@@ -20,12 +25,12 @@ namespace seqmix::layers {
 /// Mamba-1 layer: in_proj to (x, z), causal depthwise conv + silu on x, x_proj to (dt, B, C),
 /// the low-rank dt_proj, the selective scan with D skip and z gate, and out_proj.
 template <class T = float>
-class Mamba {
+class Mamba : public mixer<Mamba<T>, T> {
  public:
   static constexpr const char* name = "Mamba";
 
   struct config {
-    index_t d_model = 0;
+    index_t hidden_size = 0;  ///< upstream d_model
     index_t d_state = 16;
     index_t d_conv = 4;
     index_t expand = 2;
@@ -33,21 +38,52 @@ class Mamba {
     bool conv_bias = true;
     bool bias = false;       ///< in_proj / out_proj biases
 
-    index_t d_inner() const { return expand * d_model; }
-    index_t rank() const { return dt_rank > 0 ? dt_rank : (d_model + 15) / 16; }
+    index_t d_inner() const { return expand * hidden_size; }
+    index_t rank() const { return dt_rank > 0 ? dt_rank : (hidden_size + 15) / 16; }
+
+    void validate() const {
+      require(hidden_size > 0, name, "config hidden_size (d_model) must be positive");
+      require(d_state > 0, name, "config d_state must be positive");
+      require(d_conv >= 1, name, "config d_conv must be at least 1");
+      require(expand > 0, name, "config expand must be positive");
+      require(dt_rank >= 0, name, "config dt_rank must not be negative");
+    }
+    static auto fields() {
+      return std::tuple{config_field{"d_model", &config::hidden_size}, config_field{"d_state", &config::d_state},
+                        config_field{"d_conv", &config::d_conv}, config_field{"expand", &config::expand},
+                        config_field{"dt_rank", &config::dt_rank}, config_field{"conv_bias", &config::conv_bias},
+                        config_field{"bias", &config::bias}};
+    }
   };
 
-  /// Upstream state_dict entries (names in comments).
+  /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> in_proj;        // in_proj.weight [2·d_inner, d_model] (+ in_proj.bias)
-    nn::causal_conv1d<T> conv1d;  // conv1d.weight [d_inner, 1, d_conv], conv1d.bias [d_inner]
-    nn::linear<T> x_proj;         // x_proj.weight [dt_rank + 2·d_state, d_inner]
-    nn::linear<T> dt_proj;        // dt_proj.weight [d_inner, dt_rank] (its bias is dt_bias below)
+    nn::linear<T> in_proj;        // [2·d_inner, d_model]
+    nn::causal_conv1d<T> conv1d;  // [d_inner, 1, d_conv]
+    nn::linear<T> x_proj;         // [dt_rank + 2·d_state, d_inner]
+    nn::linear<T> dt_proj;        // [d_inner, dt_rank] (its bias is dt_bias below)
     tensor<T, 1> dt_bias;         // dt_proj.bias [d_inner]: added inside the softplus
-    tensor<T, 2> A_log;           // A_log [d_inner, d_state]
-    tensor<T, 1> D;               // D [d_inner]
-    nn::linear<T> out_proj;       // out_proj.weight [d_model, d_inner] (+ out_proj.bias)
+    tensor<T, 2> A_log;           // [d_inner, d_state]
+    tensor<T, 1> D;               // [d_inner]
+    nn::linear<T> out_proj;       // [d_model, d_inner]
   };
+
+  /// The weight table (names, shapes, init): drives load, save, init and the shape checks. The
+  /// init is mamba_ssm's: A_log = log(1..d_state) per channel, D = 1, dt_proj.bias the inverse
+  /// softplus of a log-uniform dt in [1e-3, 0.1], dt_proj.weight uniform in ±dt_rank^-1/2.
+  template <class W, class F>
+  static void each_weight(const config& c, W& w, F&& f) {
+    const index_t dm = c.hidden_size, di = c.d_inner(), N = c.d_state, R = c.rank();
+    linear_weights(f, "in_proj", w.in_proj, 2 * di, dm, c.bias);
+    conv_weights(f, "conv1d", w.conv1d, di, c.d_conv, c.conv_bias);
+    linear_weights(f, "x_proj", w.x_proj, R + 2 * N, di);
+    linear_weights(f, "dt_proj", w.dt_proj, di, R);
+    f(weight_spec<1>{"dt_proj.bias", {di}, init_rule::dt_bias()}, w.dt_bias);
+    f(weight_spec<2>{"A_log", {di, N}, init_rule::values([N](index_t i, double) { return std::log(double(1 + i % N)); })},
+      w.A_log);
+    f(weight_spec<1>{"D", {di}, init_rule::ones()}, w.D);
+    linear_weights(f, "out_proj", w.out_proj, dm, di, c.bias);
+  }
 
   /// conv: the last d_conv - 1 pre-conv inputs, oldest first (upstream's conv_state[..., 1:]);
   /// ssm: the scan state.
@@ -58,33 +94,18 @@ class Mamba {
   };
 
   Mamba(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
-    validate();
+    this->check_weights(cfg_, w_);
     A_ = tensor<T, 2>(w_.A_log.extents());
     for (index_t i = 0; i < A_.size(); ++i) A_.data()[i] = -std::exp(w_.A_log.data()[i]);
   }
 
-  /// Loads weights by their upstream names, each prefixed with `prefix` (e.g. "backbone.layers.3.mixer.").
-  static Mamba load(const io::safetensors& file, const config& cfg, const std::string& prefix = "") {
-    const io::weight_source src(file, prefix, name);
-    const index_t dm = cfg.d_model, di = cfg.d_inner(), N = cfg.d_state, R = cfg.rank();
-    auto opt_bias = [&](const char* n, index_t size) {
-      return cfg.bias ? std::optional<tensor<T, 1>>(src.load<T, 1>(n, {size})) : std::nullopt;
-    };
-    weights w{{src.load<T, 2>("in_proj.weight", {2 * di, dm}), opt_bias("in_proj.bias", 2 * di)},
-              nn::causal_conv1d<T>::load(src, "conv1d", di, cfg.d_conv, cfg.conv_bias),
-              {src.load<T, 2>("x_proj.weight", {R + 2 * N, di}), {}},
-              {src.load<T, 2>("dt_proj.weight", {di, R}), {}},
-              src.load<T, 1>("dt_proj.bias", {di}),
-              src.load<T, 2>("A_log", {di, N}),
-              src.load<T, 1>("D", {di}),
-              {src.load<T, 2>("out_proj.weight", {dm, di}), opt_bias("out_proj.bias", dm)}};
-    return Mamba(cfg, std::move(w));
-  }
+  using mixer<Mamba<T>, T>::forward;
 
   const config& cfg() const { return cfg_; }
+  const weights& params() const { return w_; }
 
   /// A zero state for `batch` sequences.
-  State make_state(index_t batch) const {
+  State make_state(index_t batch, const state_options<T>& = {}) const {
     return {w_.conv1d.make_state(batch), tensor<T, 3>({batch, cfg_.d_inner(), cfg_.d_state})};
   }
 
@@ -92,7 +113,7 @@ class Mamba {
   /// state after it, so consecutive calls continue one sequence.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
-    const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.d_model, di = cfg_.d_inner();
+    const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.hidden_size, di = cfg_.d_inner();
     const index_t N = cfg_.d_state, R = cfg_.rank(), xw = R + 2 * N;
     check_shape(name, "x", x.extents(), {B, L, dm});
     check_shape(name, "y", y.extents(), {B, L, dm});
@@ -125,40 +146,12 @@ class Mamba {
     detail::project_to_sequence<T>(w_.out_proj, ys2, y, name, th);
   }
 
-  /// Allocating form of forward().
-  template <exec::policy P>
-  tensor<T, 3> forward(const P& policy, tensor_view<const T, 3> x, State& state) const {
-    tensor<T, 3> y(x.extents());
-    forward(policy, x, y.view(), state);
-    return y;
-  }
-
-  /// One decoding step: x, y [B, d_model].
-  void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
-    check_shape(name, "x", x.extents(), {x.extent(0), cfg_.d_model});
-    check_shape(name, "y", y.extents(), {x.extent(0), cfg_.d_model});
-    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
-  }
-
  private:
-  void validate() const {
-    require(cfg_.d_model > 0 && cfg_.d_state > 0 && cfg_.d_conv >= 1 && cfg_.expand > 0, name,
-            "d_model, d_state, d_conv and expand must be positive");
-    const index_t dm = cfg_.d_model, di = cfg_.d_inner(), N = cfg_.d_state, R = cfg_.rank();
-    check_shape(name, "in_proj.weight", w_.in_proj.weight.extents(), {2 * di, dm});
-    check_shape(name, "conv1d.weight", w_.conv1d.weight.extents(), {di, cfg_.d_conv});
-    require(w_.conv1d.bias.has_value() == cfg_.conv_bias, name, "conv1d.bias must be present exactly when conv_bias");
-    check_shape(name, "x_proj.weight", w_.x_proj.weight.extents(), {R + 2 * N, di});
-    check_shape(name, "dt_proj.weight", w_.dt_proj.weight.extents(), {di, R});
-    check_shape(name, "dt_proj.bias", w_.dt_bias.extents(), {di});
-    check_shape(name, "A_log", w_.A_log.extents(), {di, N});
-    check_shape(name, "D", w_.D.extents(), {di});
-    check_shape(name, "out_proj.weight", w_.out_proj.weight.extents(), {dm, di});
-  }
-
   config cfg_;
   weights w_;
   tensor<T, 2> A_;  // -exp(A_log)
 };
+
+static_assert(sequence_mixer<Mamba<float>>);
 
 }  // namespace seqmix::layers

@@ -5,6 +5,7 @@
 #include <optional>
 #include <limits>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "../io/weights.hpp"
@@ -15,6 +16,10 @@
 #include "../policy/execution.hpp"
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "concept.hpp"
+#include "config_fields.hpp"
+#include "cross_layer.hpp"
+#include "mixer.hpp"
 #include "sequence_rows.hpp"
 
 namespace seqmix::layers {
@@ -22,12 +27,12 @@ namespace seqmix::layers {
 /// Mamba-2 layer: one in_proj split into (z, xBC, dt), a causal depthwise conv + silu over xBC,
 /// the SSD scan with dt bias / softplus and D skip, the gated group RMSNorm and out_proj.
 template <class T = float>
-class Mamba2 {
+class Mamba2 : public mixer<Mamba2<T>, T> {
  public:
   static constexpr const char* name = "Mamba2";
 
   struct config {
-    index_t d_model = 0;
+    index_t hidden_size = 0;  ///< upstream d_model
     index_t d_state = 128;
     index_t d_conv = 4;
     index_t expand = 2;
@@ -41,22 +46,56 @@ class Mamba2 {
     bool conv_bias = true;
     bool bias = false;              ///< in_proj / out_proj biases
 
-    index_t d_inner() const { return expand * d_model; }
+    index_t d_inner() const { return expand * hidden_size; }
     index_t nheads() const { return d_inner() / headdim; }
     index_t conv_dim() const { return d_inner() + 2 * ngroups * d_state; }
     index_t d_in_proj() const { return 2 * d_inner() + 2 * ngroups * d_state + nheads(); }
+
+    void validate() const {
+      require(hidden_size > 0, name, "config hidden_size (d_model) must be positive");
+      require(d_state > 0, name, "config d_state must be positive");
+      require(d_conv >= 1, name, "config d_conv must be at least 1");
+      require(expand > 0, name, "config expand must be positive");
+      require(headdim > 0, name, "config headdim must be positive");
+      require(ngroups > 0, name, "config ngroups must be positive");
+      require(d_inner() % headdim == 0, name, "config d_inner (expand·d_model) must be a multiple of headdim");
+      require(nheads() % ngroups == 0, name, "config nheads must be a multiple of ngroups");
+      require(!(dt_min > dt_max), name, "config dt_min must not exceed dt_max");
+    }
+    static auto fields() {
+      return std::tuple{config_field{"d_model", &config::hidden_size}, config_field{"d_state", &config::d_state},
+                        config_field{"d_conv", &config::d_conv}, config_field{"expand", &config::expand},
+                        config_field{"headdim", &config::headdim}, config_field{"ngroups", &config::ngroups},
+                        config_field{"rmsnorm", &config::rmsnorm},
+                        config_field{"norm_before_gate", &config::norm_before_gate},
+                        config_field{"norm_eps", &config::norm_eps}, config_field{"conv_bias", &config::conv_bias},
+                        config_field{"bias", &config::bias}};
+    }
   };
 
-  /// Upstream state_dict entries (names in comments).
+  /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> in_proj;        // in_proj.weight [d_in_proj, d_model] (+ in_proj.bias)
-    nn::causal_conv1d<T> conv1d;  // conv1d.weight [conv_dim, 1, d_conv], conv1d.bias [conv_dim]
-    tensor<T, 1> dt_bias;         // dt_bias [nheads]
-    tensor<T, 1> A_log;           // A_log [nheads]
-    tensor<T, 1> D;               // D [nheads]
+    nn::linear<T> in_proj;        // [d_in_proj, d_model]
+    nn::causal_conv1d<T> conv1d;  // [conv_dim, 1, d_conv]
+    tensor<T, 1> dt_bias, A_log, D;  // [nheads]
     tensor<T, 1> norm;            // norm.weight [d_inner] (empty without rmsnorm)
-    nn::linear<T> out_proj;       // out_proj.weight [d_model, d_inner] (+ out_proj.bias)
+    nn::linear<T> out_proj;       // [d_model, d_inner]
   };
+
+  /// The weight table (names, shapes, init): drives load, save, init and the shape checks. The
+  /// init is mamba_ssm's: A uniform in [1, 16), D = 1, dt_bias the inverse softplus of a
+  /// log-uniform dt in [1e-3, 0.1].
+  template <class W, class F>
+  static void each_weight(const config& c, W& w, F&& f) {
+    const index_t dm = c.hidden_size, di = c.d_inner(), H = c.nheads();
+    linear_weights(f, "in_proj", w.in_proj, c.d_in_proj(), dm, c.bias);
+    conv_weights(f, "conv1d", w.conv1d, c.conv_dim(), c.d_conv, c.conv_bias);
+    f(weight_spec<1>{"dt_bias", {H}, init_rule::dt_bias()}, w.dt_bias);
+    f(weight_spec<1>{"A_log", {H}, init_rule::values([](index_t, double u) { return std::log(1 + 15 * u); })}, w.A_log);
+    f(weight_spec<1>{"D", {H}, init_rule::ones()}, w.D);
+    f(weight_spec<1>{"norm.weight", {di}, init_rule::ones(), c.rmsnorm}, w.norm);
+    linear_weights(f, "out_proj", w.out_proj, dm, di, c.bias);
+  }
 
   /// conv: the last d_conv - 1 pre-conv xBC inputs, oldest first (upstream's conv_state[..., 1:]);
   /// ssm: the SSD state, P-major as upstream's ssm_state.
@@ -67,33 +106,18 @@ class Mamba2 {
   };
 
   Mamba2(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
-    validate();
+    this->check_weights(cfg_, w_);
     A_ = tensor<T, 1>(w_.A_log.extents());
     for (index_t i = 0; i < A_.size(); ++i) A_.data()[i] = -std::exp(w_.A_log.data()[i]);
   }
 
-  /// Loads weights by their upstream names, each prefixed with `prefix` (e.g. "backbone.layers.3.mixer.").
-  static Mamba2 load(const io::safetensors& file, const config& cfg, const std::string& prefix = "") {
-    const io::weight_source src(file, prefix, name);
-    require(cfg.headdim > 0 && cfg.d_inner() % cfg.headdim == 0, name, "d_inner must be a multiple of headdim");
-    const index_t dm = cfg.d_model, di = cfg.d_inner(), H = cfg.nheads();
-    auto opt_bias = [&](const char* n, index_t size) {
-      return cfg.bias ? std::optional<tensor<T, 1>>(src.load<T, 1>(n, {size})) : std::nullopt;
-    };
-    weights w{{src.load<T, 2>("in_proj.weight", {cfg.d_in_proj(), dm}), opt_bias("in_proj.bias", cfg.d_in_proj())},
-              nn::causal_conv1d<T>::load(src, "conv1d", cfg.conv_dim(), cfg.d_conv, cfg.conv_bias),
-              src.load<T, 1>("dt_bias", {H}),
-              src.load<T, 1>("A_log", {H}),
-              src.load<T, 1>("D", {H}),
-              cfg.rmsnorm ? src.load<T, 1>("norm.weight", {di}) : tensor<T, 1>({0}),
-              {src.load<T, 2>("out_proj.weight", {dm, di}), opt_bias("out_proj.bias", dm)}};
-    return Mamba2(cfg, std::move(w));
-  }
+  using mixer<Mamba2<T>, T>::forward;
 
   const config& cfg() const { return cfg_; }
+  const weights& params() const { return w_; }
 
   /// A zero state for `batch` sequences.
-  State make_state(index_t batch) const {
+  State make_state(index_t batch, const state_options<T>& = {}) const {
     return {w_.conv1d.make_state(batch), tensor<T, 4>({batch, cfg_.nheads(), cfg_.headdim, cfg_.d_state})};
   }
 
@@ -101,7 +125,7 @@ class Mamba2 {
   /// state after it, so consecutive calls continue one sequence.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
-    const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.d_model, di = cfg_.d_inner();
+    const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.hidden_size, di = cfg_.d_inner();
     const index_t H = cfg_.nheads(), Pd = cfg_.headdim, N = cfg_.d_state, G = cfg_.ngroups;
     const index_t cd = cfg_.conv_dim(), dip = cfg_.d_in_proj();
     check_shape(name, "x", x.extents(), {B, L, dm});
@@ -141,42 +165,12 @@ class Mamba2 {
     detail::project_to_sequence<T>(w_.out_proj, ys, y, name, th);
   }
 
-  /// Allocating form of forward().
-  template <exec::policy P>
-  tensor<T, 3> forward(const P& policy, tensor_view<const T, 3> x, State& state) const {
-    tensor<T, 3> y(x.extents());
-    forward(policy, x, y.view(), state);
-    return y;
-  }
-
-  /// One decoding step: x, y [B, d_model].
-  void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
-    check_shape(name, "x", x.extents(), {x.extent(0), cfg_.d_model});
-    check_shape(name, "y", y.extents(), {x.extent(0), cfg_.d_model});
-    forward(exec::recurrent{}, detail::as_sequence(x), detail::as_sequence(y), state);
-  }
-
  private:
-  void validate() const {
-    require(cfg_.d_model > 0 && cfg_.d_state > 0 && cfg_.d_conv >= 1 && cfg_.expand > 0 && cfg_.headdim > 0 &&
-                cfg_.ngroups > 0,
-            name, "d_model, d_state, d_conv, expand, headdim and ngroups must be positive");
-    require(cfg_.d_inner() % cfg_.headdim == 0, name, "d_inner must be a multiple of headdim");
-    require(cfg_.nheads() % cfg_.ngroups == 0, name, "nheads must be a multiple of ngroups");
-    const index_t dm = cfg_.d_model, di = cfg_.d_inner(), H = cfg_.nheads();
-    check_shape(name, "in_proj.weight", w_.in_proj.weight.extents(), {cfg_.d_in_proj(), dm});
-    check_shape(name, "conv1d.weight", w_.conv1d.weight.extents(), {cfg_.conv_dim(), cfg_.d_conv});
-    require(w_.conv1d.bias.has_value() == cfg_.conv_bias, name, "conv1d.bias must be present exactly when conv_bias");
-    check_shape(name, "dt_bias", w_.dt_bias.extents(), {H});
-    check_shape(name, "A_log", w_.A_log.extents(), {H});
-    check_shape(name, "D", w_.D.extents(), {H});
-    if (cfg_.rmsnorm) check_shape(name, "norm.weight", w_.norm.extents(), {di});
-    check_shape(name, "out_proj.weight", w_.out_proj.weight.extents(), {dm, di});
-  }
-
   config cfg_;
   weights w_;
   tensor<T, 1> A_;  // -exp(A_log)
 };
+
+static_assert(sequence_mixer<Mamba2<float>>);
 
 }  // namespace seqmix::layers

@@ -2,7 +2,10 @@
 // around the RWKV-7 op.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "../io/weights.hpp"
@@ -12,6 +15,10 @@
 #include "../policy/execution.hpp"
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "concept.hpp"
+#include "config_fields.hpp"
+#include "cross_layer.hpp"
+#include "mixer.hpp"
 #include "sequence_rows.hpp"
 
 namespace seqmix::layers {
@@ -20,14 +27,14 @@ namespace seqmix::layers {
 /// receptance/key/value projections, low-rank decay (w), in-context learning rate (a), value
 /// residual (v) and gate (g) paths, the normalised removal key kk, the RWKV-7 op, a per-head
 /// GroupNorm, the r·k bonus term and the output projection. Layer 0 produces `v_first` (its v);
-/// later layers mix their v towards it.
+/// later layers mix their v towards it; both through the model's cross_layer values (docs/layers.md).
 template <class T = float>
-class RWKV7TimeMix {
+class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
  public:
   static constexpr const char* name = "RWKV7TimeMix";
 
   struct config {
-    index_t n_embd = 0;  ///< C (= dim_att)
+    index_t hidden_size = 0;  ///< C: upstream n_embd (= dim_att)
     index_t head_size = 64;
     index_t layer_id = 0;
     index_t decay_lora = 64;  ///< D_DECAY_LORA
@@ -37,79 +44,121 @@ class RWKV7TimeMix {
     double ln_x_eps = 64e-5;
     double kk_normalize_eps = 1e-12;
 
-    index_t n_head() const { return head_size > 0 ? n_embd / head_size : 0; }
+    index_t n_head() const { return head_size > 0 ? hidden_size / head_size : 0; }
+
+    void validate() const {
+      require(hidden_size > 0, name, "config hidden_size (n_embd) must be positive");
+      require(head_size > 0, name, "config head_size must be positive");
+      require(hidden_size % head_size == 0, name, "config hidden_size (n_embd) must be a multiple of head_size");
+      require(layer_id >= 0, name, "config layer_id must not be negative");
+      require(decay_lora > 0 && aaa_lora > 0 && gate_lora > 0 && (layer_id == 0 || mv_lora > 0), name,
+              "config LoRA ranks (D_DECAY_LORA, D_AAA_LORA, D_MV_LORA, D_GATE_LORA) must be positive");
+    }
+    static auto fields() {
+      return std::tuple{config_field{"n_embd", &config::hidden_size}, config_field{"head_size", &config::head_size},
+                        config_field{"layer_id", &config::layer_id}, config_field{"D_DECAY_LORA", &config::decay_lora},
+                        config_field{"D_AAA_LORA", &config::aaa_lora}, config_field{"D_MV_LORA", &config::mv_lora},
+                        config_field{"D_GATE_LORA", &config::gate_lora}, config_field{"ln_x_eps", &config::ln_x_eps},
+                        config_field{"kk_normalize_eps", &config::kk_normalize_eps}};
+    }
   };
 
   /// Checkpoint entries `blocks.{layer_id}.att.<name>` (names in comments). The LoRA factors are
   /// stored [in, out] in the checkpoint and used as x @ w1; they are kept here transposed as
-  /// torch-layout linears.
+  /// Checkpoint entries `blocks.{layer_id}.att.<name>`: see each_weight. The [1, 1, C] vectors
+  /// are kept as [C]; the LoRA factors, stored [in, out] and used as x @ w1, are kept transposed
+  /// as torch-layout linears.
   struct weights {
-    tensor<T, 1> x_r, x_w, x_k, x_v, x_a, x_g;  // x_r ... x_g [1,1,C]
-    tensor<T, 1> w0, a0, v0;                    // w0, a0, v0 [1,1,C] (v0 absent at layer 0)
+    tensor<T, 1> x_r, x_w, x_k, x_v, x_a, x_g;
+    tensor<T, 1> w0, a0, v0;  // v0 absent at layer 0
     nn::linear<T> w1, w2, a1, a2, v1, v2, g1, g2;
-    tensor<T, 1> k_k, k_a;  // [1,1,C]
-    tensor<T, 2> r_k;       // [H, N]
-    nn::linear<T> receptance, key, value, output;  // <name>.weight [C, C]
-    tensor<T, 1> ln_w, ln_b;                       // ln_x.weight, ln_x.bias [C]
+    tensor<T, 1> k_k, k_a;
+    tensor<T, 2> r_k;  // [H, N]
+    nn::linear<T> receptance, key, value, output;
+    tensor<T, 1> ln_w, ln_b;  // ln_x.weight, ln_x.bias [C]
   };
 
-  /// The token-shift vector (last input token) and the op state [B, H, N, N] (K-major; RWKV-LM's
-  /// own state is [H, V, K]).
+  /// The weight table (names, shapes, init): drives load, save, init and the shape checks. The
+  /// init follows RWKV-LM's scales (mixes in [0, 1), w0 a ramp over [-6.5, -1.5], k_k = 0.85,
+  /// k_a = v0 = 1, a0 = 0), with small random LoRA factors, r_k and output instead of zeros so
+  /// that every path is exercised.
+  template <class W, class F>
+  static void each_weight(const config& c, W& w, F&& f) {
+    const index_t C = c.hidden_size;
+    const bool later = c.layer_id > 0;
+    auto vec = [&](const char* n, auto& m, init_rule r, bool present = true) {
+      f(weight_spec<3>{n, {1, 1, C}, std::move(r), present}, m);
+    };
+    auto lora = [&](const char* n, auto& m, index_t in, index_t out, bool present = true) {
+      f(weight_spec<2>{n, {in, out}, {}, present, /*transposed=*/true}, m.weight);
+    };
+    const init_rule mix = init_rule::uniform(0, 1);
+    vec("x_r", w.x_r, mix), vec("x_w", w.x_w, mix), vec("x_k", w.x_k, mix);
+    vec("x_v", w.x_v, mix), vec("x_a", w.x_a, mix), vec("x_g", w.x_g, mix);
+    vec("w0", w.w0, init_rule::values([C](index_t i, double) { return -6.5 + 5.0 * double(i) / double(std::max<index_t>(C - 1, 1)); }));
+    lora("w1", w.w1, C, c.decay_lora), lora("w2", w.w2, c.decay_lora, C);
+    vec("a0", w.a0, init_rule::zeros());
+    lora("a1", w.a1, C, c.aaa_lora), lora("a2", w.a2, c.aaa_lora, C);
+    vec("v0", w.v0, init_rule::ones(), later);
+    lora("v1", w.v1, C, c.mv_lora, later), lora("v2", w.v2, c.mv_lora, C, later);
+    lora("g1", w.g1, C, c.gate_lora), lora("g2", w.g2, c.gate_lora, C);
+    vec("k_k", w.k_k, init_rule::constant(0.85)), vec("k_a", w.k_a, init_rule::ones());
+    f(weight_spec<2>{"r_k", {c.n_head(), c.head_size}, init_rule::uniform(-0.1, 0.1)}, w.r_k);
+    linear_weights(f, "receptance", w.receptance, C, C);
+    linear_weights(f, "key", w.key, C, C);
+    linear_weights(f, "value", w.value, C, C);
+    linear_weights(f, "output", w.output, C, C);
+    f(weight_spec<1>{"ln_x.weight", {C}, init_rule::ones()}, w.ln_w);
+    f(weight_spec<1>{"ln_x.bias", {C}, init_rule::zeros()}, w.ln_b);
+  }
+
+  /// The token-shift vector (last input token), the op state [B, H, N, N] (K-major; RWKV-LM's own
+  /// state is [H, V, K]) and the model's cross-layer values, where layer 0 leaves v_first and later
+  /// layers read it.
   struct State {
     tensor<T, 2> shift;
     tensor<T, 4> wkv;
+    cross_layer<T>* cross = nullptr;
     index_t batch() const { return shift.extent(0); }
   };
 
-  RWKV7TimeMix(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) { validate(); }
-
-  /// Loads weights by their checkpoint names, each prefixed with `prefix` (e.g. "blocks.3.att.").
-  static RWKV7TimeMix load(const io::safetensors& file, const config& cfg, const std::string& prefix = "") {
-    const io::weight_source src(file, prefix, name);
-    const index_t C = cfg.n_embd;
-    auto vec = [&](const char* n) { return tensor<T, 1>(src.load<T, 3>(n, {1, 1, C}).view().template reshape<1>({C})); };
-    auto lora = [&](const char* n, index_t in, index_t out) {
-      const auto m = src.load<T, 2>(n, {in, out});
-      return nn::linear<T>{tensor<T, 2>(transposed(m.view())), {}};
-    };
-    auto lin = [&](const char* n) { return nn::linear<T>{src.load<T, 2>(n, {C, C}), {}}; };
-    weights w;
-    w.x_r = vec("x_r"), w.x_w = vec("x_w"), w.x_k = vec("x_k"), w.x_v = vec("x_v"), w.x_a = vec("x_a"), w.x_g = vec("x_g");
-    w.w0 = vec("w0"), w.a0 = vec("a0");
-    w.w1 = lora("w1", C, cfg.decay_lora), w.w2 = lora("w2", cfg.decay_lora, C);
-    w.a1 = lora("a1", C, cfg.aaa_lora), w.a2 = lora("a2", cfg.aaa_lora, C);
-    if (cfg.layer_id > 0) w.v0 = vec("v0"), w.v1 = lora("v1", C, cfg.mv_lora), w.v2 = lora("v2", cfg.mv_lora, C);
-    w.g1 = lora("g1", C, cfg.gate_lora), w.g2 = lora("g2", cfg.gate_lora, C);
-    w.k_k = vec("k_k"), w.k_a = vec("k_a");
-    w.r_k = src.load<T, 2>("r_k", {cfg.n_head(), cfg.head_size});
-    w.receptance = lin("receptance.weight"), w.key = lin("key.weight"), w.value = lin("value.weight");
-    w.output = lin("output.weight");
-    w.ln_w = src.load<T, 1>("ln_x.weight", {C}), w.ln_b = src.load<T, 1>("ln_x.bias", {C});
-    return RWKV7TimeMix(cfg, std::move(w));
+  RWKV7TimeMix(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
+    this->check_weights(cfg_, w_);
   }
 
+  using mixer<RWKV7TimeMix<T>, T>::forward;
+
   const config& cfg() const { return cfg_; }
+  const weights& params() const { return w_; }
 
   /// A zero state for `batch` sequences.
-  State make_state(index_t batch) const {
-    return {tensor<T, 2>({batch, cfg_.n_embd}), tensor<T, 4>({batch, cfg_.n_head(), cfg_.head_size, cfg_.head_size})};
+  State make_state(index_t batch, const state_options<T>& options = {}) const {
+    return {tensor<T, 2>({batch, cfg_.hidden_size}),
+            tensor<T, 4>({batch, cfg_.n_head(), cfg_.head_size, cfg_.head_size}), options.cross};
   }
 
   /// y [B,T,C] for x [B,T,C]; `state` enters as the state before x and leaves as the state after it,
-  /// so consecutive calls continue one sequence. `v_first` [B,T,C]: layer 0 writes its v there (an
-  /// empty view skips that); later layers read layer 0's v from it (required).
+  /// so consecutive calls continue one sequence. Layer 0 writes its v to state.cross->v_first (if
+  /// the state has cross-layer values); later layers read layer 0's v [B,T,C] from there (required).
   template <exec::policy P>
-  void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state,
-               tensor_view<T, 3> v_first = {}) const {
-    const index_t B = x.extent(0), L = x.extent(1), C = cfg_.n_embd, H = cfg_.n_head(), N = cfg_.head_size;
+  void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    const index_t B = x.extent(0), L = x.extent(1), C = cfg_.hidden_size, H = cfg_.n_head(), N = cfg_.head_size;
     const index_t M = B * L;
     check_shape(name, "x", x.extents(), {B, L, C});
     check_shape(name, "y", y.extents(), {B, L, C});
     check_shape(name, "state.shift", state.shift.extents(), {B, C});
     check_shape(name, "state.wkv", state.wkv.extents(), {B, H, N, N});
     const bool first = cfg_.layer_id == 0;
-    require(first || v_first.data() != nullptr, name, "layers after layer 0 need v_first (layer 0's v)");
-    if (v_first.data() != nullptr) check_shape(name, "v_first", v_first.extents(), {B, L, C});
+    tensor_view<T, 3> v_first;
+    if (first && state.cross) {
+      if (!std::ranges::equal(state.cross->v_first.extents(), std::array<index_t, 3>{B, L, C}))
+        state.cross->v_first = tensor<T, 3>({B, L, C});
+      v_first = state.cross->v_first.view();
+    } else if (!first) {
+      require(state.cross != nullptr, name, "layers after layer 0 need v_first: make the state with state_options::cross");
+      check_shape(name, "cross_layer v_first", state.cross->v_first.extents(), {B, L, C});
+      v_first = state.cross->v_first.view();
+    }
     if (L == 0) return;
     const int th = policy.threads;
 
@@ -202,29 +251,6 @@ class RWKV7TimeMix {
     detail::project_to_sequence<T>(w_.output, o, y, name, th);
   }
 
-  /// Allocating form of forward().
-  template <exec::policy P>
-  tensor<T, 3> forward(const P& policy, tensor_view<const T, 3> x, State& state, tensor_view<T, 3> v_first = {}) const {
-    tensor<T, 3> y(x.extents());
-    forward(policy, x, y.view(), state, v_first);
-    return y;
-  }
-
-  /// One decoding step: x, y [B, C]; v_first [B, C] as in forward().
-  void step(tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state, tensor_view<T, 2> v_first = {}) const {
-    check_shape(name, "x", x.extents(), {x.extent(0), cfg_.n_embd});
-    check_shape(name, "y", y.extents(), {x.extent(0), cfg_.n_embd});
-    const auto x3 = detail::as_sequence(x);
-    const auto y3 = detail::as_sequence(y);
-    tensor_view<T, 3> vf3;
-    if (v_first.data() != nullptr) {
-      check_shape(name, "v_first", v_first.extents(), {x.extent(0), cfg_.n_embd});
-      vf3 = tensor_view<T, 3>(v_first.data(), {v_first.extent(0), 1, v_first.extent(1)},
-                              {v_first.stride(0), 0, v_first.stride(1)});
-    }
-    forward(exec::recurrent{}, x3, y3, state, vf3);
-  }
-
  private:
   // out = up(f(down(x))): a low-rank path (LoRA factors stored as torch-layout linears).
   template <class F>
@@ -236,30 +262,11 @@ class RWKV7TimeMix {
     up(low, out, name, threads);
   }
 
-  void validate() const {
-    const index_t C = cfg_.n_embd, H = cfg_.n_head(), N = cfg_.head_size;
-    require(C > 0 && N > 0 && C % N == 0, name, "n_embd must be a positive multiple of head_size");
-    auto vec = [&](const char* n, const tensor<T, 1>& t) { check_shape(name, n, t.extents(), {C}); };
-    vec("x_r", w_.x_r), vec("x_w", w_.x_w), vec("x_k", w_.x_k), vec("x_v", w_.x_v), vec("x_a", w_.x_a), vec("x_g", w_.x_g);
-    vec("w0", w_.w0), vec("a0", w_.a0), vec("k_k", w_.k_k), vec("k_a", w_.k_a);
-    vec("ln_x.weight", w_.ln_w), vec("ln_x.bias", w_.ln_b);
-    auto lin = [&](const char* n, const nn::linear<T>& l, index_t in, index_t out) {
-      check_shape(name, n, l.weight.extents(), {out, in});  // kept transposed / torch layout
-    };
-    lin("w1 (transposed)", w_.w1, C, cfg_.decay_lora), lin("w2 (transposed)", w_.w2, cfg_.decay_lora, C);
-    lin("a1 (transposed)", w_.a1, C, cfg_.aaa_lora), lin("a2 (transposed)", w_.a2, cfg_.aaa_lora, C);
-    lin("g1 (transposed)", w_.g1, C, cfg_.gate_lora), lin("g2 (transposed)", w_.g2, cfg_.gate_lora, C);
-    if (cfg_.layer_id > 0) {
-      vec("v0", w_.v0);
-      lin("v1 (transposed)", w_.v1, C, cfg_.mv_lora), lin("v2 (transposed)", w_.v2, cfg_.mv_lora, C);
-    }
-    check_shape(name, "r_k", w_.r_k.extents(), {H, N});
-    lin("receptance.weight", w_.receptance, C, C), lin("key.weight", w_.key, C, C);
-    lin("value.weight", w_.value, C, C), lin("output.weight", w_.output, C, C);
-  }
 
   config cfg_;
   weights w_;
 };
+
+static_assert(sequence_mixer<RWKV7TimeMix<float>>);
 
 }  // namespace seqmix::layers

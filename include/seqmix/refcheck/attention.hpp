@@ -7,6 +7,7 @@
 #include "../kernels/attention/attention.hpp"
 #include "../layers/attention.hpp"
 #include "case.hpp"
+#include "layer.hpp"
 
 namespace seqmix::refcheck::attention {
 
@@ -70,14 +71,9 @@ inline result run(const ref_case& c, policy_kind p) {
   if (c.level == "layer") {
     if (c.cfg<bool>("qk_norm")) return skipped(c, p, "attention: qk_norm is not supported");
     using layer = layers::Attention<float>;
-    layer::config cfg;
-    cfg.hidden_size = c.cfg<index_t>("hidden_size"), cfg.num_heads = c.cfg<index_t>("num_heads");
-    cfg.num_kv_heads = c.cfg<index_t>("num_kv_heads"), cfg.head_dim = c.cfg<index_t>("head_dim");
-    cfg.window = window_of(c), cfg.rope_theta = c.cfg<double>("rope_theta");
-    cfg.rope_interleaved = c.cfg<bool>("rope_interleaved"), cfg.qkv_bias = c.cfg<bool>("qkv_bias");
-    const auto attn = layer::load(c.file, cfg, "param.");
+    const auto attn = layer::load(c.file, config_from<layer::config>(c), "param.");
     const auto x = c.get<float, 3>("in.x");
-    auto state = attn.make_state(x.extent(0), prefix_length(c) + x.extent(1));
+    auto state = attn.make_state(x.extent(0), {.capacity = prefix_length(c) + x.extent(1)});
     load_prefix(c, state);
     const auto y = with_policy(p, [&](auto policy) { return attn.forward(policy, x, state); });
     compare<float, 3>(r, c, "out.o", y);

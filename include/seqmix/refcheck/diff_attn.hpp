@@ -7,6 +7,7 @@
 #include "../layers/diff_attn.hpp"
 #include "attention.hpp"
 #include "case.hpp"
+#include "layer.hpp"
 
 namespace seqmix::refcheck::diff_attn {
 
@@ -34,16 +35,11 @@ inline result run(const ref_case& c, policy_kind p) {
     return r;
   }
   if (c.level == "layer") {
-    using layer = layers::MultiheadDiffAttn<float>;
-    layer::config cfg;
-    cfg.embed_dim = c.cfg<index_t>("embed_dim"), cfg.num_heads = c.cfg<index_t>("num_heads");
-    cfg.num_kv_heads = c.cfg<index_t>("num_kv_heads"), cfg.depth = c.cfg<index_t>("depth");
-    cfg.lambda_init = c.cfg<double>("lambda_init"), cfg.rope_theta = c.cfg<double>("rope_theta");
-    cfg.subln_eps = c.cfg<double>("subln_eps");
     if (!c.cfg<bool>("rope_interleaved")) return skipped(c, p, "diff_attn: only interleaved RoPE is supported");
-    const auto attn = layer::load(c.file, cfg, "param.");
+    using layer = layers::MultiheadDiffAttn<float>;
+    const auto attn = layer::load(c.file, config_from<layer::config>(c), "param.");
     const auto x = c.get<float, 3>("in.x");
-    auto state = attn.make_state(x.extent(0), attention::prefix_length(c) + x.extent(1));
+    auto state = attn.make_state(x.extent(0), {.capacity = attention::prefix_length(c) + x.extent(1)});
     attention::load_prefix(c, state);
     const auto y = with_policy(p, [&](auto policy) { return attn.forward(policy, x, state); });
     compare<float, 3>(r, c, "out.o", y);

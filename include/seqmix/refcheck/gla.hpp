@@ -3,6 +3,7 @@
 
 #include "../layers/gla.hpp"
 #include "case.hpp"
+#include "layer.hpp"
 
 namespace seqmix::refcheck::gla {
 
@@ -22,19 +23,8 @@ inline result run(const ref_case& c, policy_kind p) {
   }
   if (c.level == "layer") {
     using layer = layers::GatedLinearAttention<float>;
-    layer::config cfg;
-    cfg.hidden_size = c.cfg<index_t>("hidden_size"), cfg.num_heads = c.cfg<index_t>("num_heads");
-    cfg.expand_k = c.cfg<double>("expand_k"), cfg.expand_v = c.cfg<double>("expand_v");
-    cfg.gate_low_rank_dim = c.cfg<index_t>("gate_low_rank_dim");
-    cfg.gate_logit_normalizer = c.cfg<double>("gate_logit_normalizer"), cfg.norm_eps = c.cfg<double>("norm_eps");
-    const auto gla = layer::load(c.file, cfg, "param.");
-    const auto x = c.get<float, 3>("in.x");
-    auto state = gla.make_state(x.extent(0));
-    state.h = c.get_or_zero<float, 4>("state_in.h", state.h.extents());
-    const auto y = with_policy(p, [&](auto policy) { return gla.forward(policy, x, state); });
-    compare<float, 3>(r, c, "out.y", y);
-    compare<float, 4>(r, c, "state_out.h", state.h);
-    return r;
+    return run_layer<layer>(c, p, config_from<layer::config>(c), "param.", "out.y",
+                            [](auto& s, auto&& io) { io("h", s.h); });
   }
   return skipped(c, p, "gla: unknown level '" + c.level + "'");
 }

@@ -3,6 +3,7 @@
 
 #include "../layers/mamba.hpp"
 #include "case.hpp"
+#include "layer.hpp"
 
 namespace seqmix::refcheck::mamba {
 
@@ -36,21 +37,9 @@ inline result run(const ref_case& c, policy_kind p) {
   }
   if (c.level == "layer") {
     using layer = layers::Mamba<float>;
-    layer::config cfg;
-    cfg.d_model = c.cfg<index_t>("d_model"), cfg.d_state = c.cfg<index_t>("d_state");
-    cfg.d_conv = c.cfg<index_t>("d_conv"), cfg.expand = c.cfg<index_t>("expand");
-    cfg.dt_rank = c.cfg<index_t>("dt_rank");
-    cfg.conv_bias = c.cfg<bool>("conv_bias"), cfg.bias = c.cfg<bool>("bias");
-    const auto m = layer::load(c.file, cfg, "param.");
-    const auto x = c.get<float, 3>("in.x");
-    auto state = m.make_state(x.extent(0));
-    state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
-    state.ssm = c.get_or_zero<float, 3>("state_in.ssm", state.ssm.extents());
-    const auto y = with_policy(p, [&](auto policy) { return m.forward(policy, x, state); });
-    compare<float, 3>(r, c, "out.y", y);
-    compare<float, 3>(r, c, "state_out.conv", state.conv);
-    compare<float, 3>(r, c, "state_out.ssm", state.ssm);
-    return r;
+    return run_layer<layer>(c, p, config_from<layer::config>(c), "param.", "out.y", [](auto& s, auto&& io) {
+      io("conv", s.conv), io("ssm", s.ssm);
+    });
   }
   return skipped(c, p, "mamba: unknown level '" + c.level + "'");
 }

@@ -5,6 +5,7 @@
 
 #include "../layers/mamba2.hpp"
 #include "case.hpp"
+#include "layer.hpp"
 
 namespace seqmix::refcheck::mamba2 {
 
@@ -43,27 +44,12 @@ inline result run(const ref_case& c, policy_kind p) {
   }
   if (c.level == "layer") {
     using layer = layers::Mamba2<float>;
-    layer::config cfg;
-    cfg.d_model = c.cfg<index_t>("d_model"), cfg.d_state = c.cfg<index_t>("d_state");
-    cfg.d_conv = c.cfg<index_t>("d_conv"), cfg.expand = c.cfg<index_t>("expand");
-    cfg.headdim = c.cfg<index_t>("headdim"), cfg.ngroups = c.cfg<index_t>("ngroups");
-    cfg.rmsnorm = c.cfg<bool>("rmsnorm"), cfg.norm_before_gate = c.cfg<bool>("norm_before_gate");
-    cfg.norm_eps = c.cfg<double>("norm_eps");
-    cfg.conv_bias = c.cfg<bool>("conv_bias"), cfg.bias = c.cfg<bool>("bias");
+    auto cfg = config_from<layer::config>(c);
     cfg.dt_min = dt_lo, cfg.dt_max = dt_hi;
     require(c.cfg<index_t>("d_inner") == cfg.d_inner() && c.cfg<index_t>("nheads") == cfg.nheads(), "refcheck",
             "mamba2: d_inner / nheads in the config do not follow from d_model, expand and headdim");
     require(!c.config.value("D_has_hdim", false), "refcheck", "mamba2: D_has_hdim is not supported");
-    const auto m = layer::load(c.file, cfg, "param.");
-    const auto x = c.get<float, 3>("in.x");
-    auto state = m.make_state(x.extent(0));
-    state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
-    state.ssm = c.get_or_zero<float, 4>("state_in.ssm", state.ssm.extents());
-    const auto y = with_policy(p, [&](auto policy) { return m.forward(policy, x, state); });
-    compare<float, 3>(r, c, "out.y", y);
-    compare<float, 3>(r, c, "state_out.conv", state.conv);
-    compare<float, 4>(r, c, "state_out.ssm", state.ssm);
-    return r;
+    return run_layer<layer>(c, p, cfg, "param.", "out.y", [](auto& s, auto&& io) { io("conv", s.conv), io("ssm", s.ssm); });
   }
   return skipped(c, p, "mamba2: unknown level '" + c.level + "'");
 }
