@@ -178,7 +178,8 @@ class flash_block {
   void tile(index_t c0, const T* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
     const index_t per = (seg_rows_ + MR - 1) / MR, groups = per * segments_, slot = slot_;
     for (index_t g = 0; g < groups; ++g) {
-      const auto [r0, nr] = group(g);
+      const auto rows = group(g);  // not a structured binding: lambdas below capture r0
+      const index_t r0 = rows.first, nr = rows.second;
       const index_t pb = pos_[std::size_t(r0 + nr - 1)];
       const T* K = keys_of_[std::size_t(g / per)] + c0;
       const visibility vis = classify(lo, hi, valid, pos_[std::size_t(r0)], pb, m);
@@ -207,7 +208,8 @@ class flash_block {
     for (index_t g = 0; g < groups; ++g) {
       const index_t nk0 = keys_[std::size_t(2 * g)], nk1 = n > 1 ? keys_[std::size_t(2 * g + 1)] : 0;
       if (nk0 + nk1 == 0) continue;
-      const auto [r0, nr] = group(g);
+      const auto rows = group(g);  // not a structured binding: the lambda captures r0
+      const index_t r0 = rows.first, nr = rows.second;
       with_rows(nr, [&]<index_t R>(std::integral_constant<index_t, R>) { values<R>(r0, nk0, nk1, fresh_[std::size_t(g)]); });
       fresh_[std::size_t(g)] = 0;
     }

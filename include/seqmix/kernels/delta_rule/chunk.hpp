@@ -44,7 +44,8 @@ struct chunk_workspace {
 template <class T>
 void chunk_block(chunk_workspace<T>& w, const problem<T>& p, index_t b, index_t hv, index_t t0, index_t L) {
   const index_t C = w.C, K = p.K, V = p.V, ldx = V + K;
-  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv), v = p.v_rows(b, hv), o = p.o_rows(b, hv);
+  const auto q = p.q_rows(b, hv), k = p.k_rows(b, hv), v = p.v_rows(b, hv);
+  const auto o = p.o_rows(b, hv);  // rows of T, the others of const T
   const auto beta = p.beta_of(b, hv);
   const tensor_view<const T, 2> Q(q.row(t0), {L, K}, {q.ts, 1}), Kc(k.row(t0), {L, K}, {k.ts, 1});
   const tensor_view<T, 2> O(o.row(t0), {L, V}, {o.ts, 1});

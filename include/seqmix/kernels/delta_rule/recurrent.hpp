@@ -21,6 +21,7 @@
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
 #include "../../simd/batch.hpp"
+#include "../../simd/math.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/tensor.hpp"
 #include "args.hpp"

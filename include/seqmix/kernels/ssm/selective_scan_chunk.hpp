@@ -136,8 +136,8 @@ void chunk(const exec::chunkwise<C>& policy, const inputs<T>& in, tensor_view<T,
   const index_t N = dm.N;
   detail::for_each_unit_state<T>(policy.threads, in, y, state, dm, opt.delta_softplus, [&](const auto& s, auto* h) {
     using V = std::remove_cvref_t<decltype(*h)>;
-    std::vector<V> decay(std::size_t(detail::block_tokens * N)), du(std::size_t(detail::block_tokens)),
-        out(std::size_t(detail::block_tokens));
+    constexpr auto block = static_cast<std::size_t>(detail::block_tokens);
+    std::vector<V> decay(block * std::size_t(N)), du(block), out(block);
     for (index_t t0 = 0; t0 < dm.L; t0 += C)
       detail::scan_unit_blocked<V, T>(s, t0, std::min(dm.L, t0 + C), N, h, decay, du, out);
   });
