@@ -1,9 +1,11 @@
 // GatedLinearAttention layer: loading by upstream names (with a prefix), forward in pieces versus
-// one pass, step() versus forward, policies against each other and error messages.
+// one pass, step() versus forward, policies against each other (outputs and state), save / load
+// round trip, every weight required, bad configs and non-finite weights named, error messages.
 #include <seqmix/io/safetensors.hpp>
 #include <seqmix/layers/gla.hpp>
 
 #include "support/compare.hpp"
+#include "support/layer_checks.hpp"
 
 using namespace seqmix;
 using layer = layers::GatedLinearAttention<float>;
@@ -11,10 +13,18 @@ using layer = layers::GatedLinearAttention<float>;
 namespace {
 
 const std::string medium = SEQMIX_TEST_DATA_DIR "/refs/gla/layer_medium.safetensors";
+const std::string prefix = "model.layers.3.attn.";
 
 layer::config medium_config() {
   layer::config c;
   c.hidden_size = 128, c.num_heads = 4;  // layer_medium: hidden 128, 4 heads, K 16, V 32
+  return c;
+}
+
+// Not a multiple of the SIMD lanes anywhere: hidden 72, 3 heads, K 12, V 24, gate rank 10.
+layer::config odd_config() {
+  layer::config c;
+  c.hidden_size = 72, c.num_heads = 3, c.gate_low_rank_dim = 10;
   return c;
 }
 
@@ -24,6 +34,12 @@ struct medium_case {
   layer gla = layer::load(file, medium_config(), "param.");
   tensor<float, 3> x = file.get<float, 3>("in.x");
 };
+
+// Bound of a layer output or state: the projections (hidden), the key dot products (K) and the
+// recurrence over the tokens (T).
+double tol(const layer& l, index_t T) {
+  return test::tolerance<float>(double(l.hidden_size() + l.cfg().head_k_dim() + T));
+}
 
 }  // namespace
 
@@ -40,8 +56,8 @@ TEST_CASE("GatedLinearAttention: forward in pieces equals one pass", "[gla][laye
     const index_t t0 = cuts[i], n = cuts[i + 1] - cuts[i];
     gla.forward(exec::automatic{}, x.view().subrange(1, t0, n), y.view().subrange(1, t0, n), s);
   }
-  SEQMIX_CHECK_CLOSE(y, y_full, 1e-5, 1e-5);
-  SEQMIX_CHECK_CLOSE(s.h, s_full.h, 1e-5, 1e-5);
+  SEQMIX_CHECK_WITHIN(y, y_full, tol(gla, 128));
+  SEQMIX_CHECK_WITHIN(s.h, s_full.h, tol(gla, 128));
 }
 
 TEST_CASE("GatedLinearAttention: step() equals forward token by token", "[gla][layer]") {
@@ -51,47 +67,83 @@ TEST_CASE("GatedLinearAttention: step() equals forward token by token", "[gla][l
   const auto y_full = gla.forward(exec::parallel{}, x.view().subrange(1, 0, 20), s_full);
   auto s = gla.make_state(2);
   auto y = test::nan_tensor<float, 3>(y_full.extents());
-  for (index_t t = 0; t < 20; ++t) gla.step(x.view().slice(1, t), y.view().slice(1, t), s);
-  SEQMIX_CHECK_CLOSE(y, y_full, 1e-5, 1e-5);
-  SEQMIX_CHECK_CLOSE(s.h, s_full.h, 1e-5, 1e-5);
+  for (index_t t = 0; t < 20; ++t)  // the step's policy only gives the threads
+    if (t % 2) gla.step(exec::recurrent{}, x.view().slice(1, t), y.view().slice(1, t), s);
+    else gla.step(exec::automatic{2}, x.view().slice(1, t), y.view().slice(1, t), s);
+  SEQMIX_CHECK_WITHIN(y, y_full, tol(gla, 20));
+  SEQMIX_CHECK_WITHIN(s.h, s_full.h, tol(gla, 20));
 }
 
-TEST_CASE("GatedLinearAttention: policies agree on the layer", "[gla][layer]") {
+TEST_CASE("GatedLinearAttention: policies agree on the layer, outputs and state", "[gla][layer]") {
   const medium_case c;
   const auto& [file, gla, x] = c;
-  auto s_r = gla.make_state(2), s_c = gla.make_state(2), s_p = gla.make_state(2);
+  auto s_r = gla.make_state(2), s_c = gla.make_state(2), s_p = gla.make_state(2), s_a = gla.make_state(2);
   const auto y_r = gla.forward(exec::recurrent{}, x, s_r);
   const auto y_c = gla.forward(exec::chunkwise<16>{2}, x, s_c);
   const auto y_p = gla.forward(exec::parallel{}, x, s_p);
-  SEQMIX_CHECK_CLOSE(y_c, y_r, 1e-5, 1e-5);
-  SEQMIX_CHECK_CLOSE(y_p, y_r, 1e-5, 1e-5);
-  SEQMIX_CHECK_CLOSE(s_c.h, s_r.h, 1e-5, 1e-5);
+  const auto y_a = gla.forward(exec::automatic{2}, x, s_a);
+  const double t = tol(gla, 128);
+  SEQMIX_CHECK_WITHIN(y_c, y_r, t);
+  SEQMIX_CHECK_WITHIN(y_p, y_r, t);
+  SEQMIX_CHECK_WITHIN(y_a, y_r, t);
+  SEQMIX_CHECK_WITHIN(s_c.h, s_r.h, t);
+  SEQMIX_CHECK_WITHIN(s_p.h, s_r.h, t);
+  SEQMIX_CHECK_WITHIN(s_a.h, s_r.h, t);
 }
 
 TEST_CASE("GatedLinearAttention: weights load under a checkpoint prefix", "[gla][layer][io]") {
-  const auto ref = io::safetensors::load(medium);
-  io::safetensors_writer w;
-  for (const auto& n : ref.names())
-    if (n.rfind("param.", 0) == 0) {
-      const auto& info = ref.info(n);
-      if (info.shape.size() == 1) w.add<float, 1>("model.layers.3.attn." + n.substr(6), ref.get<float, 1>(n).view());
-      else w.add<float, 2>("model.layers.3.attn." + n.substr(6), ref.get<float, 2>(n).view());
-    }
-  const auto file = io::safetensors::parse(w.bytes(), "ckpt");
-  const auto a = layer::load(file, medium_config(), "model.layers.3.attn.");
-  const auto b = layer::load(ref, medium_config(), "param.");
-  const auto x = ref.get<float, 3>("in.x");
-  auto sa = a.make_state(2), sb = b.make_state(2);
-  SEQMIX_CHECK_CLOSE(a.forward(exec::recurrent{}, x, sa), b.forward(exec::recurrent{}, x, sb), 0.0, 0.0);
+  const medium_case c;
+  const auto file = test::checkpoint(c.gla, prefix);  // the reference weights re-saved under a prefix
+  const auto a = layer::load(file, medium_config(), prefix);
+  auto sa = a.make_state(2), sb = c.gla.make_state(2);
+  SEQMIX_CHECK_IDENTICAL(a.forward(exec::recurrent{}, c.x, sa), c.gla.forward(exec::recurrent{}, c.x, sb));
+  for (const auto& n : c.file.names())  // the same tensors as the reference's param.*
+    if (n.rfind("param.", 0) == 0) CHECK(file.contains(prefix + n.substr(6)));
 
-  REQUIRE_THROWS_WITH(layer::load(file, medium_config(), "model.layers.4.attn."),
-                      Catch::Contains("GatedLinearAttention") &&
-                          Catch::Contains("model.layers.4.attn.q_proj.weight") && Catch::Contains("not found"));
+  REQUIRE_THROWS_MATCHES(layer::load(file, medium_config(), "model.layers.4.attn."), seqmix::error,
+                         test::error_containing({"GatedLinearAttention", "model.layers.4.attn.q_proj.weight", "not found"}));
   layer::config wrong = medium_config();
   wrong.num_heads = 8;  // head_v_dim 16: g_norm_swish_gate.weight [32] no longer fits
-  REQUIRE_THROWS_WITH(layer::load(file, wrong, "model.layers.3.attn."),
-                      Catch::Contains("g_norm_swish_gate.weight") && Catch::Contains("[32]") &&
-                          Catch::Contains("[16]"));
+  REQUIRE_THROWS_MATCHES(layer::load(file, wrong, prefix), seqmix::error,
+                         test::error_containing({"GatedLinearAttention", "g_norm_swish_gate.weight", "[32]", "[16]"}));
+}
+
+TEST_CASE("GatedLinearAttention: init is reproducible; load(save(init)) is the same layer", "[gla][layer][io]") {
+  for (const auto& cfg : {odd_config(), medium_config()}) {
+    INFO("hidden_size=" << cfg.hidden_size << " num_heads=" << cfg.num_heads);
+    const auto a = layer::init(cfg, 7);
+    CHECK(test::saved_bytes(layer::init(cfg, 7)) == test::saved_bytes(a));
+    CHECK(test::saved_bytes(layer::init(cfg, 8)) != test::saved_bytes(a));
+    CHECK(a.hidden_size() == cfg.hidden_size);
+    const auto x = uniform_tensor<float, 3>({2, 23, cfg.hidden_size}, -1, 1, 3);
+    test::check_round_trip(a, x, prefix);
+  }
+}
+
+TEST_CASE("GatedLinearAttention: a checkpoint without any one weight is refused naming it", "[gla][layer][io][errors]") {
+  test::check_each_weight_required(layer::init(odd_config(), 5), prefix);
+}
+
+TEST_CASE("GatedLinearAttention: zero or inconsistent configs are refused naming the field", "[gla][layer][errors]") {
+  const auto file = test::checkpoint(layer::init(medium_config(), 1), prefix);
+  auto with = [](auto set) {
+    layer::config c = medium_config();
+    set(c);
+    return c;
+  };
+  test::check_config_rejected<layer>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
+  test::check_config_rejected<layer>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
+  test::check_config_rejected<layer>(with([](auto& c) { c.num_heads = 3; }), "key_dim", file, prefix);  // 64 keys
+  test::check_config_rejected<layer>(with([](auto& c) { c.expand_v = 0.25; c.num_heads = 64; }), "value_dim", file,
+                                     prefix);  // 64 keys fit 64 heads, 32 values do not
+  test::check_config_rejected<layer>(with([](auto& c) { c.expand_k = 0; }), "expand_k", file, prefix);
+  test::check_config_rejected<layer>(with([](auto& c) { c.gate_low_rank_dim = 0; }), "gate_low_rank_dim", file, prefix);
+  test::check_config_rejected<layer>(with([](auto& c) { c.gate_logit_normalizer = 0; }), "gate_logit_normalizer",
+                                     file, prefix);
+}
+
+TEST_CASE("GatedLinearAttention: validate_finite() names a non-finite weight", "[gla][layer][errors]") {
+  test::check_finite_named(layer::init(odd_config(), 9));
 }
 
 TEST_CASE("GatedLinearAttention: bad input shapes raise seqmix::error", "[gla][layer][errors]") {
@@ -99,9 +151,12 @@ TEST_CASE("GatedLinearAttention: bad input shapes raise seqmix::error", "[gla][l
   const auto gla = layer::load(file, medium_config(), "param.");
   tensor<float, 3> x({2, 5, 64}), y({2, 5, 128});
   auto s = gla.make_state(2);
-  REQUIRE_THROWS_WITH(gla.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("GatedLinearAttention: x has shape [2, 5, 64], expected [2, 5, 128]"));
+  REQUIRE_THROWS_MATCHES(gla.forward(exec::recurrent{}, x.view(), y.view(), s), seqmix::error,
+                         test::error_containing({"GatedLinearAttention: x has shape [2, 5, 64], expected [2, 5, 128]"}));
   tensor<float, 3> x2({3, 5, 128}), y2({3, 5, 128});
-  REQUIRE_THROWS_WITH(gla.forward(exec::recurrent{}, x2.view(), y2.view(), s),
-                      Catch::Contains("state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"));
+  REQUIRE_THROWS_MATCHES(gla.forward(exec::recurrent{}, x2.view(), y2.view(), s), seqmix::error,
+                         test::error_containing({"GatedLinearAttention: state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"}));
+  tensor<float, 2> xt({2, 100}), yt({2, 128});
+  REQUIRE_THROWS_MATCHES(gla.step(exec::recurrent{}, xt.view(), yt.view(), s), seqmix::error,
+                         test::error_containing({"GatedLinearAttention: x has shape [2, 100], expected [2, 128]"}));
 }

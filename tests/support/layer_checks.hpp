@@ -1,0 +1,177 @@
+// Checks every layer's weight handling passes, written once over the layer type
+// (layers::sequence_mixer): save / load round trip, every checkpoint weight required and named,
+// non-finite weights named, bad configs named. A layer test instantiates them on its own configs.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <seqmix/error.hpp>
+#include <seqmix/io/safetensors.hpp>
+#include <seqmix/layers/concept.hpp>
+#include <seqmix/layers/weight_table.hpp>
+#include <seqmix/policy/execution.hpp>
+
+#include "compare.hpp"
+
+namespace seqmix::test {
+
+/// Matches a seqmix::error whose message contains every one of `parts`.
+class error_containing : public Catch::MatcherBase<seqmix::error> {
+ public:
+  error_containing(std::initializer_list<std::string> parts) : parts_(parts) {}
+  bool match(const seqmix::error& e) const override {
+    const std::string what = e.what();
+    for (const auto& p : parts_)
+      if (what.find(p) == std::string::npos) return false;
+    return true;
+  }
+  std::string describe() const override {
+    std::string s = "is a seqmix::error whose message contains";
+    for (const auto& p : parts_) s += " '" + p + "'";
+    return s;
+  }
+
+ private:
+  std::vector<std::string> parts_;
+};
+
+/// The bytes of `layer.save(writer, prefix)`.
+template <layers::sequence_mixer Layer>
+std::vector<std::byte> saved_bytes(const Layer& layer, const std::string& prefix = "") {
+  io::safetensors_writer w;
+  layer.save(w, prefix);
+  return w.bytes();
+}
+
+/// The layer's weights as an in-memory checkpoint under `prefix`.
+template <layers::sequence_mixer Layer>
+io::safetensors checkpoint(const Layer& layer, const std::string& prefix = "") {
+  return io::safetensors::parse(saved_bytes(layer, prefix), "mem");
+}
+
+/// A copy of `file` (tensors and metadata) without tensor `drop`.
+inline io::safetensors without(const io::safetensors& file, const std::string& drop) {
+  io::safetensors_writer w;
+  for (const auto& n : file.names())
+    if (n != drop) {
+      const auto& info = file.info(n);
+      w.add_raw(n, info.type, info.shape, file.raw(n));
+    }
+  for (const auto& [k, v] : file.metadata()) w.add_metadata(k, v);
+  return io::safetensors::parse(w.bytes(), file.source() + " without " + drop);
+}
+
+/// load(save(layer)) under `prefix` is the same layer: saving it again gives the same bytes, and
+/// forward (from a zero state, any policy) and step give bit-identical outputs on x [B, T, hidden].
+/// Returns the loaded layer for further checks.
+template <layers::sequence_mixer Layer>
+Layer check_round_trip(const Layer& layer, const tensor<typename Layer::value_type, 3>& x,
+                       const std::string& prefix = "model.layers.3.mixer.") {
+  const auto bytes = saved_bytes(layer, prefix);
+  const auto file = io::safetensors::parse(bytes, "mem");
+  CHECK(!file.names().empty());
+  for (const auto& n : file.names()) CHECK(n.rfind(prefix, 0) == 0);
+  Layer back = Layer::load(file, layer.cfg(), prefix);
+  CHECK(saved_bytes(back, prefix) == bytes);
+  CHECK(saved_bytes(back) == saved_bytes(layer));  // and without a prefix
+
+  const index_t B = x.extent(0);
+  auto sa = layer.make_state(B), sb = back.make_state(B);
+  SEQMIX_CHECK_IDENTICAL(back.forward(exec::chunkwise<16>{}, x, sb), layer.forward(exec::chunkwise<16>{}, x, sa));
+  tensor<typename Layer::value_type, 2> ya({B, layer.hidden_size()}), yb({B, layer.hidden_size()});
+  layer.step(exec::recurrent{}, x.view().slice(1, 0), ya.view(), sa);
+  back.step(exec::recurrent{}, x.view().slice(1, 0), yb.view(), sb);
+  SEQMIX_CHECK_IDENTICAL(yb, ya);
+  return back;
+}
+
+/// Every weight of the layer's checkpoint is required: a copy of the checkpoint without it makes
+/// load() throw seqmix::error naming the layer and the weight's full name (with `prefix`).
+template <layers::sequence_mixer Layer>
+void check_each_weight_required(const Layer& layer, const std::string& prefix = "model.layers.3.mixer.") {
+  const auto file = checkpoint(layer, prefix);
+  REQUIRE(!file.names().empty());
+  CHECK_NOTHROW(Layer::load(file, layer.cfg(), prefix));
+  for (const auto& name : file.names()) {
+    INFO("without " << name);
+    const auto cut = without(file, name);
+    CHECK(cut.names().size() + 1 == file.names().size());
+    CHECK_THROWS_MATCHES(Layer::load(cut, layer.cfg(), prefix), seqmix::error,
+                         error_containing({Layer::name, "'" + name + "'", "not found"}));
+  }
+}
+
+namespace detail {
+/// Weight-table visitor: puts `value` into the middle element of the `target`-th present,
+/// non-empty weight and records its name; counts the weights in `seen`.
+template <class T>
+struct poison_nth {
+  int target;
+  T value;
+  int seen = 0;
+  std::string name = {};
+
+  poison_nth(int target_, T value_) : target(target_), value(value_) {}
+
+  template <std::size_t FR, std::size_t R>
+  void operator()(const layers::weight_spec<FR>& s, tensor<T, R>& m) {
+    if (!s.present || m.size() == 0) return;
+    if (seen++ == target) {
+      m.data()[m.size() / 2] = value;
+      name = s.name;
+    }
+  }
+  template <std::size_t FR, std::size_t R>
+  void operator()(const layers::weight_spec<FR>& s, std::optional<tensor<T, R>>& m) {
+    if (s.present && m) (*this)(s, *m);
+  }
+};
+}  // namespace detail
+
+/// validate_finite() passes on the layer and, for each weight in turn, throws seqmix::error naming
+/// the layer and that weight once a copy of the weights (params()) holds a NaN there (and an
+/// infinity, for the first weight). Layer(cfg, weights) accepts the modified copy.
+template <layers::sequence_mixer Layer>
+void check_finite_named(const Layer& layer) {
+  using T = typename Layer::value_type;
+  CHECK_NOTHROW(layer.validate_finite());
+  int count = 0;
+  for (int i = 0;; ++i) {
+    auto w = layer.params();
+    detail::poison_nth<T> p(i, std::numeric_limits<T>::quiet_NaN());
+    Layer::each_weight(layer.cfg(), w, p);
+    if (p.name.empty()) {
+      count = p.seen;
+      break;
+    }
+    INFO("NaN in " << p.name);
+    const Layer bad(layer.cfg(), std::move(w));
+    CHECK_THROWS_MATCHES(bad.validate_finite(), seqmix::error, error_containing({Layer::name, "'" + p.name + "'"}));
+  }
+  CHECK(count == int(checkpoint(layer).names().size()));  // every checkpoint entry was poisoned once
+  auto w = layer.params();
+  detail::poison_nth<T> p(0, std::numeric_limits<T>::infinity());
+  Layer::each_weight(layer.cfg(), w, p);
+  const Layer bad(layer.cfg(), std::move(w));
+  CHECK_THROWS_MATCHES(bad.validate_finite(), seqmix::error, error_containing({Layer::name, "'" + p.name + "'"}));
+}
+
+/// A zero or inconsistent config is rejected naming `field`, by init() and by load() (of
+/// `file` under `prefix`, a checkpoint of a valid config) alike.
+template <layers::sequence_mixer Layer>
+void check_config_rejected(const typename Layer::config& bad, const std::string& field, const io::safetensors& file,
+                           const std::string& prefix = "model.layers.3.mixer.") {
+  INFO("config field " << field);
+  CHECK_THROWS_MATCHES(bad.validate(), seqmix::error, error_containing({Layer::name, field}));
+  CHECK_THROWS_MATCHES(Layer::init(bad, 1), seqmix::error, error_containing({Layer::name, field}));
+  CHECK_THROWS_MATCHES(Layer::load(file, bad, prefix), seqmix::error, error_containing({Layer::name, field}));
+}
+
+}  // namespace seqmix::test
