@@ -22,6 +22,7 @@
 
 // Building blocks with weights.
 #include "nn/conv1d.hpp"
+#include "nn/delta_branch.hpp"
 #include "nn/group_norm.hpp"
 #include "nn/linear.hpp"
 #include "nn/rmsnorm.hpp"
@@ -36,6 +37,8 @@
 #include "kernels/ssm/selective_scan.hpp"
 #include "kernels/ssm/ssd.hpp"
 #include "layers/attention.hpp"
+#include "layers/concept.hpp"
+#include "layers/cross_layer.hpp"
 #include "layers/delta_net.hpp"
 #include "layers/diff_attn.hpp"
 #include "layers/gated_delta_net.hpp"

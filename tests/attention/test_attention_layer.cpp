@@ -60,7 +60,7 @@ TEST_CASE("Attention: step() equals forward token by token", "[attention][layer]
   const auto y_full = c.attn.forward(exec::parallel{}, c.x.view().subrange(1, 0, 40), s_full);
   auto s = c.attn.make_state(2);
   auto y = test::nan_tensor<float, 3>(y_full.extents());
-  for (index_t t = 0; t < 40; ++t) c.attn.step(c.x.view().slice(1, t), y.view().slice(1, t), s);
+  for (index_t t = 0; t < 40; ++t) c.attn.step(exec::recurrent{}, c.x.view().slice(1, t), y.view().slice(1, t), s);
   SEQMIX_CHECK_CLOSE(y, y_full, 1e-5, 1e-5);
 }
 
@@ -77,7 +77,7 @@ TEST_CASE("Attention: policies agree on the layer", "[attention][layer]") {
 
 TEST_CASE("Attention: a windowed layer's cache stays O(window)", "[attention][layer][cache]") {
   const ref_layer c("layer_gqa_window");
-  auto s = c.attn.make_state(2, 1 << 20);
+  auto s = c.attn.make_state(2, {.capacity = 1 << 20});
   CHECK(s.is_ring());
   CHECK(s.slots() <= 128);  // window 16 + a 64-token step, in 64-slot blocks
   for (int rep = 0; rep < 20; ++rep) c.attn.forward(exec::chunkwise<64>{}, c.x, s);
@@ -108,7 +108,7 @@ TEST_CASE("Attention: weights load under a checkpoint prefix", "[attention][laye
 TEST_CASE("Attention: bad inputs, a mismatched state and a full cache raise seqmix::error", "[attention][layer][errors]") {
   const ref_layer c("layer_medium");
   tensor<float, 3> x({2, 5, 64}), y({2, 5, 128});
-  auto s = c.attn.make_state(2, 8);
+  auto s = c.attn.make_state(2, {.capacity = 8});
   REQUIRE_THROWS_WITH(c.attn.forward(exec::recurrent{}, x.view(), y.view(), s),
                       Catch::Contains("Attention: x has shape [2, 5, 64], expected [2, 5, 128]"));
   tensor<float, 3> x3({3, 5, 128}), y3({3, 5, 128});

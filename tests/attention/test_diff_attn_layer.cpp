@@ -15,7 +15,7 @@ const std::string gqa = SEQMIX_TEST_DATA_DIR "/refs/diff_attn/layer_gqa.safetens
 // layer_gqa: embed 128, 4 heads (d 16), 2 kv heads, depth 11.
 layer::config gqa_config() {
   layer::config c;
-  c.embed_dim = 128, c.num_heads = 4, c.num_kv_heads = 2, c.depth = 11;
+  c.hidden_size = 128, c.num_heads = 4, c.num_kv_heads = 2, c.depth = 11;
   return c;
 }
 
@@ -41,7 +41,7 @@ TEST_CASE("MultiheadDiffAttn: forward in pieces and step() equal one pass", "[di
   auto s = c.attn.make_state(2);
   auto y = test::nan_tensor<float, 3>(y_full.extents());
   c.attn.forward(exec::chunkwise<16>{}, c.x.view().subrange(1, 0, 30), y.view().subrange(1, 0, 30), s);
-  for (index_t t = 30; t < 40; ++t) c.attn.step(c.x.view().slice(1, t), y.view().slice(1, t), s);
+  for (index_t t = 30; t < 40; ++t) c.attn.step(exec::recurrent{}, c.x.view().slice(1, t), y.view().slice(1, t), s);
   c.attn.forward(exec::recurrent{}, c.x.view().subrange(1, 40, 8), y.view().subrange(1, 40, 8), s);
   SEQMIX_CHECK_CLOSE(y, y_full, 1e-5, 1e-5);
   SEQMIX_CHECK_CLOSE(s.keys(), s_full.keys(), 1e-6, 1e-6);

@@ -1,0 +1,195 @@
+// Every layer through the one layer concept: a model that holds layers of all families in one
+// std::vector<std::variant<...>> runs prefill and decode without knowing which family each is;
+// init/save/load round trips; each weight removed in turn; bad configs; non-finite weights.
+#include <seqmix/seqmix.hpp>
+
+#include <cstring>
+#include <limits>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "support/compare.hpp"
+
+using namespace seqmix;
+using namespace seqmix::layers;
+
+namespace {
+
+constexpr index_t C = 64;  // the model width of every layer below
+
+using gla = GatedLinearAttention<float>;
+using deltanet = DeltaNet<float>;
+using gdn = GatedDeltaNet<float>;
+using mamba = Mamba<float>;
+using mamba2 = Mamba2<float>;
+using attention = Attention<float>;
+using diff_attn = MultiheadDiffAttn<float>;
+using rwkv7 = RWKV7TimeMix<float>;
+
+gla::config gla_cfg() { return {.hidden_size = C, .num_heads = 4}; }
+deltanet::config deltanet_cfg() { return {.hidden_size = C, .num_heads = 4, .use_gate = true}; }
+gdn::config gdn_cfg() { return {.hidden_size = C, .head_dim = 16, .num_heads = 2, .num_v_heads = 4}; }
+mamba::config mamba_cfg() { return {.hidden_size = C, .d_state = 8}; }
+mamba2::config mamba2_cfg() { return {.hidden_size = C, .d_state = 16, .headdim = 16, .ngroups = 2}; }
+attention::config attention_cfg() { return {.hidden_size = C, .num_heads = 4, .num_kv_heads = 2, .window = 5}; }
+diff_attn::config diff_attn_cfg() { return {.hidden_size = C, .num_heads = 2, .num_kv_heads = 1, .depth = 3}; }
+rwkv7::config rwkv7_cfg(index_t layer_id) {
+  return {.hidden_size = C, .head_size = 16, .layer_id = layer_id, .decay_lora = 8, .aaa_lora = 8, .mv_lora = 4,
+          .gate_lora = 8};
+}
+
+using any_layer = std::variant<gla, deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7>;
+using any_state = std::variant<gla::State, deltanet::State, gdn::State, mamba::State, mamba2::State,
+                               attention::State, rwkv7::State>;  // diff_attn::State is attention's KV cache
+
+// RWKV-7 layer 0 first: the later RWKV-7 layer reads its v_first.
+std::vector<any_layer> mixed_model() {
+  std::vector<any_layer> m;
+  m.emplace_back(rwkv7::init(rwkv7_cfg(0), 1));
+  m.emplace_back(gla::init(gla_cfg(), 2));
+  m.emplace_back(deltanet::init(deltanet_cfg(), 3));
+  m.emplace_back(gdn::init(gdn_cfg(), 4));
+  m.emplace_back(mamba::init(mamba_cfg(), 5));
+  m.emplace_back(mamba2::init(mamba2_cfg(), 6));
+  m.emplace_back(attention::init(attention_cfg(), 7));
+  m.emplace_back(diff_attn::init(diff_attn_cfg(), 8));
+  m.emplace_back(rwkv7::init(rwkv7_cfg(1), 9));
+  return m;
+}
+
+// A sequence's states for every layer of the model, sharing one set of cross-layer values.
+struct model_state {
+  cross_layer<float> cross;
+  std::vector<any_state> layers;
+  model_state(const std::vector<any_layer>& model, index_t batch) {
+    for (const auto& l : model)
+      std::visit([&](const auto& layer) { layers.emplace_back(layer.make_state(batch, {.cross = &cross})); }, l);
+  }
+  model_state(const model_state&) = delete;
+};
+
+// x [B, T, C] through every layer as a residual stream, the way a model runs its blocks.
+template <exec::policy P>
+tensor<float, 3> prefill(const P& policy, const std::vector<any_layer>& model, model_state& s, tensor<float, 3> x) {
+  for (std::size_t i = 0; i < model.size(); ++i)
+    std::visit(
+        [&](const auto& layer) {
+          using L = std::decay_t<decltype(layer)>;
+          const auto y = layer.forward(policy, x, std::get<typename L::State>(s.layers[i]));
+          for (index_t j = 0; j < x.size(); ++j) x.data()[j] += y.data()[j];
+        },
+        model[i]);
+  return x;
+}
+
+template <exec::policy P>
+tensor<float, 2> decode(const P& policy, const std::vector<any_layer>& model, model_state& s, tensor<float, 2> x) {
+  tensor<float, 2> y(x.extents());
+  for (std::size_t i = 0; i < model.size(); ++i)
+    std::visit(
+        [&](const auto& layer) {
+          using L = std::decay_t<decltype(layer)>;
+          layer.step(policy, x, y, std::get<typename L::State>(s.layers[i]));
+          for (index_t j = 0; j < x.size(); ++j) x.data()[j] += y.data()[j];
+        },
+        model[i]);
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("a model of every layer family runs prefill and decode through the concept", "[layers][concept]") {
+  const auto model = mixed_model();
+  REQUIRE(model.size() == 9);
+  constexpr index_t B = 2, T = 24, prompt = 17;
+  const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, 42);
+
+  // Reference: the whole sequence in one recurrent prefill.
+  model_state ref(model, B);
+  const auto y_ref = prefill(exec::recurrent{}, model, ref, x);
+
+  // Prefill the prompt with the automatic policy and two threads, then decode token by token.
+  model_state s(model, B);
+  auto y = test::nan_tensor<float, 3>({B, T, C});
+  const auto y_prompt = prefill(exec::automatic{.threads = 2}, model, s,
+                                tensor<float, 3>(x.view().subrange(1, 0, prompt)));
+  for (index_t b = 0; b < B; ++b)
+    for (index_t t = 0; t < prompt; ++t)
+      for (index_t c = 0; c < C; ++c) y(b, t, c) = y_prompt(b, t, c);
+  for (index_t t = prompt; t < T; ++t) {
+    const auto y_t = decode(exec::recurrent{.threads = 2}, model, s, tensor<float, 2>(x.view().slice(1, t)));
+    for (index_t b = 0; b < B; ++b)
+      for (index_t c = 0; c < C; ++c) y(b, t, c) = y_t(b, c);
+  }
+  // Nine layers deep, each adding O(1) to the stream: errors of a few float epsilons per layer.
+  SEQMIX_CHECK_WITHIN(y, y_ref, test::tolerance<float>(double(T) * 9 * C));
+}
+
+TEMPLATE_TEST_CASE("a layer built by init() saves and loads back bit for bit", "[layers][concept][io]", gla,
+                   deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7) {
+  using L = TestType;
+  const auto make = [] {
+    if constexpr (std::is_same_v<L, gla>) return gla_cfg();
+    else if constexpr (std::is_same_v<L, deltanet>) return deltanet_cfg();
+    else if constexpr (std::is_same_v<L, gdn>) return gdn_cfg();
+    else if constexpr (std::is_same_v<L, mamba>) return mamba_cfg();
+    else if constexpr (std::is_same_v<L, mamba2>) return mamba2_cfg();
+    else if constexpr (std::is_same_v<L, attention>) return attention_cfg();
+    else if constexpr (std::is_same_v<L, diff_attn>) return diff_attn_cfg();
+    else return rwkv7_cfg(2);
+  };
+  const auto cfg = make();
+  const L a = L::init(cfg, 11);
+  REQUIRE_NOTHROW(a.validate_finite());
+  io::safetensors_writer out;
+  save(a, out, "model.layers.3.mixer.");
+  const auto bytes = out.bytes();
+  const auto file = io::safetensors::parse(bytes, "saved");
+  const L b = L::load(file, cfg, "model.layers.3.mixer.");
+  io::safetensors_writer again;
+  b.save(again, "model.layers.3.mixer.");
+  CHECK(again.bytes() == bytes);
+
+  SECTION("outputs agree") {
+    cross_layer<float> cross{uniform_tensor<float, 3>({2, 7, C}, -1, 1, 5)};
+    auto sa = a.make_state(2, {.cross = &cross}), sb = b.make_state(2, {.cross = &cross});
+    const auto x = uniform_tensor<float, 3>({2, 7, C}, -1, 1, 6);
+    SEQMIX_CHECK_IDENTICAL(a.forward(exec::recurrent{}, x, sa), b.forward(exec::recurrent{}, x, sb));
+  }
+  SECTION("each weight removed in turn names that weight") {
+    for (const auto& missing : file.names()) {
+      io::safetensors_writer w;
+      for (const auto& n : file.names())
+        if (n != missing) w.add_raw(n, file.info(n).type, file.info(n).shape, file.raw(n));
+      const auto partial = io::safetensors::parse(w.bytes(), "partial");
+      INFO(missing);
+      REQUIRE_THROWS_MATCHES(L::load(partial, cfg, "model.layers.3.mixer."), seqmix::error,
+                             Catch::Matchers::Predicate<seqmix::error>([&](const seqmix::error& e) {
+                               return std::string(e.what()).find(missing) != std::string::npos;
+                             }));
+    }
+  }
+  SECTION("a NaN weight is found by validate_finite") {
+    const std::string victim = file.names().back();
+    io::safetensors_writer w;
+    for (const auto& n : file.names()) {
+      std::vector<std::byte> raw(file.raw(n).begin(), file.raw(n).end());
+      if (n == victim) {
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        std::memcpy(raw.data() + raw.size() - sizeof(float), &nan, sizeof(float));  // little-endian F32
+      }
+      w.add_raw(n, file.info(n).type, file.info(n).shape, raw);
+    }
+    const auto poisoned = io::safetensors::parse(w.bytes(), "poisoned");
+    const L c = L::load(poisoned, cfg, "model.layers.3.mixer.");
+    const std::string short_name = victim.substr(std::string("model.layers.3.mixer.").size());
+    REQUIRE_THROWS_WITH(c.validate_finite(), Catch::Contains(L::name) && Catch::Contains("'" + short_name + "'"));
+  }
+  SECTION("a zero config field raises seqmix::error naming it") {
+    auto bad = cfg;
+    bad.hidden_size = 0;
+    REQUIRE_THROWS_WITH(L::init(bad, 1), Catch::Contains(L::name) && Catch::Contains("hidden_size"));
+    REQUIRE_THROWS_WITH(L::load(file, bad, "model.layers.3.mixer."), Catch::Contains("hidden_size"));
+  }
+}
