@@ -1,12 +1,14 @@
 // DeltaNet and GatedDeltaNet layers: loading by upstream names (with a prefix), forward in pieces
 // versus one pass (recurrent and conv state carried), step() versus forward, policies against each
 // other, shapes of the held-out kind (grouped value heads, expand_v 1.5, head dims 24 and 48),
-// float versus double, and error messages.
+// float versus double, save / load round trip, every weight required, bad configs and non-finite
+// weights named, and error messages.
 #include <seqmix/io/safetensors.hpp>
 #include <seqmix/layers/delta_net.hpp>
 #include <seqmix/layers/gated_delta_net.hpp>
 
 #include "support/compare.hpp"
+#include "support/layer_checks.hpp"
 
 using namespace seqmix;
 using delta_net = layers::DeltaNet<float>;
@@ -17,6 +19,7 @@ namespace {
 const std::string dn_medium = SEQMIX_TEST_DATA_DIR "/refs/delta_net/layer_medium.safetensors";
 const std::string gdn_medium = SEQMIX_TEST_DATA_DIR "/refs/gated_delta_net/layer_medium.safetensors";
 const std::string gdn_gva = SEQMIX_TEST_DATA_DIR "/refs/gated_delta_net/layer_gva.safetensors";
+const std::string prefix = "model.layers.3.attn.";
 
 delta_net::config dn_config() {
   delta_net::config c;
@@ -39,6 +42,14 @@ struct medium_case {
   medium_case(const std::string& path, const typename Layer::config& cfg)
       : file(io::safetensors::load(path)), net(Layer::load(file, cfg, "param.")), x(file.get<float, 3>("in.x")) {}
 };
+
+// Bound of an output or the recurrent state: the projections (hidden, value_dim), the key dot
+// products (head_k_dim) and the recurrence over the tokens (T).
+template <class Layer>
+double tol(const Layer& net, index_t T) {
+  const auto& c = net.cfg();
+  return test::tolerance<float>(double(c.hidden_size + c.value_dim() + c.head_k_dim() + T));
+}
 
 template <class State>
 void check_states(const State& a, const State& b, double tol) {
@@ -63,8 +74,8 @@ void pieces_equal_one_pass(const Layer& net, const tensor<float, 3>& x) {
     const index_t t0 = cuts[i], n = cuts[i + 1] - cuts[i];
     net.forward(exec::automatic{}, x.view().subrange(1, t0, n), y.view().subrange(1, t0, n), s);
   }
-  SEQMIX_CHECK_CLOSE(y, y_full, 1e-5, 1e-5);
-  check_states(s, s_full, 1e-5);
+  SEQMIX_CHECK_WITHIN(y, y_full, tol(net, T));
+  check_states(s, s_full, tol(net, T));
 }
 
 template <class Layer>
@@ -74,59 +85,28 @@ void step_equals_forward(const Layer& net, const tensor<float, 3>& x) {
   const auto y_full = net.forward(exec::parallel{}, x.view().subrange(1, 0, 20), s_full);
   auto s = net.make_state(B);
   auto y = test::nan_tensor<float, 3>(y_full.extents());
-  for (index_t t = 0; t < 20; ++t) net.step(x.view().slice(1, t), y.view().slice(1, t), s);
-  SEQMIX_CHECK_CLOSE(y, y_full, 1e-5, 1e-5);
-  check_states(s, s_full, 1e-5);
+  for (index_t t = 0; t < 20; ++t)  // the step's policy only gives the threads
+    if (t % 2) net.step(exec::recurrent{}, x.view().slice(1, t), y.view().slice(1, t), s);
+    else net.step(exec::automatic{2}, x.view().slice(1, t), y.view().slice(1, t), s);
+  SEQMIX_CHECK_WITHIN(y, y_full, tol(net, 20));
+  check_states(s, s_full, tol(net, 20));
 }
 
 template <class Layer>
 void policies_agree(const Layer& net, const tensor<float, 3>& x) {
   const index_t B = x.extent(0);
-  auto s_r = net.make_state(B), s_c = net.make_state(B), s_p = net.make_state(B);
+  const double t = tol(net, x.extent(1));
+  auto s_r = net.make_state(B), s_c = net.make_state(B), s_p = net.make_state(B), s_a = net.make_state(B);
   const auto y_r = net.forward(exec::recurrent{}, x, s_r);
   const auto y_c = net.forward(exec::chunkwise<16>{2}, x, s_c);
   const auto y_p = net.forward(exec::parallel{}, x, s_p);
-  SEQMIX_CHECK_CLOSE(y_c, y_r, 1e-5, 1e-5);
-  SEQMIX_CHECK_CLOSE(y_p, y_r, 1e-5, 1e-5);
-  check_states(s_c, s_r, 1e-5);
-  check_states(s_p, s_r, 1e-5);
-}
-
-// The layer's parameters re-saved under `prefix` (as a checkpoint names them).
-io::safetensors resave(const io::safetensors& ref, const std::string& prefix) {
-  io::safetensors_writer w;
-  for (const auto& n : ref.names())
-    if (n.rfind("param.", 0) == 0) {
-      const auto& info = ref.info(n);
-      if (info.shape.size() == 1) w.add<float, 1>(prefix + n.substr(6), ref.get<float, 1>(n).view());
-      else if (info.shape.size() == 2) w.add<float, 2>(prefix + n.substr(6), ref.get<float, 2>(n).view());
-      else w.add<float, 3>(prefix + n.substr(6), ref.get<float, 3>(n).view());
-    }
-  return io::safetensors::parse(w.bytes(), "ckpt");
-}
-
-// A GatedDeltaNet with random weights of the given shape (weights scaled like a trained layer's).
-template <class T>
-layers::GatedDeltaNet<T> random_gdn(const typename layers::GatedDeltaNet<T>::config& c, unsigned seed) {
-  using L = layers::GatedDeltaNet<T>;
-  const index_t D = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), HV = c.v_heads(), W = c.conv_size;
-  const double w = 1.0 / std::sqrt(double(D));
-  auto lin = [&](index_t out, index_t in, unsigned s) { return nn::linear<T>{uniform_tensor<T, 2>({out, in}, -w, w, s), {}}; };
-  auto conv = [&](index_t C, unsigned s) { return nn::causal_conv1d<T>{uniform_tensor<T, 2>({C, W}, -0.5, 0.5, s), {}, true}; };
-  typename L::weights wt{lin(kd, D, seed),
-                         lin(kd, D, seed + 1),
-                         lin(vd, D, seed + 2),
-                         lin(HV, D, seed + 3),
-                         lin(HV, D, seed + 4),
-                         uniform_tensor<T, 1>({HV}, -1, 1.5, seed + 5),
-                         uniform_tensor<T, 1>({HV}, -2, 1, seed + 6),
-                         conv(kd, seed + 7),
-                         conv(kd, seed + 8),
-                         conv(vd, seed + 9),
-                         lin(vd, D, seed + 10),
-                         uniform_tensor<T, 1>({c.head_v_dim()}, 0.5, 1.5, seed + 11),
-                         lin(D, vd, seed + 12)};
-  return L(c, std::move(wt));
+  const auto y_a = net.forward(exec::automatic{2}, x, s_a);
+  SEQMIX_CHECK_WITHIN(y_c, y_r, t);
+  SEQMIX_CHECK_WITHIN(y_p, y_r, t);
+  SEQMIX_CHECK_WITHIN(y_a, y_r, t);
+  check_states(s_c, s_r, t);
+  check_states(s_p, s_r, t);
+  check_states(s_a, s_r, t);
 }
 
 }  // namespace
@@ -173,8 +153,8 @@ TEST_CASE("GatedDeltaNet: held-out shapes run with every policy, in float and do
     cd.hidden_size = s.hidden, cd.head_dim = s.head_dim, cd.num_heads = s.H, cd.num_v_heads = s.HV, cd.expand_v = s.expand_v;
     gated_delta_net::config cf;
     cf.hidden_size = s.hidden, cf.head_dim = s.head_dim, cf.num_heads = s.H, cf.num_v_heads = s.HV, cf.expand_v = s.expand_v;
-    const auto net_d = random_gdn<double>(cd, 3);
-    const auto net_f = random_gdn<float>(cf, 3);
+    const auto net_d = layers::GatedDeltaNet<double>::init(cd, 3);
+    const auto net_f = gated_delta_net::init(cf, 3);  // the same values, rounded to float
     const auto xd = uniform_tensor<double, 3>({2, 41, s.hidden}, -1, 1, 9);
     const auto xf = uniform_tensor<float, 3>({2, 41, s.hidden}, -1, 1, 9);
     auto sd = net_d.make_state(2);
@@ -183,25 +163,9 @@ TEST_CASE("GatedDeltaNet: held-out shapes run with every policy, in float and do
     pieces_equal_one_pass(net_f, xf);
     auto sf = net_f.make_state(2);
     const auto yf = net_f.forward(exec::chunkwise<16>{}, xf, sf);
-    SEQMIX_CHECK_CLOSE(yf, yd, 1e-5, 1e-5);  // float rounding only
-    SEQMIX_CHECK_CLOSE(sf.h, sd.h, 1e-5, 1e-5);
+    SEQMIX_CHECK_WITHIN(yf, yd, tol(net_f, 41));  // float rounding only
+    SEQMIX_CHECK_WITHIN(sf.h, sd.h, tol(net_f, 41));
   }
-}
-
-// A DeltaNet with random weights (conv biases and the output gate on, to cover those paths).
-template <class T>
-layers::DeltaNet<T> random_dn(const typename layers::DeltaNet<T>::config& c, unsigned seed) {
-  using L = layers::DeltaNet<T>;
-  const index_t D = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), W = c.conv_size;
-  const double w = 1.0 / std::sqrt(double(D));
-  auto lin = [&](index_t out, index_t in, unsigned s) { return nn::linear<T>{uniform_tensor<T, 2>({out, in}, -w, w, s), {}}; };
-  auto conv = [&](index_t C, unsigned s) {
-    return nn::causal_conv1d<T>{uniform_tensor<T, 2>({C, W}, -0.5, 0.5, s), uniform_tensor<T, 1>({C}, -0.2, 0.2, s + 50), true};
-  };
-  typename L::weights wt{lin(kd, D, seed),      lin(kd, D, seed + 1), lin(vd, D, seed + 2), lin(c.num_heads, D, seed + 3),
-                         conv(kd, seed + 4),    conv(kd, seed + 5),   conv(vd, seed + 6),   lin(vd, D, seed + 7),
-                         uniform_tensor<T, 1>({c.head_v_dim()}, 0.5, 1.5, seed + 8), lin(D, vd, seed + 9)};
-  return L(c, std::move(wt));
 }
 
 TEST_CASE("DeltaNet: held-out shapes run with every policy, in float and double", "[delta_rule][layer]") {
@@ -212,8 +176,8 @@ TEST_CASE("DeltaNet: held-out shapes run with every policy, in float and double"
     cd.hidden_size = hidden, cd.num_heads = heads, cd.conv_bias = true, cd.use_gate = true;
     delta_net::config cf;
     cf.hidden_size = hidden, cf.num_heads = heads, cf.conv_bias = true, cf.use_gate = true;
-    const auto net_d = random_dn<double>(cd, 5);
-    const auto net_f = random_dn<float>(cf, 5);
+    const auto net_d = layers::DeltaNet<double>::init(cd, 5);
+    const auto net_f = delta_net::init(cf, 5);  // the same values, rounded to float
     const auto xd = uniform_tensor<double, 3>({2, 37, hidden}, -1, 1, 8);
     const auto xf = uniform_tensor<float, 3>({2, 37, hidden}, -1, 1, 8);
     auto sd = net_d.make_state(2);
@@ -222,63 +186,154 @@ TEST_CASE("DeltaNet: held-out shapes run with every policy, in float and double"
     pieces_equal_one_pass(net_f, xf);
     auto sf = net_f.make_state(2);
     const auto yf = net_f.forward(exec::recurrent{}, xf, sf);
-    SEQMIX_CHECK_CLOSE(yf, yd, 1e-5, 1e-5);
-    SEQMIX_CHECK_CLOSE(sf.h, sd.h, 1e-5, 1e-5);
+    SEQMIX_CHECK_WITHIN(yf, yd, tol(net_f, 37));
+    SEQMIX_CHECK_WITHIN(sf.h, sd.h, tol(net_f, 37));
   }
 }
 
 TEST_CASE("Delta-rule layers: weights load under a checkpoint prefix", "[delta_rule][layer][io]") {
   {
-    const auto ref = io::safetensors::load(dn_medium);
-    const auto file = resave(ref, "model.layers.3.attn.");
-    const auto a = delta_net::load(file, dn_config(), "model.layers.3.attn.");
-    const auto b = delta_net::load(ref, dn_config(), "param.");
-    const auto x = ref.get<float, 3>("in.x");
-    auto sa = a.make_state(2), sb = b.make_state(2);
-    SEQMIX_CHECK_CLOSE(a.forward(exec::recurrent{}, x, sa), b.forward(exec::recurrent{}, x, sb), 0.0, 0.0);
-    REQUIRE_THROWS_WITH(delta_net::load(file, dn_config(), "model.layers.4.attn."),
-                        Catch::Contains("DeltaNet") && Catch::Contains("model.layers.4.attn.q_proj.weight") &&
-                            Catch::Contains("not found"));
+    const medium_case<delta_net> c(dn_medium, dn_config());
+    const auto file = test::checkpoint(c.net, prefix);  // the reference weights re-saved under a prefix
+    for (const auto& n : c.file.names())                 // the same tensors as the reference's param.*
+      if (n.rfind("param.", 0) == 0) CHECK(file.contains(prefix + n.substr(6)));
+    const auto a = delta_net::load(file, dn_config(), prefix);
+    auto sa = a.make_state(2), sb = c.net.make_state(2);
+    SEQMIX_CHECK_IDENTICAL(a.forward(exec::recurrent{}, c.x, sa), c.net.forward(exec::recurrent{}, c.x, sb));
+    REQUIRE_THROWS_MATCHES(delta_net::load(file, dn_config(), "model.layers.4.attn."), seqmix::error,
+                           test::error_containing({"DeltaNet", "model.layers.4.attn.q_proj.weight", "not found"}));
     delta_net::config wrong = dn_config();
     wrong.num_heads = 8;  // b_proj.weight [4, 128] no longer fits
-    REQUIRE_THROWS_WITH(delta_net::load(file, wrong, "model.layers.3.attn."),
-                        Catch::Contains("b_proj.weight") && Catch::Contains("has shape [4, 128], expected [8, 128]"));
+    REQUIRE_THROWS_MATCHES(delta_net::load(file, wrong, prefix), seqmix::error,
+                           test::error_containing({"DeltaNet", "b_proj.weight", "has shape [4, 128], expected [8, 128]"}));
     delta_net::config gate = dn_config();
     gate.use_gate = true;
-    REQUIRE_THROWS_WITH(delta_net::load(file, gate, "model.layers.3.attn."), Catch::Contains("g_proj.weight"));
+    REQUIRE_THROWS_MATCHES(delta_net::load(file, gate, prefix), seqmix::error,
+                           test::error_containing({"DeltaNet", prefix + "g_proj.weight", "not found"}));
   }
   {
-    const auto ref = io::safetensors::load(gdn_gva);
-    const auto file = resave(ref, "blocks.0.mixer.");
+    const medium_case<gated_delta_net> c(gdn_gva, gdn_config(2));
+    const auto file = test::checkpoint(c.net, "blocks.0.mixer.");
     const auto a = gated_delta_net::load(file, gdn_config(2), "blocks.0.mixer.");
-    const auto x = ref.get<float, 3>("in.x");
-    auto sa = a.make_state(2);
+    auto sa = a.make_state(2), sb = c.net.make_state(2);
     CHECK(sa.h.extents() == std::array<index_t, 4>{2, 4, 16, 32});
     CHECK(sa.conv_q.extents() == std::array<index_t, 3>{2, 32, 3});
     CHECK(sa.conv_v.extents() == std::array<index_t, 3>{2, 128, 3});
-    a.forward(exec::recurrent{}, x, sa);
-    REQUIRE_THROWS_WITH(gated_delta_net::load(file, gdn_config(4), "blocks.0.mixer."),
-                        Catch::Contains("GatedDeltaNet") && Catch::Contains("q_proj.weight") &&
-                            Catch::Contains("[32, 64]") && Catch::Contains("[64, 64]"));
+    SEQMIX_CHECK_IDENTICAL(a.forward(exec::recurrent{}, c.x, sa), c.net.forward(exec::recurrent{}, c.x, sb));
+    REQUIRE_THROWS_MATCHES(gated_delta_net::load(file, gdn_config(4), "blocks.0.mixer."), seqmix::error,
+                           test::error_containing({"GatedDeltaNet", "q_proj.weight", "[32, 64]", "[64, 64]"}));
   }
+}
+
+// Configs covering every optional entry: conv biases and the output gate on (DeltaNet), and off
+// (GatedDeltaNet), grouped value heads.
+delta_net::config dn_full() {
+  delta_net::config c;
+  c.hidden_size = 96, c.num_heads = 2, c.conv_bias = true, c.use_gate = true;  // K = V = 48
+  return c;
+}
+gated_delta_net::config gdn_plain() {
+  gated_delta_net::config c = gdn_config(2);  // HV = 4, K 16, V 32
+  c.use_gate = false, c.conv_bias = true, c.conv_size = 3;
+  return c;
+}
+
+TEST_CASE("Delta-rule layers: init is reproducible; load(save(init)) is the same layer", "[delta_rule][layer][io]") {
+  for (const auto& cfg : {dn_config(), dn_full()}) {
+    INFO("DeltaNet use_gate=" << cfg.use_gate);
+    const auto a = delta_net::init(cfg, 7);
+    CHECK(test::saved_bytes(delta_net::init(cfg, 7)) == test::saved_bytes(a));
+    CHECK(test::saved_bytes(delta_net::init(cfg, 8)) != test::saved_bytes(a));
+    CHECK(a.params().g_proj.weight.size() == (cfg.use_gate ? cfg.value_dim() * cfg.hidden_size : 0));
+    test::check_round_trip(a, uniform_tensor<float, 3>({2, 21, cfg.hidden_size}, -1, 1, 1), prefix);
+  }
+  for (const auto& cfg : {gdn_config(), gdn_plain()}) {
+    INFO("GatedDeltaNet use_gate=" << cfg.use_gate);
+    const auto a = gated_delta_net::init(cfg, 7);
+    CHECK(test::saved_bytes(gated_delta_net::init(cfg, 7)) == test::saved_bytes(a));
+    CHECK(test::saved_bytes(gated_delta_net::init(cfg, 8)) != test::saved_bytes(a));
+    CHECK(a.params().g_proj.weight.size() == (cfg.use_gate ? cfg.value_dim() * cfg.hidden_size : 0));
+    test::check_round_trip(a, uniform_tensor<float, 3>({2, 21, cfg.hidden_size}, -1, 1, 2), prefix);
+  }
+  // A gate-less layer runs like any other (the empty g_proj is never used).
+  const auto p = gated_delta_net::init(gdn_plain(), 3);
+  const auto x = uniform_tensor<float, 3>({1, 30, 64}, -1, 1, 4);
+  policies_agree(p, x);
+  pieces_equal_one_pass(p, x);
+}
+
+TEST_CASE("Delta-rule layers: a checkpoint without any one weight is refused naming it", "[delta_rule][layer][io][errors]") {
+  test::check_each_weight_required(delta_net::init(dn_full(), 1), prefix);
+  test::check_each_weight_required(delta_net::init(dn_config(), 2), prefix);
+  test::check_each_weight_required(gated_delta_net::init(gdn_config(2), 3), prefix);
+  test::check_each_weight_required(gated_delta_net::init(gdn_plain(), 4), prefix);
+}
+
+TEST_CASE("Delta-rule layers: zero or inconsistent configs are refused naming the field", "[delta_rule][layer][errors]") {
+  {
+    const auto file = test::checkpoint(delta_net::init(dn_config(), 1), prefix);
+    auto with = [](auto set) {
+      delta_net::config c = dn_config();
+      set(c);
+      return c;
+    };
+    test::check_config_rejected<delta_net>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
+    test::check_config_rejected<delta_net>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
+    test::check_config_rejected<delta_net>(with([](auto& c) { c.num_heads = 3; }), "key_dim", file, prefix);  // 128
+    test::check_config_rejected<delta_net>(with([](auto& c) { c.expand_v = 0.75; c.num_heads = 64; }), "value_dim",
+                                           file, prefix);  // 128 keys fit 64 heads, 96 values do not
+    test::check_config_rejected<delta_net>(with([](auto& c) { c.expand_k = 0; }), "expand_k", file, prefix);
+    test::check_config_rejected<delta_net>(with([](auto& c) { c.conv_size = 0; }), "conv_size", file, prefix);
+  }
+  {
+    const auto file = test::checkpoint(gated_delta_net::init(gdn_config(), 2), prefix);
+    auto with = [](auto set) {
+      gated_delta_net::config c = gdn_config();
+      set(c);
+      return c;
+    };
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.head_dim = 0; }), "head_dim", file, prefix);
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.num_heads = 3; }), "num_v_heads", file,
+                                                 prefix);  // 4 value heads
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.num_v_heads = -4; }), "num_v_heads", file, prefix);
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.expand_v = 0.01; }), "expand_v", file, prefix);
+    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.conv_size = 0; }), "conv_size", file, prefix);
+  }
+}
+
+TEST_CASE("Delta-rule layers: validate_finite() names a non-finite weight", "[delta_rule][layer][errors]") {
+  test::check_finite_named(delta_net::init(dn_full(), 1));
+  test::check_finite_named(gated_delta_net::init(gdn_config(2), 2));
+  test::check_finite_named(gated_delta_net::init(gdn_plain(), 3));
 }
 
 TEST_CASE("Delta-rule layers: bad input shapes raise seqmix::error", "[delta_rule][layer][errors]") {
   const medium_case<gated_delta_net> c(gdn_medium, gdn_config());
   tensor<float, 3> x({2, 5, 32}), y({2, 5, 64});
   auto s = c.net.make_state(2);
-  REQUIRE_THROWS_WITH(c.net.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("GatedDeltaNet: x has shape [2, 5, 32], expected [2, 5, 64]"));
+  REQUIRE_THROWS_MATCHES(c.net.forward(exec::recurrent{}, x.view(), y.view(), s), seqmix::error,
+                         test::error_containing({"GatedDeltaNet: x has shape [2, 5, 32], expected [2, 5, 64]"}));
   tensor<float, 3> x3({3, 5, 64}), y3({3, 5, 64});
-  REQUIRE_THROWS_WITH(c.net.forward(exec::recurrent{}, x3.view(), y3.view(), s),
-                      Catch::Contains("state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"));
+  REQUIRE_THROWS_MATCHES(c.net.forward(exec::recurrent{}, x3.view(), y3.view(), s), seqmix::error,
+                         test::error_containing({"GatedDeltaNet: state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"}));
   s.conv_v = tensor<float, 3>({2, 128, 2});
-  REQUIRE_THROWS_WITH(c.net.forward(exec::recurrent{}, x3.view().subrange(0, 0, 2), y3.view().subrange(0, 0, 2), s),
-                      Catch::Contains("state.conv_v has shape [2, 128, 2], expected [2, 128, 3]"));
+  REQUIRE_THROWS_MATCHES(c.net.forward(exec::recurrent{}, x3.view().subrange(0, 0, 2), y3.view().subrange(0, 0, 2), s),
+                         seqmix::error,
+                         test::error_containing({"GatedDeltaNet: state.conv_v has shape [2, 128, 2], expected [2, 128, 3]"}));
   const medium_case<delta_net> d(dn_medium, dn_config());
   tensor<float, 2> xt({2, 100}), yt({2, 128});
   auto sd = d.net.make_state(2);
-  REQUIRE_THROWS_WITH(d.net.step(xt.view(), yt.view(), sd), Catch::Contains("DeltaNet: x has shape [2, 100], expected [2, 128]"));
+  REQUIRE_THROWS_MATCHES(d.net.step(exec::recurrent{}, xt.view(), yt.view(), sd), seqmix::error,
+                         test::error_containing({"DeltaNet: x has shape [2, 100], expected [2, 128]"}));
+  // Weights of a gated config do not fit a gate-less one (and the other way round).
+  delta_net::config no_gate = dn_full();
+  no_gate.use_gate = false;
+  REQUIRE_THROWS_MATCHES(delta_net(no_gate, delta_net::init(dn_full(), 1).params()), seqmix::error,
+                         test::error_containing({"DeltaNet", "g_proj.weight"}));
+  REQUIRE_THROWS_MATCHES(delta_net(dn_full(), delta_net::init(no_gate, 1).params()), seqmix::error,
+                         test::error_containing({"DeltaNet", "g_proj.weight"}));
 }
 
 TEST_CASE("Delta-rule layers: an empty input leaves the state unchanged", "[delta_rule][layer]") {
