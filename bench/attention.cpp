@@ -83,7 +83,7 @@ void diff_op(const char* policy_name, P policy, const char* phase, index_t T, in
 // Layers at hidden 1024: Attention with 8 query heads of 128 and 2 KV heads (Llama-like GQA);
 // MultiheadDiffAttn with 8 differential heads (d = 64) and 2 KV heads. decode: one token after 4096.
 template <class Layer, class P>
-void layer(const char* prefix, const typename Layer::config& c, typename Layer::weights (*make)(const typename Layer::config&),
+void layer(const char* prefix, const typename Layer::config& c,
            double proj_flops, double op_flops_per_pair, P policy, const char* policy_name, const char* phase, index_t T,
            index_t cached, int threads) {
   const index_t B = 1, C = 1024;
@@ -94,26 +94,21 @@ void layer(const char* prefix, const typename Layer::config& c, typename Layer::
   const double np = cached == 0 ? pairs_causal(T) : pairs(cached, T, 0);
   add(name(std::string(prefix) + policy_name + "/" + phase, args), double(B * T),
       double(B * T) * proj_flops + np * op_flops_per_pair, [=](benchmark::State& state) {
-        const Layer l(c, make(c));
+        const Layer l = Layer::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, 10);
         tensor<float, 3> y({B, T, C});
-        auto s = l.make_state(B, cached + T);
+        auto s = l.make_state(B, {.capacity = cached + T});
         if (cached > 0) {
           const auto xc = uniform_tensor<float, 3>({B, cached, C}, -1, 1, 11);
           l.forward(exec::chunkwise<64>{threads}, xc, s);
         }
         for (auto _ : state) {
           s.truncate(cached);
-          if (T == 1) l.step(x.view().slice(1, 0), y.view().slice(1, 0), s);
+          if (T == 1) l.step(exec::recurrent{threads}, x.view().slice(1, 0), y.view().slice(1, 0), s);
           else l.forward(policy, x.view(), y.view(), s);
           benchmark::DoNotOptimize(y.data());
         }
       });
-}
-
-nn::linear<float> random_linear(index_t out, index_t in, unsigned seed) {
-  const double w = 1.0 / std::sqrt(double(in));
-  return {uniform_tensor<float, 2>({out, in}, -w, w, seed), std::nullopt};
 }
 
 using attention_layer = layers::Attention<float>;
@@ -124,31 +119,20 @@ attention_layer::config attention_config() {
   c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.head_dim = 128;
   return c;
 }
-attention_layer::weights attention_weights(const attention_layer::config& c) {
-  const index_t C = c.hidden_size, qd = c.num_heads * c.dim(), kd = c.kv_heads() * c.dim();
-  return {random_linear(qd, C, 1), random_linear(kd, C, 2), random_linear(kd, C, 3), random_linear(C, qd, 4)};
-}
 diff_layer::config diff_config() {
   diff_layer::config c;
-  c.embed_dim = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.depth = 3;
+  c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.depth = 3;
   return c;
 }
-diff_layer::weights diff_weights(const diff_layer::config& c) {
-  const index_t E = c.embed_dim, d = c.head_dim(), kvd = 2 * c.kv_heads() * d;
-  auto lam = [&](unsigned s) { return uniform_tensor<float, 1>({d}, -0.1, 0.1, s); };
-  return {random_linear(E, E, 1), random_linear(kvd, E, 2), random_linear(kvd, E, 3), random_linear(E, E, 4),
-          lam(5), lam(6), lam(7), lam(8), uniform_tensor<float, 1>({2 * d}, 0.5, 1.5, 9)};
-}
-
 template <class P>
 void layers_for(P policy, const char* policy_name, const char* phase, index_t T, index_t cached, int threads) {
   const auto ac = attention_config();
   const double a_proj = 2.0 * 1024 * (2 * 8 * 128 + 2 * 2 * 128);  // q, o: 1024x1024; k, v: 256x1024
-  layer<attention_layer>("attention/layer/", ac, &attention_weights, a_proj, 4.0 * 128 * 8, policy, policy_name, phase, T,
+  layer<attention_layer>("attention/layer/", ac, a_proj, 4.0 * 128 * 8, policy, policy_name, phase, T,
                          cached, threads);
   const auto dc = diff_config();
   const double d_proj = 2.0 * 1024 * (2 * 1024 + 2 * 256);  // q, out: 1024x1024; k, v: 256x1024
-  layer<diff_layer>("diff_attn/layer/", dc, &diff_weights, d_proj, 8 * 12.0 * 64, policy, policy_name, phase, T, cached,
+  layer<diff_layer>("diff_attn/layer/", dc, d_proj, 8 * 12.0 * 64, policy, policy_name, phase, T, cached,
                     threads);
 }
 

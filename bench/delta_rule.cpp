@@ -39,16 +39,6 @@ void op(bool gated, const char* policy_name, P policy, const char* phase, index_
       });
 }
 
-template <class T>
-nn::linear<T> random_linear(index_t out, index_t in, unsigned seed) {
-  const double w = 1.0 / std::sqrt(double(in));
-  return {uniform_tensor<T, 2>({out, in}, -w, w, seed), {}};
-}
-template <class T>
-nn::causal_conv1d<T> random_conv(index_t C, index_t W, unsigned seed) {
-  return {uniform_tensor<T, 2>({C, W}, -0.5, 0.5, seed), {}, true};
-}
-
 // Runs `net` over x [1, T, D] (T = 1: step()).
 template <class Net, class P>
 void run_layer(benchmark::State& state, const Net& net, const P& policy, index_t T, index_t D) {
@@ -56,7 +46,7 @@ void run_layer(benchmark::State& state, const Net& net, const P& policy, index_t
   tensor<float, 3> y({1, T, D});
   auto s = net.make_state(1);
   for (auto _ : state) {
-    if (T == 1) net.step(x.view().slice(1, 0), y.view().slice(1, 0), s);
+    if (T == 1) net.step(exec::recurrent{policy.threads}, x.view().slice(1, 0), y.view().slice(1, 0), s);
     else net.forward(policy, x.view(), y.view(), s);
     benchmark::DoNotOptimize(y.data());
   }
@@ -74,13 +64,7 @@ void gdn_layer(const char* policy_name, P policy, const char* phase, index_t T, 
   add(name(std::string("gated_delta_net/layer/") + policy_name + "/" + phase,
            {{"B", 1}, {"T", T}, {"D", D}, {"H", HV}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
       double(T), T * proj + op_flops(1, T, HV, c.head_k_dim(), c.head_v_dim()), [=](benchmark::State& state) {
-        L::weights w{random_linear<float>(kd, D, 1), random_linear<float>(kd, D, 2), random_linear<float>(vd, D, 3),
-                     random_linear<float>(HV, D, 4), random_linear<float>(HV, D, 5),
-                     uniform_tensor<float, 1>({HV}, -1, 1.5, 6), uniform_tensor<float, 1>({HV}, -2, 1, 7),
-                     random_conv<float>(kd, W, 8), random_conv<float>(kd, W, 9), random_conv<float>(vd, W, 10),
-                     random_linear<float>(vd, D, 11), uniform_tensor<float, 1>({c.head_v_dim()}, 0.5, 1.5, 12),
-                     random_linear<float>(D, vd, 13)};
-        run_layer(state, L(c, std::move(w)), policy, T, D);
+        run_layer(state, L::init(c, 1), policy, T, D);
       });
 }
 
@@ -96,11 +80,7 @@ void dn_layer(const char* policy_name, P policy, const char* phase, index_t T, i
   add(name(std::string("delta_net/layer/") + policy_name + "/" + phase,
            {{"B", 1}, {"T", T}, {"D", D}, {"H", H}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
       double(T), T * proj + op_flops(1, T, H, c.head_k_dim(), c.head_v_dim()), [=](benchmark::State& state) {
-        L::weights w{random_linear<float>(kd, D, 1), random_linear<float>(kd, D, 2), random_linear<float>(vd, D, 3),
-                     random_linear<float>(H, D, 4), random_conv<float>(kd, W, 8), random_conv<float>(kd, W, 9),
-                     random_conv<float>(vd, W, 10), std::nullopt,
-                     uniform_tensor<float, 1>({c.head_v_dim()}, 0.5, 1.5, 12), random_linear<float>(D, vd, 13)};
-        run_layer(state, L(c, std::move(w)), policy, T, D);
+        run_layer(state, L::init(c, 1), policy, T, D);
       });
 }
 

@@ -41,18 +41,12 @@ void layer(const char* policy_name, P policy, const char* phase, index_t T, int 
   add(name(std::string("gla/layer/") + policy_name + "/" + phase,
            {{"B", B}, {"T", T}, {"D", D}, {"H", c.num_heads}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
       double(B * T), flops, [=](benchmark::State& state) {
-        const float w = 1.0f / std::sqrt(float(D));
-        L::weights wt{{uniform_tensor<float, 2>({kd, D}, -w, w, 1), {}}, {uniform_tensor<float, 2>({kd, D}, -w, w, 2), {}},
-                      {uniform_tensor<float, 2>({vd, D}, -w, w, 3), {}}, {uniform_tensor<float, 2>({vd, D}, -w, w, 4), {}},
-                      {uniform_tensor<float, 2>({r, D}, -w, w, 5), {}},
-                      {uniform_tensor<float, 2>({kd, r}, -0.25, 0.25, 6), uniform_tensor<float, 1>({kd}, 2, 4, 7)},
-                      uniform_tensor<float, 1>({c.head_v_dim()}, 0.5, 1.5, 8), {uniform_tensor<float, 2>({D, vd}, -w, w, 9), {}}};
-        const L gla(c, std::move(wt));
+        const L gla = L::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, D}, -1, 1, 10);
         tensor<float, 3> y({B, T, D});
         auto s = gla.make_state(B);
         for (auto _ : state) {
-          if (T == 1) gla.step(x.view().slice(1, 0), y.view().slice(1, 0), s);
+          if (T == 1) gla.step(exec::recurrent{threads}, x.view().slice(1, 0), y.view().slice(1, 0), s);
           else gla.forward(policy, x.view(), y.view(), s);
           benchmark::DoNotOptimize(y.data());
         }

@@ -56,9 +56,9 @@ template <class P>
 void layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
   using L = layers::RWKV7TimeMix<float>;
   L::config c;
-  c.n_embd = 512, c.head_size = 64, c.layer_id = 1;
+  c.hidden_size = 512, c.head_size = 64, c.layer_id = 1;
   c.decay_lora = 64, c.aaa_lora = 64, c.mv_lora = 32, c.gate_lora = 128;
-  const index_t B = 1, C = c.n_embd, H = c.n_head(), N = c.head_size;
+  const index_t B = 1, C = c.hidden_size, H = c.n_head(), N = c.head_size;
   const double lora = 2.0 * 2.0 * C * double(c.decay_lora + c.aaa_lora + c.mv_lora + c.gate_lora);
   const double flops = B * T * (4 * 2.0 * C * C + lora) + op_flops(B, T, H, N, N);  // + elementwise work, not counted
   policy.threads = threads;
@@ -66,27 +66,14 @@ void layer(const char* policy_name, P policy, const char* phase, index_t T, int 
            {{"B", B}, {"T", T}, {"D", C}, {"H", H}, {"K", N}, {"V", N}, {"threads", threads}}),
       double(B * T), flops, [=](benchmark::State& state) {
         unsigned seed = 1;
-        auto vec = [&](double lo, double hi) { return uniform_tensor<float, 1>({C}, lo, hi, seed++); };
-        auto lin = [&](index_t out, index_t in) {
-          const double s = 1 / std::sqrt(double(in));
-          return nn::linear<float>{uniform_tensor<float, 2>({out, in}, -s, s, seed++), {}};
-        };
-        L::weights w;
-        w.x_r = vec(0, 1), w.x_w = vec(0, 1), w.x_k = vec(0, 1), w.x_v = vec(0, 1), w.x_a = vec(0, 1), w.x_g = vec(0, 1);
-        w.w0 = vec(-2, 1), w.a0 = vec(-1, 1), w.v0 = vec(-1, 1);
-        w.w1 = lin(c.decay_lora, C), w.w2 = lin(C, c.decay_lora), w.a1 = lin(c.aaa_lora, C), w.a2 = lin(C, c.aaa_lora);
-        w.v1 = lin(c.mv_lora, C), w.v2 = lin(C, c.mv_lora), w.g1 = lin(c.gate_lora, C), w.g2 = lin(C, c.gate_lora);
-        w.k_k = vec(0.5, 1), w.k_a = vec(0.5, 1), w.r_k = uniform_tensor<float, 2>({H, N}, -0.5, 0.5, seed++);
-        w.receptance = lin(C, C), w.key = lin(C, C), w.value = lin(C, C), w.output = lin(C, C);
-        w.ln_w = vec(0.5, 1.5), w.ln_b = vec(-0.1, 0.1);
-        const L tmix(c, std::move(w));
+        const L tmix = L::init(c, seed++);
         const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, seed++);
-        auto v_first = uniform_tensor<float, 3>({B, T, C}, -1, 1, seed++);
+        layers::cross_layer<float> cross{uniform_tensor<float, 3>({B, T, C}, -1, 1, seed++)};  // layer 0's v
         tensor<float, 3> y({B, T, C});
-        auto s = tmix.make_state(B);
+        auto s = tmix.make_state(B, {.cross = &cross});
         for (auto _ : state) {
-          if (T == 1) tmix.step(x.view().slice(1, 0), y.view().slice(1, 0), s, v_first.view().slice(1, 0));
-          else tmix.forward(policy, x.view(), y.view(), s, v_first.view());
+          if (T == 1) tmix.step(exec::recurrent{threads}, x.view().slice(1, 0), y.view().slice(1, 0), s);
+          else tmix.forward(policy, x.view(), y.view(), s);
           benchmark::DoNotOptimize(y.data());
         }
       });

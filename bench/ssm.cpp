@@ -87,31 +87,19 @@ template <class P>
 void mamba_layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
   using L = layers::Mamba<float>;
   L::config c;
-  c.d_model = 768;
-  const index_t B = 1, dm = c.d_model, di = c.d_inner(), N = c.d_state, R = c.rank();
+  c.hidden_size = 768;
+  const index_t B = 1, dm = c.hidden_size, di = c.d_inner(), N = c.d_state, R = c.rank();
   const double proj = 2.0 * dm * 2 * di + 2.0 * di * (R + 2 * N) + 2.0 * R * di + 2.0 * di * dm + 2.0 * di * c.d_conv;
   policy.threads = threads;
   add(name(std::string("mamba/layer/") + policy_name + "/" + phase,
            {{"B", B}, {"T", T}, {"D", dm}, {"d_inner", di}, {"N", N}, {"threads", threads}}),
       double(B * T), B * T * proj + scan_flops(B, T, di, N), [=](benchmark::State& state) {
-        const double a = 1 / std::sqrt(double(dm)), b = 1 / std::sqrt(double(di)), r = 1 / std::sqrt(double(R));
-        tensor<float, 2> A_log({di, N});
-        for (index_t d = 0; d < di; ++d)
-          for (index_t n = 0; n < N; ++n) A_log(d, n) = float(std::log(double(n + 1)));
-        L::weights w{{uniform_tensor<float, 2>({2 * di, dm}, -a, a, 1), {}},
-                     {uniform_tensor<float, 2>({di, c.d_conv}, -0.5, 0.5, 2), uniform_tensor<float, 1>({di}, -0.2, 0.2, 3)},
-                     {uniform_tensor<float, 2>({R + 2 * N, di}, -b, b, 4), {}},
-                     {uniform_tensor<float, 2>({di, R}, -r, r, 5), {}},
-                     uniform_tensor<float, 1>({di}, -6, -2.3, 6),
-                     std::move(A_log),
-                     uniform_tensor<float, 1>({di}, 0.5, 1.5, 7),
-                     {uniform_tensor<float, 2>({dm, di}, -b, b, 8), {}}};
-        const L m(c, std::move(w));
+        const L m = L::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, dm}, -1, 1, 9);
         tensor<float, 3> y({B, T, dm});
         auto s = m.make_state(B);
         for (auto _ : state) {
-          if (T == 1) m.step(x.view().slice(1, 0), y.view().slice(1, 0), s);
+          if (T == 1) m.step(exec::recurrent{threads}, x.view().slice(1, 0), y.view().slice(1, 0), s);
           else m.forward(policy, x.view(), y.view(), s);
           benchmark::DoNotOptimize(y.data());
         }
@@ -124,28 +112,19 @@ template <class P>
 void mamba2_layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
   using L = layers::Mamba2<float>;
   L::config c;
-  c.d_model = 768;
-  const index_t B = 1, dm = c.d_model, di = c.d_inner(), H = c.nheads(), N = c.d_state;
+  c.hidden_size = 768;
+  const index_t B = 1, dm = c.hidden_size, di = c.d_inner(), H = c.nheads(), N = c.d_state;
   const double proj = 2.0 * dm * c.d_in_proj() + 2.0 * c.conv_dim() * c.d_conv + 2.0 * di * dm;
   policy.threads = threads;
   add(name(std::string("mamba2/layer/") + policy_name + "/" + phase,
            {{"B", B}, {"T", T}, {"D", dm}, {"H", H}, {"P", c.headdim}, {"N", N}, {"threads", threads}}),
       double(B * T), B * T * proj + ssd_flops(B, T, H, c.headdim, N), [=](benchmark::State& state) {
-        const double a = 1 / std::sqrt(double(dm)), b = 1 / std::sqrt(double(di));
-        L::weights w{{uniform_tensor<float, 2>({c.d_in_proj(), dm}, -a, a, 1), {}},
-                     {uniform_tensor<float, 2>({c.conv_dim(), c.d_conv}, -0.5, 0.5, 2),
-                      uniform_tensor<float, 1>({c.conv_dim()}, -0.2, 0.2, 3)},
-                     uniform_tensor<float, 1>({H}, -6, -2.3, 4),
-                     uniform_tensor<float, 1>({H}, 0, 2.7, 5),
-                     uniform_tensor<float, 1>({H}, 0.5, 1.5, 6),
-                     uniform_tensor<float, 1>({di}, 0.5, 1.5, 7),
-                     {uniform_tensor<float, 2>({dm, di}, -b, b, 8), {}}};
-        const L m(c, std::move(w));
+        const L m = L::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, dm}, -1, 1, 9);
         tensor<float, 3> y({B, T, dm});
         auto s = m.make_state(B);
         for (auto _ : state) {
-          if (T == 1) m.step(x.view().slice(1, 0), y.view().slice(1, 0), s);
+          if (T == 1) m.step(exec::recurrent{threads}, x.view().slice(1, 0), y.view().slice(1, 0), s);
           else m.forward(policy, x.view(), y.view(), s);
           benchmark::DoNotOptimize(y.data());
         }

@@ -30,30 +30,15 @@ void time_layer(const char* label, const GLA& gla, index_t T) {
     gla.forward(exec::chunkwise<64>{}, x.view(), y.view(), state);
     prefill.push_back(seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
-    for (index_t t = 0; t < 64; ++t) gla.step(x.view().slice(1, t), y.view().slice(1, t), state);
+    for (index_t t = 0; t < 64; ++t) gla.step(exec::recurrent{}, x.view().slice(1, t), y.view().slice(1, t), state);
     decode.push_back(seconds_since(t0) / 64);
   }
   std::printf("  %-34s prefill T=%-5td %9.0f tokens/s   decode %7.1f us/token\n", label, T,
               double(T) / median(prefill), median(decode) * 1e6);
 }
 
-GLA random_layer(index_t hidden, index_t heads) {
-  GLA::config c;
-  c.hidden_size = hidden, c.num_heads = heads;
-  const index_t kd = c.key_dim(), vd = c.value_dim(), r = c.gate_low_rank_dim;
-  unsigned seed = 2;
-  auto rand = [&](auto shape, float scale) {
-    return uniform_tensor<float, std::tuple_size_v<decltype(shape)>>(shape, -scale, scale, seed++);
-  };
-  const float w = 1 / std::sqrt(float(hidden));
-  using a2 = std::array<index_t, 2>;
-  using a1 = std::array<index_t, 1>;
-  GLA::weights wt{{rand(a2{kd, hidden}, w), {}}, {rand(a2{kd, hidden}, w), {}}, {rand(a2{vd, hidden}, w), {}},
-                  {rand(a2{vd, hidden}, w), {}}, {rand(a2{r, hidden}, w), {}},
-                  {rand(a2{kd, r}, 0.25f), rand(a1{kd}, 1.0f)}, rand(a1{c.head_v_dim()}, 1.0f),
-                  {rand(a2{hidden, vd}, w), {}}};
-  return GLA(c, std::move(wt));
-}
+// A layer of the given shape with random weights at the upstream init's scale.
+GLA random_layer(index_t hidden, index_t heads) { return GLA::init({.hidden_size = hidden, .num_heads = heads}, 2); }
 
 }  // namespace
 
@@ -62,9 +47,10 @@ int main(int argc, char** argv) {
   try {
     const auto file = io::safetensors::load(path);
     const auto meta = nlohmann::json::parse(file.metadata("seqmix.config").value_or("{}"));
-    GLA::config cfg;
-    cfg.hidden_size = meta.value("hidden_size", index_t(0));
-    cfg.num_heads = meta.value("num_heads", index_t(0));
+    GLA::config cfg;  // read through the config's field table (upstream keys)
+    layers::for_each_field<GLA::config>([&](const auto& f) {
+      if (meta.contains(f.key) && !meta[f.key].is_null()) meta[f.key].get_to(cfg.*(f.member));
+    });
     const GLA gla = GLA::load(file, cfg, "param.");
     std::printf("seqmix %d.%d.%d, SIMD target %s\n", SEQMIX_VERSION_MAJOR, SEQMIX_VERSION_MINOR,
                 SEQMIX_VERSION_PATCH, simd::arch_name());
@@ -82,7 +68,7 @@ int main(int argc, char** argv) {
       for (index_t i = 0; i < state.h.size(); ++i) state.h.data()[i] = h.data()[i];
     }
     gla.forward(exec::chunkwise<64>{}, x.subrange(1, 0, prompt), y.view().subrange(1, 0, prompt), state);
-    for (index_t t = prompt; t < T; ++t) gla.step(x.slice(1, t), y.view().slice(1, t), state);
+    for (index_t t = prompt; t < T; ++t) gla.step(exec::recurrent{}, x.slice(1, t), y.view().slice(1, t), state);
     double err = 0;
     for (index_t t = 0; t < T; ++t)
       for (index_t c = 0; c < cfg.hidden_size; ++c) err = std::max(err, double(std::abs(y(0, t, c) - want(0, t, c))));
