@@ -5,6 +5,7 @@
 #include <seqmix/simd/gemm.hpp>
 #include <seqmix/simd/gemm_nt.hpp>
 #include <seqmix/simd/math.hpp>
+#include <seqmix/simd/reduce.hpp>
 #include <seqmix/simd/transpose.hpp>
 #include <seqmix/simd/vec.hpp>
 
@@ -13,6 +14,7 @@
 #include <cmath>
 #include <iomanip>
 #include <limits>
+#include <numbers>
 #include <random>
 #include <sstream>
 #include <string>
@@ -351,4 +353,122 @@ TEST_CASE("simd::gemm shape and stride errors", "[simd]") {
   simd::gemm<float>(tensor_view<float, 2>(a.data(), {2, 3}), tensor_view<float, 2>(b.data(), {3, 1}, {2, 7}),
                     tensor_view<float, 2>(c.data(), {2, 1}, {2, 5}));
   CHECK(c == std::vector<float>{321, 0, 654, 0});
+}
+
+// The names simd/ gives to code written once for scalars and batches.
+TEMPLATE_TEST_CASE("simd vload, vstore, fma, select and any over scalars and batches", "[simd]", float, double) {
+  using T = TestType;
+  using B = simd::batch<T>;
+  constexpr index_t L = simd::lanes<T>;
+  static_assert(simd::width<T> == 1 && simd::width<B> == L);
+  static_assert(simd::is_batch_v<B> && !simd::is_batch_v<T>);
+  static_assert(simd::vector_registers == (sizeof(simd::batch<float>) >= 64 ? 32 : 16));
+  const auto a = random_vector<T>(L, 31), b = random_vector<T>(L, 32), c = random_vector<T>(L, 33);
+  std::vector<T> got(std::size_t(L) + 1, T(-5));  // got[L]: sentinel
+  simd::vstore(got.data(), simd::fma(simd::vload<B>(a.data()), simd::vload<B>(b.data()), simd::vload<B>(c.data())));
+  CHECK(got[std::size_t(L)] == T(-5));
+  // Batches: one rounding of the exact a·b + c (|err| <= eps/2 · |exact|); scalars: the product and
+  // the sum each rounded at most once (or fused, where the target contracts them).
+  constexpr double eps = std::numeric_limits<T>::epsilon();
+  for (std::size_t i = 0; i < std::size_t(L); ++i) {
+    const long double exact = (long double)a[i] * b[i] + c[i];
+    CHECK(std::abs((long double)got[i] - exact) <= 0.5L * eps * std::abs(exact));
+    const T s = simd::fma(simd::vload<T>(a.data() + i), b[i], c[i]);
+    CHECK(std::abs((long double)s - exact) <= eps * (std::abs((long double)a[i] * b[i]) + std::abs(exact)));
+    T one = T(0);
+    simd::vstore(&one, s);
+    CHECK(one == s);
+  }
+  const B x = simd::load(a.data()), y = simd::load(b.data());
+  simd::store(got.data(), simd::select(x < y, x, y));
+  for (std::size_t i = 0; i < std::size_t(L); ++i) CHECK(got[i] == std::min(a[i], b[i]));
+  CHECK(simd::any(x < x + B(T(1))));
+  CHECK_FALSE(simd::any(x < x));
+  std::vector<T> one_low(std::size_t(L), T(1));
+  one_low[std::size_t(L) - 1] = T(-1);
+  CHECK(simd::any(simd::load(one_low.data()) < B(T(0))));
+  B p = x;
+  simd::pin(p);
+  simd::store(got.data(), p);
+  for (std::size_t i = 0; i < std::size_t(L); ++i) CHECK(got[i] == a[i]);
+}
+
+// The constant that pre-scales decays and scores: std::numbers, the same value as the literals it
+// replaced (1.44269504088896341f in float kernels, 1.4426950408889634 in double).
+static_assert(std::numbers::log2e_v<float> == 1.44269504088896341f);
+static_assert(std::numbers::log2e == 1.4426950408889634);
+static_assert(float(std::numbers::log2e) == std::numbers::log2e_v<float>);
+
+// Error budget, relative: float batches compute 2^(x·log2 e) (exp) with exp2_bounded (1.6e-7 = 1.35
+// eps); the rounded product x·log2 e carries a relative error eps/2 into an exponent of size |x|·log2 e,
+// i.e. |x|·eps/2 relatively in the result. Budget (2 + |x|)·eps, plus the smallest normal number as an
+// absolute floor (AVX2 / SSE2 flush results below it to 0). 2^x directly: 2 eps. Library exp / exp2
+// (doubles, scalars): within the same budgets.
+TEMPLATE_TEST_CASE("simd::exp_nonpositive and exp2_nonpositive match std::exp and std::exp2", "[simd]", float,
+                   double) {
+  using T = TestType;
+  using R = ref_t<T>;
+  constexpr R eps = std::numeric_limits<T>::epsilon(), tiny = std::numeric_limits<T>::min();
+  std::vector<T> x = {T(0), T(-0.0), T(-1e-30), T(-1e-6), T(-0.5), T(-1), T(-87), T(-88), T(-103), T(-149), T(-200),
+                      T(-1000), -std::numeric_limits<T>::max()};  // finite arguments (x - round(x) of -inf is NaN)
+  for (int i = 0; i < 997; ++i) x.push_back(static_cast<T>(-120.0 * ((i * 379) % 997) / 996));
+  const index_t n = index_t(x.size());
+  std::vector<T> e(x.size()), e2(x.size());
+  simd::transform(x.data(), e.data(), n, [](const auto& v) { return simd::exp_nonpositive(v); });
+  simd::transform(x.data(), e2.data(), n, [](const auto& v) { return simd::exp2_nonpositive(v); });
+  index_t bad = 0, bad2 = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const R r = std::exp(R(x[i])), r2 = std::exp2(R(x[i]));
+    bad += !(std::abs(e[i] - r) <= (2 + std::abs(R(x[i]))) * eps * r + tiny);
+    bad2 += !(std::abs(e2[i] - r2) <= 2 * eps * r2 + tiny);
+    if (i < 3) CHECK(e[i] == T(1));  // e^0 and e^-0 exactly, e^-1e-30 rounds to 1
+  }
+  CHECK(bad == 0);
+  CHECK(bad2 == 0);
+  // NaN stays NaN; a positive argument (outside the contract) saturates in batches instead of
+  // wrapping the exponent.
+  using B = simd::batch<T>;
+  alignas(64) T out[simd::lanes<T>];
+  simd::store(out, simd::exp_nonpositive(B(std::numeric_limits<T>::quiet_NaN())));
+  CHECK(std::isnan(out[0]));
+  simd::store(out, simd::exp2_nonpositive(B(T(1000))));
+  CHECK((out[0] >= T(1e38) && !std::isnan(out[0])));
+  CHECK(std::isnan(simd::exp_nonpositive(std::numeric_limits<T>::quiet_NaN())));
+}
+
+// Tolerance: each lane sum adds `lanes` terms in some tree order, |err| <= lanes · eps · Σ|terms|.
+TEMPLATE_TEST_CASE("simd::row_sums and sum_lanes match scalar sums", "[simd]", float, double) {
+  using T = TestType;
+  using R = ref_t<T>;
+  using B = simd::batch<T>;
+  constexpr index_t L = simd::lanes<T>;
+  constexpr R eps = std::numeric_limits<T>::epsilon();
+  const auto data = random_vector<T>(4 * L * L, 41, -2, 2);
+  auto check_row = [&](T got, index_t row) {
+    R sum = 0, sum_abs = 0;
+    for (index_t l = 0; l < L; ++l) {
+      const R t = data[std::size_t(row * L + l)];
+      sum += t, sum_abs += std::abs(t);
+    }
+    return std::abs(R(got) - sum) <= R(L) * eps * sum_abs;
+  };
+  // row_sums: vectors put in reverse order, lane r holds the sum of the vector put at r.
+  simd::row_sums<T> rs;
+  for (index_t r = L - 1; r >= 0; --r) rs.put(r, simd::load(data.data() + r * L));
+  alignas(64) T out[4 * L];
+  simd::store(out, rs.sums());
+  for (index_t r = 0; r < L; ++r) CHECK(check_row(out[r], r));
+  // sum_lanes over a multiple of the lanes (the tree with AVX-512 float) and over other counts.
+  B v[4 * L];
+  for (index_t p = 0; p < 4 * L; ++p) v[p] = simd::load(data.data() + p * L);
+  auto check_all = [&](index_t N) {
+    index_t bad = 0;
+    for (index_t p = 0; p < N; ++p) bad += !check_row(out[p], p);
+    INFO("N=" << N << " lanes=" << L);
+    CHECK(bad == 0);
+  };
+  simd::sum_lanes<4 * L>(v, out), check_all(4 * L);
+  simd::sum_lanes<L>(v, out), check_all(L);
+  simd::sum_lanes<3>(v, out), check_all(3);
+  simd::sum_lanes<2 * L + 1>(v, out), check_all(2 * L + 1);
 }

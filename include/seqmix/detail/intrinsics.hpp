@@ -1,18 +1,5 @@
-// Includes the x86 intrinsic headers under a warning suppression. config.hpp includes this first,
-// so the intrinsic headers' lines fall inside the suppressed region.
+// Kept for config.hpp, which includes it first: the intrinsic headers now live behind the SIMD
+// boundary, in simd/intrinsics.hpp.
 #pragma once
 
-// GCC 12 warns "__Y may be used uninitialized" inside its own AVX-512 intrinsic headers
-// (_mm512_undefined_*, GCC bug 105593, fixed in GCC 13). The headers are first included here, so
-// the suppression covers exactly their lines.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#endif
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+#include "../simd/intrinsics.hpp"

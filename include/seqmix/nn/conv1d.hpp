@@ -138,7 +138,7 @@ struct causal_conv1d {
         // the stores chained every row behind the previous row's silu (1.5x slower at T = 2048).
         auto conv_row = [&](index_t r) {
           V acc = bv;
-          SEQMIX_UNROLL for (index_t j = 0; j < KW; ++j) acc = xsimd::fma(wv[j], simd::load(rows[r + j] + c), acc);
+          SEQMIX_UNROLL for (index_t j = 0; j < KW; ++j) acc = simd::fma(wv[j], simd::load(rows[r + j] + c), acc);
           return acc;
         };
         auto put = [&](index_t r, const V& acc) { simd::store(outs[r] + c, Silu ? simd::silu(acc) : acc); };
@@ -156,7 +156,7 @@ struct causal_conv1d {
       } else {
         for (index_t r = 0; r < R; ++r) {
           V acc = bv;
-          for (index_t j = 0; j < w; ++j) acc = xsimd::fma(simd::load(wt + j * C + c), simd::load(rows[r + j] + c), acc);
+          for (index_t j = 0; j < w; ++j) acc = simd::fma(simd::load(wt + j * C + c), simd::load(rows[r + j] + c), acc);
           simd::store(outs[r] + c, Silu ? simd::silu(acc) : acc);
         }
       }

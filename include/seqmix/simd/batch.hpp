@@ -20,9 +20,26 @@ using arch = xsimd::default_arch;
 template <class T>
 using batch = xsimd::batch<T, arch>;
 
-/// Lanes of batch<T>.
+/// Lanes of batch<T>: the lane count of the element type T. Code written once for scalars and
+/// batches asks width<V> instead (below), which is lanes<T> for V = batch<T> and 1 for V = T.
 template <class T>
 inline constexpr index_t lanes = static_cast<index_t>(batch<T>::size);
+
+/// Architectural vector registers of the target: 32 with AVX-512, 16 with AVX2 and SSE2 (x86-64).
+/// Kernels size their register tiles from it.
+inline constexpr index_t vector_registers = sizeof(batch<float>) >= 64 ? 32 : 16;
+
+/// True for xsimd batches of any element type and target, false for scalars.
+template <class V>
+inline constexpr bool is_batch_v = false;
+template <class T, class A>
+inline constexpr bool is_batch_v<xsimd::batch<T, A>> = true;
+
+/// Lanes of a V that is either a scalar (1) or a batch (its lanes).
+template <class V>
+inline constexpr index_t width = 1;
+template <class T, class A>
+inline constexpr index_t width<xsimd::batch<T, A>> = static_cast<index_t>(xsimd::batch<T, A>::size);
 
 /// Name of the compile-time SIMD target ("avx512bw", "avx2", "sse2", ...).
 inline const char* arch_name() { return arch::name(); }
@@ -31,6 +48,51 @@ template <class T>
 inline batch<T> load(const T* p) { return batch<T>::load_unaligned(p); }
 template <class T>
 inline void store(T* p, const batch<T>& v) { v.store_unaligned(p); }
+
+// Loads, stores and arithmetic written once for a V that is a batch or a plain scalar (the tail
+// columns of a kernel): the scalar forms are the plain expressions, which the compiler contracts
+// to a scalar FMA where the target has one, as it does for the code they replace.
+
+/// *p as a V (V = T or batch<T>).
+template <class V, class T>
+[[gnu::always_inline]] inline V vload(const T* p) {
+  if constexpr (is_batch_v<V>) return load(p);
+  else return *p;
+}
+/// Stores x (a T or a batch<T>) at p.
+template <class V, class T>
+[[gnu::always_inline]] inline void vstore(T* p, const V& x) {
+  if constexpr (is_batch_v<V>) store(p, x);
+  else *p = x;
+}
+/// a · b + c, fused for batches (one rounding); a * b + c for scalars.
+template <class V>
+[[gnu::always_inline]] inline V fma(const V& a, const V& b, const V& c) {
+  if constexpr (is_batch_v<V>) return xsimd::fma(a, b, c);
+  else return a * b + c;
+}
+/// The lanes of a where mask is set, else of b.
+template <class M, class V>
+[[gnu::always_inline]] inline V select(const M& mask, const V& a, const V& b) {
+  return xsimd::select(mask, a, b);
+}
+/// Whether any lane of a batch comparison is set.
+template <class M>
+[[gnu::always_inline]] inline bool any(const M& mask) {
+  return xsimd::any(mask);
+}
+
+/// Pins a batch into a register at this point (an empty asm with the register as operand): GCC
+/// otherwise folds a tile's vector loads into every FMA that uses them, so a value reused by R
+/// rows is loaded R times and the loads, not the FMAs, become the limit.
+template <class V>
+[[gnu::always_inline]] inline void pin(V& x) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm("" : "+v"(x.data));
+#else
+  (void)x;
+#endif
+}
 
 /// Horizontal sum of the lanes.
 template <class T>

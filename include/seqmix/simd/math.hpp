@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <numbers>
 #include <type_traits>
 
 #include "batch.hpp"
@@ -50,6 +51,28 @@ inline batch<double> exp2_bounded(batch<double> x) { return xsimd::exp2(x); }
 inline float exp2_bounded(float x) { return std::exp2(x); }
 inline double exp2_bounded(double x) { return std::exp2(x); }
 
+/// 2^x for finite x <= 0 or NaN (decay factors, e.g. x = log2 e · A·dt with the rate
+/// pre-scaled), scalars or batches: exp2_bounded, after min(127, x) in batches so that a positive
+/// argument saturates near 2^127 instead of wrapping the exponent bits (one min per vector of
+/// decays). Float batches: relative error 1.6e-7; arguments below about -149 give exactly 0 (-126
+/// with AVX2 / SSE2). NaN stays NaN.
+template <class V>
+inline V exp2_nonpositive(const V& x) {
+  if constexpr (is_batch_v<V>) return exp2_bounded(xsimd::min(V(127), x));  // min(c, NaN) is NaN
+  else return exp2_bounded(x);
+}
+
+/// e^x for finite x <= 0 or NaN (decay factors). Float batches: exp2_nonpositive(x · log2 e), a
+/// third of the instructions of the general exp (arguments below about -103, -87.4 with AVX2 /
+/// SSE2, give exactly 0); double batches: xsimd's exp; scalars: the library exp.
+template <class V>
+inline V exp_nonpositive(const V& x) {
+  if constexpr (!is_batch_v<V>) return std::exp(x);
+  else if constexpr (std::is_same_v<typename V::value_type, float>)
+    return exp2_nonpositive(x * V(std::numbers::log2e_v<float>));
+  else return xsimd::exp(x);
+}
+
 namespace detail {
 /// 1/d for positive normal d with a normal reciprocal (float batches), within an ulp: AVX-512's
 /// 14-bit estimate and one Newton step (a division has ~10x the latency); a division elsewhere.
@@ -71,9 +94,9 @@ inline batch<float> reciprocal(const batch<float>& d) {
 inline batch<float> exp_neg_abs(const batch<float>& x) {
   using F = batch<float>;
   const F y = xsimd::max(F(-104.f), -xsimd::abs(x));  // max(c, NaN) is NaN
-  const F n = xsimd::nearbyint(y * F(1.44269504088896341f));
+  const F n = xsimd::nearbyint(y * F(std::numbers::log2e_v<float>));
   const F r = (y - n * F(0.693145751953125f)) - n * F(1.428606765330187e-6f);
-  return scale_pow2(exp2_reduced(r * F(1.44269504088896341f)), n);
+  return scale_pow2(exp2_reduced(r * F(std::numbers::log2e_v<float>)), n);
 }
 
 /// log(1 + e) for e in [0, 1] (float batches): 2·atanh(s) with s = e / (2 + e) <= 1/3, as

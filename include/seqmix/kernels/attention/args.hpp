@@ -52,8 +52,4 @@ T scale_of(const options<T>& opt, index_t key_dim) {
   return opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(T(key_dim));
 }
 
-namespace detail {
-inline constexpr double log2e = 1.4426950408889634;
-}  // namespace detail
-
 }  // namespace seqmix::kernels::attention

@@ -13,9 +13,11 @@
 #include <algorithm>
 #include <array>
 #include <limits>
+#include <numbers>
 #include <utility>
 #include <vector>
 
+#include "../../simd/batch.hpp"
 #include "../../simd/math.hpp"
 #include "../../simd/softmax.hpp"
 #include "../../simd/vec.hpp"
@@ -26,24 +28,16 @@ namespace seqmix::kernels::attention::detail {
 
 // Register budget: 32 vector registers with AVX-512, 16 with AVX2 / SSE2. Scores keep
 // MR x NV accumulators + NV key vectors + 1 broadcast; P·V keeps MR x NO + NO + 1.
-inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
+using simd::vector_registers;
 inline constexpr index_t tile_rows = vector_registers >= 32 ? 4 : 2;  // MR
 inline constexpr index_t score_vectors = 4;                            // NV: key tile = 4 vectors
 inline constexpr index_t out_vectors = vector_registers >= 32 ? 4 : 2;  // NO
 
-// Pins a batch into a register: without it GCC folds the tile's vector loads into every FMA that
-// uses them (MR loads per vector instead of one), which makes the loads, not the FMAs, the limit.
-template <class B>
-inline void pin(B& x) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  asm("" : "+v"(x.data));
-#else
-  (void)x;
-#endif
-}
+// simd::pin keeps a tile's vectors in registers (see there).
+using simd::pin;
 
 // Prefetches n elements from p (one per 64-byte line) into L2, for reading or writing. An asm
-// statement: GCC 12 deletes loops whose only effect is __builtin_prefetch / _mm_prefetch when they
+// statement: GCC 12 deletes loops whose only effect is a prefetch builtin or intrinsic when they
 // sit in a callback like the one flash_run passes to attend().
 template <class T>
 inline void prefetch_rows(const T* p, index_t n, bool write) {
@@ -248,7 +242,7 @@ class flash_block {
       SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) kv[v] = simd::load(K + d * block_keys + v * L), pin(kv[v]);
       SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
         const simd::batch<T> a(q[r * Dk_ + d]);
-        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = xsimd::fma(a, kv[v], acc[r][v]);
+        SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::fma(a, kv[v], acc[r][v]);
       }
     }
     if (vis == visibility::partial) {
@@ -270,7 +264,7 @@ class flash_block {
             sink(bound(m.sink - lo));
         SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) {
           const simd::batch<T> i = simd::load(lane_index<T>() + v * L);
-          acc[r][v] = xsimd::select((i <= last) & ((i >= first) | (i < sink)), acc[r][v], masked);
+          acc[r][v] = simd::select((i <= last) & ((i >= first) | (i < sink)), acc[r][v], masked);
         }
       }
     }
@@ -332,7 +326,7 @@ class flash_block {
         SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
         SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
           const simd::batch<T> a(ps[r * KP + i]);
-          SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = xsimd::fma(a, vv[v], acc[r][v]);
+          SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::fma(a, vv[v], acc[r][v]);
         }
       }
     };
@@ -362,7 +356,7 @@ void flash_run(const char* who, int threads, index_t step, index_t C, tensor_vie
                kv_cache<T>& cache, const options<T>& opt) {
   const head_map hm = check_args(who, q, k, v, o, cache);
   const index_t Dk = cache.dims().key_dim, Dv = cache.dims().value_dim, G = hm.q_per_k();
-  const T qscale = T(double(scale_of(opt, Dk)) * log2e);
+  const T qscale = T(double(scale_of(opt, Dk)) * std::numbers::log2e);
   C = std::max<index_t>(1, std::min(C, std::max<index_t>(q.extent(1), 1)));
   // The query heads of a task's key heads go into one block, a segment per key head, so the key
   // heads that share a value head (differential attention) share its value tiles.

@@ -31,7 +31,7 @@ namespace seqmix::kernels::delta_rule {
 namespace detail {
 
 // Register budget: a pass keeps (3N + 1)·NV vectors live (pending u, w, r, one state row).
-inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
+using simd::vector_registers;
 inline constexpr index_t group_tokens = vector_registers >= 32 ? 4 : 2;
 template <index_t N>
 inline constexpr index_t tile_vectors = std::clamp<index_t>((vector_registers - 2) / (3 * N + 1), 1, 4);
@@ -39,26 +39,7 @@ inline constexpr index_t block_tokens = 32;  // tokens whose coefficients are sh
 inline constexpr index_t l1_state_bytes = 16384;  // L1 share of a state tile, or of a whole state
 
 // The column arithmetic written once for batches and for plain scalars (tail columns).
-template <class W>
-inline constexpr index_t width = 1;
-template <class T, class A>
-inline constexpr index_t width<xsimd::batch<T, A>> = static_cast<index_t>(xsimd::batch<T, A>::size);
-
-template <class W, class T>
-[[gnu::always_inline]] inline W vload(const T* p) {
-  if constexpr (std::is_arithmetic_v<W>) return *p;
-  else return simd::load(p);
-}
-template <class W, class T>
-[[gnu::always_inline]] inline void vstore(T* p, const W& x) {
-  if constexpr (std::is_arithmetic_v<W>) *p = x;
-  else simd::store(p, x);
-}
-template <class W>
-[[gnu::always_inline]] inline W vfma(const W& a, const W& b, const W& c) {
-  if constexpr (std::is_arithmetic_v<W>) return a * b + c;
-  else return xsimd::fma(a, b, c);
-}
+using simd::vload, simd::vstore, simd::width;
 
 // One group of up to N tokens, relative to the state S0 before it (G: cumulative log decay since
 // S0, Γ_tj = e^{G_t - G_j} ≤ 1). Within a block the state tile holds S̃ with S = σ·S̃ (deferred
@@ -156,14 +137,14 @@ template <bool Update, bool Mul, bool Read, index_t N, index_t NV, class W, clas
       }
       SEQMIX_UNROLL for (index_t n = 0; n < N; ++n) {
         const W kn(kp[n][i]);
-        SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] = vfma(kn, u[n][j], s[j]);
+        SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) s[j] = simd::fma(kn, u[n][j], s[j]);
       }
       SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) vstore(row + j * L, s[j]);
     }
     if constexpr (Read) {
       SEQMIX_UNROLL for (index_t n = 0; n < N; ++n) {
         const W kn(k[n][i]), qn(q[n][i]);
-        SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) w[n][j] = vfma(kn, s[j], w[n][j]), r[n][j] = vfma(qn, s[j], r[n][j]);
+        SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) w[n][j] = simd::fma(kn, s[j], w[n][j]), r[n][j] = simd::fma(qn, s[j], r[n][j]);
       }
     }
   }
@@ -191,14 +172,14 @@ void tile_run(const group<T, N>* gs, index_t g0, index_t g1, index_t ng, index_t
     else tile_pass<true, false, true>(K, S, lds, &gs[gi - 1], u, &cur, w, r, pf);
     SEQMIX_UNROLL for (index_t t = 0; t < N; ++t) {
       SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) {
-        W x = vfma(W(cur.bw[t]), w[t][j], W(cur.bv[t]) * vload<W>(cur.v[t] + c0 + j * L));
-        SEQMIX_UNROLL for (index_t p = 0; p < t; ++p) x = vfma(W(cur.c[t][p]), u[p][j], x);
+        W x = simd::fma(W(cur.bw[t]), w[t][j], W(cur.bv[t]) * vload<W>(cur.v[t] + c0 + j * L));
+        SEQMIX_UNROLL for (index_t p = 0; p < t; ++p) x = simd::fma(W(cur.c[t][p]), u[p][j], x);
         u[t][j] = x;
       }
       if (cur.o[t] != nullptr) {
         SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) {
           W y = W(cur.dr[t]) * r[t][j];
-          SEQMIX_UNROLL for (index_t p = 0; p <= t; ++p) y = vfma(W(cur.d[t][p]), u[p][j], y);
+          SEQMIX_UNROLL for (index_t p = 0; p <= t; ++p) y = simd::fma(W(cur.d[t][p]), u[p][j], y);
           vstore(cur.o[t] + c0 + j * L, y);
         }
       }
@@ -264,8 +245,8 @@ void group_gram(const T* const* k, const T* const* q, index_t K, T (&kk)[N][N], 
     SEQMIX_UNROLL for (index_t t = 0; t < N; ++t) kv[t] = simd::load(k[t] + i), qv[t] = simd::load(q[t] + i);
     SEQMIX_UNROLL for (index_t t = 0; t < N; ++t)
       SEQMIX_UNROLL for (index_t j = 0; j <= t; ++j) {
-        if (j < t) akk[t][j] = xsimd::fma(kv[t], kv[j], akk[t][j]);
-        akq[t][j] = xsimd::fma(qv[t], kv[j], akq[t][j]);
+        if (j < t) akk[t][j] = simd::fma(kv[t], kv[j], akk[t][j]);
+        akq[t][j] = simd::fma(qv[t], kv[j], akq[t][j]);
       }
   }
   for (index_t t = 0; t < N; ++t)

@@ -38,7 +38,7 @@ inline constexpr T run_span = T(8);
 
 // Register budget: AVX-512 has 32 vector registers, AVX2 and SSE2 16. A pass over the state
 // handles NT tokens on NV vectors of V and keeps 2·NT·NV of them (v and o) live.
-inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
+using simd::vector_registers;
 inline constexpr index_t max_tokens_per_pass = vector_registers >= 32 ? 4 : 2;
 template <index_t NT>
 inline constexpr index_t row_vectors = std::clamp<index_t>(vector_registers / 2 / (2 * NT), 1, 4);
@@ -65,8 +65,8 @@ template <bool Decay, index_t NT, index_t NV, class T>
     SEQMIX_UNROLL for (index_t n = 0; n < NT; ++n) {
       const simd::batch<T> bi(b[n][i]), ci(c[n][i]);
       SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) {
-        s[j] = xsimd::fma(bi, vv[n][j], s[j]);
-        acc[n][j] = xsimd::fma(ci, s[j], acc[n][j]);
+        s[j] = simd::fma(bi, vv[n][j], s[j]);
+        acc[n][j] = simd::fma(ci, s[j], acc[n][j]);
       }
     }
     SEQMIX_UNROLL for (index_t j = 0; j < NV; ++j) simd::store(row + j * L, s[j]);
@@ -125,7 +125,7 @@ inline bool extend_run(const T* G, const T* g, T* E, index_t K) {
     simd::store(E + i, e);
     low = low || e < bound;
   }
-  bool inside = !xsimd::any(low);
+  bool inside = !simd::any(low);
   for (; i < K; ++i) E[i] = G[i] + g[i], inside = inside && E[i] >= -run_span<T>;
   return inside;
 }

@@ -32,6 +32,7 @@
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
 #include "../../simd/math.hpp"
+#include "../../simd/reduce.hpp"
 #include "../../simd/softmax.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/tensor.hpp"
@@ -41,9 +42,9 @@ namespace seqmix::kernels::rwkv7 {
 
 namespace detail {
 
-// AVX-512 has 32 vector registers, AVX2 and SSE2 16. The block pass on NV vectors of the value
-// axis keeps sa, v and the next block's two reductions live per token (4·NB·NV) plus the row.
-inline constexpr index_t vector_registers = sizeof(simd::batch<float>) >= 64 ? 32 : 16;
+// simd::vector_registers (32 with AVX-512, 16 with AVX2 and SSE2). The block pass on NV vectors of
+// the value axis keeps sa, v and the next block's two reductions live per token (4·NB·NV) plus the row.
+using simd::vector_registers;
 inline constexpr index_t block_tokens = vector_registers >= 32 ? 4 : 2;  // NB: tokens per pass
 inline constexpr index_t token_block = 8;  // tokens of one head between switches to the next head
 inline constexpr index_t pass_vectors = std::clamp<index_t>((vector_registers - 4) / (4 * block_tokens + 1), 1, 4);
@@ -67,36 +68,15 @@ inline const T dot_floor = std::exp(T(-40));
 #define SEQMIX_RWKV7_INLINE
 #endif
 
-// e^{w} for a log decay w ≤ 0 (float: simd::exp2_bounded, ~2e-7 relative; arguments below about
-// -88 give 0).
+// e^{w} for a log decay w ≤ 0: simd::exp_nonpositive (float batches ~2e-7 relative; arguments
+// below about -88 give 0).
 template <class Vec>
 inline Vec decay(const Vec& w) {
-  if constexpr (std::is_same_v<Vec, float> || std::is_same_v<Vec, simd::batch<float>>)
-    return simd::exp2_bounded(w * 1.44269504088896341f);
-  else return simd::exp(w);
+  return simd::exp_nonpositive(w);
 }
 
 // Vec is simd::batch<T> or T (scalar tail columns).
-template <class Vec, class T>
-inline Vec vload(const T* p) {
-  if constexpr (std::is_same_v<Vec, T>) return *p;
-  else return simd::load(p);
-}
-template <class Vec, class T>
-inline void vstore(T* p, const Vec& x) {
-  if constexpr (std::is_same_v<Vec, T>) *p = x;
-  else simd::store(p, x);
-}
-template <class Vec>
-inline Vec vfma(const Vec& a, const Vec& b, const Vec& c) {
-  if constexpr (std::is_arithmetic_v<Vec>) return a * b + c;
-  else return xsimd::fma(a, b, c);
-}
-template <class Vec>
-inline Vec vmin(const Vec& a, const Vec& b) {
-  if constexpr (std::is_arithmetic_v<Vec>) return b < a ? b : a;
-  else return xsimd::min(a, b);
-}
+using simd::vload, simd::vstore;
 template <class T, class Vec>
 inline T vreduce_min(const Vec& a) {
   if constexpr (std::is_arithmetic_v<Vec>) return a;
@@ -105,38 +85,6 @@ inline T vreduce_min(const Vec& a) {
     simd::store(tmp, a);
     return *std::min_element(tmp, tmp + simd::lanes<T>);
   }
-}
-
-// out[p] = the sum of the lanes of v[p], p < N. AVX-512 float: 16 vectors at a time through a
-// tree of lane shuffles (45 instructions instead of 16 separate horizontal sums).
-template <index_t N, class T>
-inline void sum_lanes(const simd::batch<T>* v, T* out) {
-#if defined(__AVX512F__)
-  if constexpr (std::is_same_v<T, float> && simd::lanes<T> == 16 && N % 16 == 0) {
-    for (index_t p0 = 0; p0 < N; p0 += 16) {
-      // Inputs in the order 4k+n <- source 4n+k, so that output lane 4k+n holds source 4k+n.
-      __m512 x[16];
-      SEQMIX_UNROLL for (index_t i = 0; i < 16; ++i) x[i] = v[p0 + (i % 4) * 4 + i / 4];
-      __m512 c[8], e[4], g[2];
-      // 128-bit units: c = (a0+a2, a1+a3, b0+b2, b1+b3); e = one unit per source, 4 lanes each.
-      SEQMIX_UNROLL for (index_t m = 0; m < 8; ++m)
-        c[m] = _mm512_add_ps(_mm512_shuffle_f32x4(x[2 * m], x[2 * m + 1], 0x44),
-                             _mm512_shuffle_f32x4(x[2 * m], x[2 * m + 1], 0xEE));
-      SEQMIX_UNROLL for (index_t m = 0; m < 4; ++m)
-        e[m] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * m], c[2 * m + 1], 0x88),
-                             _mm512_shuffle_f32x4(c[2 * m], c[2 * m + 1], 0xDD));
-      // Within units: pairs of lanes, then the remaining pairs.
-      SEQMIX_UNROLL for (index_t m = 0; m < 2; ++m)
-        g[m] = _mm512_add_ps(_mm512_unpacklo_ps(e[2 * m], e[2 * m + 1]), _mm512_unpackhi_ps(e[2 * m], e[2 * m + 1]));
-      const __m512 z = _mm512_add_ps(
-          _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(g[0]), _mm512_castps_pd(g[1]))),
-          _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(g[0]), _mm512_castps_pd(g[1]))));
-      _mm512_storeu_ps(out + p0, z);
-    }
-    return;
-  }
-#endif
-  for (index_t p = 0; p < N; ++p) out[p] = simd::reduce_add(v[p]);
 }
 
 // Coefficients of one block of NB tokens of one head, as the pass reads them. Per-row coefficients
@@ -196,7 +144,7 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
       vstore<Vec>(orr + at(NR, NB + j, x), vload<Vec>(rp + j * sr + x) * pe);
     }
     vstore<Vec>(E + x, pe);
-    emin = vmin(emin, pe);
+    emin = simd::min(emin, pe);
     Vec sfx = Vec(T(1)) / pe;
     SEQMIX_UNROLL for (index_t l = NB - 1; l >= 0; --l) {
       vstore<Vec>(ou + at(NU, l, x), vload<Vec>(bp + l * sb + x) * sfx);
@@ -265,8 +213,8 @@ void ratio_dots(block_coefs<T>& c, index_t groups) {
         if (!Diag && j == 0) continue;
         const B aj = simd::load(rg + j * G);
         SEQMIX_UNROLL for (index_t l = 0; l < (Diag ? j + 1 : j); ++l, ++m) {
-          ab[m] = xsimd::fma(aj, simd::load(sg + l * G), ab[m]);
-          ak[m] = xsimd::fma(aj, simd::load(sg + (NB + l) * G), ak[m]);
+          ab[m] = simd::fma(aj, simd::load(sg + l * G), ab[m]);
+          ak[m] = simd::fma(aj, simd::load(sg + (NB + l) * G), ak[m]);
         }
       }
     }
@@ -275,7 +223,7 @@ void ratio_dots(block_coefs<T>& c, index_t groups) {
   };
   part(std::false_type{});
   part(std::true_type{});
-  sum_lanes<N>(acc, c.A);
+  simd::sum_lanes<N>(acc, c.A);
 }
 
 // Extreme decays (E' near underflow): u = G(l,m) ⊙ b_l (and k_l) for m = l..NB-1 as explicit
@@ -295,10 +243,10 @@ void chain_dots(block_coefs<T>& c, index_t K, const T* rp, index_t rs, const T* 
           ub *= dm, uk *= dm;
         }
         const Vec rm = vload<Vec>(rp + m * rs + x);
-        rb[m] = vfma(rm, ub, rb[m]), rk[m] = vfma(rm, uk, rk[m]);
+        rb[m] = simd::fma(rm, ub, rb[m]), rk[m] = simd::fma(rm, uk, rk[m]);
         if (m + 1 < NB) {
           const Vec an = vload<Vec>(ap + (m + 1) * as + x);
-          ab[m + 1] = vfma(an, ub, ab[m + 1]), ak[m + 1] = vfma(an, uk, ak[m + 1]);
+          ab[m + 1] = simd::fma(an, ub, ab[m + 1]), ak[m + 1] = simd::fma(an, uk, ak[m + 1]);
         }
       }
     };
@@ -335,7 +283,7 @@ template <index_t NV, class Vec, class T>
       SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vload<Vec>(row + q * W);
       SEQMIX_UNROLL for (index_t c = 0; c < NR; ++c) {
         const Vec ci(rg[c * G + ii]);
-        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) acc[c][q] = vfma(ci, s[q], acc[c][q]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) acc[c][q] = simd::fma(ci, s[q], acc[c][q]);
       }
     }
   }
@@ -366,12 +314,12 @@ template <index_t NV, bool Fold, bool Next, class Vec, class T>
     SEQMIX_UNROLL for (index_t j = 1; j < NB; ++j)
       SEQMIX_UNROLL for (index_t l = 0; l < j; ++l) {
         const Vec ab(c.ab(j, l)), ak(c.ak(j, l));
-        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[j][q] = vfma(ab, sa[l][q], vfma(ak, vv[l][q], sa[j][q]));
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[j][q] = simd::fma(ab, sa[l][q], simd::fma(ak, vv[l][q], sa[j][q]));
       }
     SEQMIX_UNROLL for (index_t j = 0; j < NB; ++j) {
       SEQMIX_UNROLL for (index_t l = 0; l <= j; ++l) {
         const Vec rb(c.rb(j, l)), rk(c.rk(j, l));
-        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xr[j][q] = vfma(rb, sa[l][q], vfma(rk, vv[l][q], xr[j][q]));
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) xr[j][q] = simd::fma(rb, sa[l][q], simd::fma(rk, vv[l][q], xr[j][q]));
       }
       SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(o[j] + q * W, xr[j][q]);
     }
@@ -392,14 +340,14 @@ template <index_t NV, bool Fold, bool Next, class Vec, class T>
         SEQMIX_UNROLL for (index_t l = 0; l < NB; ++l) {
           const Vec bl(ug[l * G + ii]), kl(ug[(NB + l) * G + ii]);
           SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q)
-            uc[l % 2][q] = l < 2 ? vfma(kl, vv[l][q], bl * sa[l][q]) : vfma(kl, vv[l][q], vfma(bl, sa[l][q], uc[l % 2][q]));
+            uc[l % 2][q] = l < 2 ? simd::fma(kl, vv[l][q], bl * sa[l][q]) : simd::fma(kl, vv[l][q], simd::fma(bl, sa[l][q], uc[l % 2][q]));
         }
         SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) u[q] = NB > 1 ? uc[0][q] + uc[1][q] : uc[0][q];
       }
       Vec s[NV];
       if constexpr (Fold) {
         const Vec f(ug[2 * NB * G + ii]);
-        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vfma(f, vload<Vec>(row + q * W), u[q]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = simd::fma(f, vload<Vec>(row + q * W), u[q]);
       } else {
         SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) s[q] = vload<Vec>(row + q * W) + u[q];
       }
@@ -407,7 +355,7 @@ template <index_t NV, bool Fold, bool Next, class Vec, class T>
       if constexpr (Next)
         SEQMIX_UNROLL for (index_t j = 0; j < NR; ++j) {
           const Vec cj(rg[j * G + ii]);
-          SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) na[j][q] = vfma(cj, s[q], na[j][q]);
+          SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) na[j][q] = simd::fma(cj, s[q], na[j][q]);
         }
     }
   }
@@ -470,11 +418,11 @@ template <index_t NV, class Vec, class T>
   for (; i + 2 <= K; i += 2)
     SEQMIX_UNROLL for (index_t n = 0; n < 2; ++n) {
       const Vec ai(a[i + n]);
-      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[n][q] = vfma(ai, vload<Vec>(S + (i + n) * lds + q * W), sa[n][q]);
+      SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[n][q] = simd::fma(ai, vload<Vec>(S + (i + n) * lds + q * W), sa[n][q]);
     }
   if (i < K) {
     const Vec ai(a[i]);
-    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[0][q] = vfma(ai, vload<Vec>(S + i * lds + q * W), sa[0][q]);
+    SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) sa[0][q] = simd::fma(ai, vload<Vec>(S + i * lds + q * W), sa[0][q]);
   }
   SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(sa_out + q * W, sa[0][q] + sa[1][q]);
 }
@@ -503,17 +451,17 @@ template <index_t NV, step_next Next, class Vec, class T>
     const Vec di(d[i]), bi(b[i]), ki(k[i]), ri(r[i]);
     Vec s[NV];
     SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) {
-      s[q] = vfma(di, vload<Vec>(row + q * W), vfma(ki, vv[q], bi * sa[q]));
+      s[q] = simd::fma(di, vload<Vec>(row + q * W), simd::fma(ki, vv[q], bi * sa[q]));
       vstore<Vec>(row + q * W, s[q]);
-      acc[q] = vfma(ri, s[q], acc[q]);
+      acc[q] = simd::fma(ri, s[q], acc[q]);
     }
     if constexpr (Next != step_next::none) {
       if constexpr (Next == step_next::same) {
         const Vec ai(a_next[i]);
-        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) nx[q] = vfma(ai, s[q], nx[q]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) nx[q] = simd::fma(ai, s[q], nx[q]);
       } else {
         const Vec ai(a_next[in]);
-        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) nx[q] = vfma(ai, vload<Vec>(S_next + in * lds + q * W), nx[q]);
+        SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) nx[q] = simd::fma(ai, vload<Vec>(S_next + in * lds + q * W), nx[q]);
       }
     }
   }

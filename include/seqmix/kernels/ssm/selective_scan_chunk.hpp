@@ -33,7 +33,7 @@ void scan_unit_blocked(const unit_args<T>& s, index_t t0, index_t t1, index_t N,
       const V dt = time_step(vload<V>(s.delta.row(b0 + i)) + bias, s.softplus);
       du[std::size_t(i)] = dt * vload<V>(s.u.row(b0 + i));
       V* a = decay.data() + i * N;
-      for (index_t n = 0; n < N; ++n) a[n] = pow2_decay(dt * vload<V>(s.At + n * s.lda));
+      for (index_t n = 0; n < N; ++n) a[n] = simd::exp2_nonpositive(dt * vload<V>(s.At + n * s.lda));
     }
     for (index_t i = 0; i < n_tok; ++i) {
       const T* Bt = s.B + (b0 + i) * s.bts;
@@ -43,19 +43,19 @@ void scan_unit_blocked(const unit_args<T>& s, index_t t0, index_t t1, index_t N,
       V acc0(T(0)), acc1(T(0));
       index_t n = 0;
       for (; n + 2 <= N; n += 2) {
-        h[n] = vfma(a[n], h[n], d * V(Bt[n * s.bns]));
-        h[n + 1] = vfma(a[n + 1], h[n + 1], d * V(Bt[(n + 1) * s.bns]));
-        acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
-        acc1 = vfma(h[n + 1], V(Ct[(n + 1) * s.cns]), acc1);
+        h[n] = simd::fma(a[n], h[n], d * V(Bt[n * s.bns]));
+        h[n + 1] = simd::fma(a[n + 1], h[n + 1], d * V(Bt[(n + 1) * s.bns]));
+        acc0 = simd::fma(h[n], V(Ct[n * s.cns]), acc0);
+        acc1 = simd::fma(h[n + 1], V(Ct[(n + 1) * s.cns]), acc1);
       }
       if (n < N) {
-        h[n] = vfma(a[n], h[n], d * V(Bt[n * s.bns]));
-        acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
+        h[n] = simd::fma(a[n], h[n], d * V(Bt[n * s.bns]));
+        acc0 = simd::fma(h[n], V(Ct[n * s.cns]), acc0);
       }
       out[std::size_t(i)] = acc0 + acc1;
     }
     for (index_t i = 0; i < n_tok; ++i) {
-      V o = vfma(skip, vload<V>(s.u.row(b0 + i)), out[std::size_t(i)]);
+      V o = simd::fma(skip, vload<V>(s.u.row(b0 + i)), out[std::size_t(i)]);
       if (s.z.p) o *= simd::silu(vload<V>(s.z.row(b0 + i)));
       vstore(s.y.row(b0 + i), o);
     }
@@ -72,14 +72,14 @@ V materialised_row(const unit_args<T>& s, index_t t, index_t N, const V* h0, con
   for (index_t j = t; j >= 0; --j) {
     const T* Bj = s.B + j * s.bts;
     for (index_t n = 0; n < N; ++n)
-      acc[n] = vfma(pow2_decay(seg * vload<V>(s.At + n * s.lda)) * du[std::size_t(j)], V(Bj[n * s.bns]), acc[n]);
+      acc[n] = simd::fma(simd::exp2_nonpositive(seg * vload<V>(s.At + n * s.lda)) * du[std::size_t(j)], V(Bj[n * s.bns]), acc[n]);
     seg += dt[std::size_t(j)];
   }
   const T* Ct = s.C + t * s.cts;
   V y = vload<V>(s.skip) * vload<V>(s.u.row(t));
   for (index_t n = 0; n < N; ++n) {
-    acc[n] = vfma(pow2_decay(seg * vload<V>(s.At + n * s.lda)), h0[n], acc[n]);
-    y = vfma(acc[n], V(Ct[n * s.cns]), y);
+    acc[n] = simd::fma(simd::exp2_nonpositive(seg * vload<V>(s.At + n * s.lda)), h0[n], acc[n]);
+    y = simd::fma(acc[n], V(Ct[n * s.cns]), y);
   }
   return y;
 }

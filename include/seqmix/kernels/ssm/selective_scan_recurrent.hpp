@@ -9,6 +9,7 @@
 #pragma once
 
 #include <algorithm>
+#include <numbers>
 #include <optional>
 #include <vector>
 
@@ -21,10 +22,8 @@ namespace seqmix::kernels::ssm::selective_scan {
 
 namespace detail {
 
-using ssm::detail::pow2_decay;
 using ssm::detail::present;
 using ssm::detail::time_step;
-using ssm::detail::vfma;
 using ssm::detail::vload;
 using ssm::detail::vstore;
 
@@ -38,7 +37,7 @@ struct prepared {
     const T* a = in.A.data();
     const index_t sd = in.A.stride(0), sn = in.A.stride(1);
     for (index_t d = 0; d < D; ++d)
-      for (index_t n = 0; n < N; ++n) At[std::size_t(n * D + d)] = T(double(a[d * sd + n * sn]) * ssm::detail::log2e);
+      for (index_t n = 0; n < N; ++n) At[std::size_t(n * D + d)] = T(double(a[d * sd + n * sn]) * std::numbers::log2e);
     for (index_t d = 0; d < D; ++d) {
       if (present(in.D)) skip[std::size_t(d)] = in.D.data()[d * in.D.stride(0)];
       if (present(in.delta_bias)) bias[std::size_t(d)] = in.delta_bias.data()[d * in.delta_bias.stride(0)];
@@ -145,16 +144,16 @@ inline void scan_unit(const unit_args<T>& s, index_t t0, index_t t1, index_t N, 
     V acc0 = skip * u, acc1 = V(T(0));
     index_t n = 0;
     for (; n + 2 <= N; n += 2) {
-      const V a0 = pow2_decay(dt * vload<V>(s.At + n * s.lda));
-      const V a1 = pow2_decay(dt * vload<V>(s.At + (n + 1) * s.lda));
-      h[n] = vfma(a0, h[n], du * V(Bt[n * s.bns]));
-      h[n + 1] = vfma(a1, h[n + 1], du * V(Bt[(n + 1) * s.bns]));
-      acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
-      acc1 = vfma(h[n + 1], V(Ct[(n + 1) * s.cns]), acc1);
+      const V a0 = simd::exp2_nonpositive(dt * vload<V>(s.At + n * s.lda));
+      const V a1 = simd::exp2_nonpositive(dt * vload<V>(s.At + (n + 1) * s.lda));
+      h[n] = simd::fma(a0, h[n], du * V(Bt[n * s.bns]));
+      h[n + 1] = simd::fma(a1, h[n + 1], du * V(Bt[(n + 1) * s.bns]));
+      acc0 = simd::fma(h[n], V(Ct[n * s.cns]), acc0);
+      acc1 = simd::fma(h[n + 1], V(Ct[(n + 1) * s.cns]), acc1);
     }
     if (n < N) {
-      h[n] = vfma(pow2_decay(dt * vload<V>(s.At + n * s.lda)), h[n], du * V(Bt[n * s.bns]));
-      acc0 = vfma(h[n], V(Ct[n * s.cns]), acc0);
+      h[n] = simd::fma(simd::exp2_nonpositive(dt * vload<V>(s.At + n * s.lda)), h[n], du * V(Bt[n * s.bns]));
+      acc0 = simd::fma(h[n], V(Ct[n * s.cns]), acc0);
     }
     V out = acc0 + acc1;
     if (s.z.p) out *= simd::silu(vload<V>(s.z.row(t)));
@@ -260,7 +259,7 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
       for (index_t c = 0; c < W; ++c) pad[c] = c < w ? p[c] : T(0);
       return simd::load(pad);
     };
-    ssm::detail::row_sums<T> sums;
+    simd::row_sums<T> sums;
     for (index_t i0 = begin; i0 < end;) {
       // Blocks [i0, i1) of one batch element.
       const index_t b = i0 / blocks, i1 = std::min({end, i0 + group, (b + 1) * blocks});
@@ -270,7 +269,7 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
           const V bias = param(in.delta_bias, pp ? &pp->bias : nullptr, d0, w);
           const V skip = param(in.D, pp ? &pp->skip : nullptr, d0, w);
           const V uv = row(in.u, b, t, d0, w), d = time_step(row(in.delta, b, t, d0, w) + bias, softplus);
-          simd::store(dt[k], d * V(T(ssm::detail::log2e)));  // decays are 2^(dt·log2 e · A)
+          simd::store(dt[k], d * V(T(std::numbers::log2e)));  // decays are 2^(dt·log2 e · A)
           simd::store(du[k], d * uv);
           simd::store(su[k], skip * uv);
           simd::store(g[k], gate ? simd::silu(row(in.z, b, t, d0, w)) : V(T(1)));
@@ -298,9 +297,9 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
               const V dtv(dt[k][c]), duv(du[k][c]);
               V acc(T(0));
               auto update = [&](index_t n, const V& bn, const V& cn) {
-                const V hv = xsimd::fma(pow2_decay(dtv * simd::load(A + n)), simd::load(h + n), duv * bn);
+                const V hv = simd::fma(simd::exp2_nonpositive(dtv * simd::load(A + n)), simd::load(h + n), duv * bn);
                 simd::store(h + n, hv);
-                acc = xsimd::fma(hv, cn, acc);
+                acc = simd::fma(hv, cn, acc);
               };
               if constexpr (K > 0) {
                 SEQMIX_UNROLL for (index_t v = 0; v < K; ++v) update(v * W, bv[v], cv[v]);

@@ -29,8 +29,6 @@ namespace seqmix::kernels::ssm::ssd {
 
 namespace detail {
 
-using ssm::detail::exp_decay;
-
 // Scratch of one thread for chunks of at most C tokens. Operands are staged contiguously and
 // 64-byte aligned: the rows of x and y are H·P apart, which maps a chunk's rows onto a few L1
 // sets.
@@ -126,7 +124,7 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
   const bool fold = !(next >= min_state_scale);  // then hT is rescaled to the true state below
   const T inv = fold ? T(1) : T(1 / next);
   simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L,
-                  [=](auto a, auto c) { return exp_decay((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
+                  [=](auto a, auto c) { return simd::exp_nonpositive((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
   const T* X = w.X.data() + h * C * P;
   for (index_t s = 0; s < L; ++s) simd::transform(X + s * P, w.Xw.data() + s * P, P, [ws = w.e(s) * w.dth(s) * inv](auto v) {
     return v * decltype(v)(ws);
@@ -142,7 +140,7 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
     index_t s = 0;
     for (; s <= t && s + W <= C; s += W) {
       const V e = (ht - simd::load(w.hi.data() + s)) + (lt - simd::load(w.lo.data() + s));
-      simd::store(m + s, simd::load(cb + s) * exp_decay(e) * simd::load(w.dth.data() + s));
+      simd::store(m + s, simd::load(cb + s) * simd::exp_nonpositive(e) * simd::load(w.dth.data() + s));
     }
     for (; s <= t; ++s) m[s] = cb[s] * std::exp((w.hi(t) - w.hi(s)) + (w.lo(t) - w.lo(s))) * w.dth(s);
     std::fill(m + t + 1, m + L, T(0));
@@ -156,7 +154,7 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
   simd::gemm<T>(tensor_view<const T, 2>(w.M.data(), {L, L}, {C, 1}), tensor_view<const T, 2>(X, {L, P}),
                 w.Z.view().subrange(0, 0, L), simd::gemm_mode::overwrite, /*lower_triangular_a=*/true);
   const T sc = T(scale);
-  simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L, [sc](auto a, auto b) { return exp_decay(a) * (b + 1) * sc; });
+  simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L, [sc](auto a, auto b) { return simd::exp_nonpositive(a) * (b + 1) * sc; });
   const bool stream = w.stream_out && simd::stream_aligned(y.ptr(b, t0, h)) &&
                       (L == 1 || simd::stream_aligned(y.ptr(b, t0 + 1, h)));
   for (index_t t = 0; t < L; ++t) {
@@ -164,9 +162,9 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
     T* out = y.ptr(b, t0 + t, h);
     index_t i = 0;
     if (stream)
-      for (; i + W <= P; i += W) simd::store_stream(out + i, xsimd::fma(V(et), simd::load(yc + i), simd::load(yq + i)));
+      for (; i + W <= P; i += W) simd::store_stream(out + i, simd::fma(V(et), simd::load(yc + i), simd::load(yq + i)));
     else
-      for (; i + W <= P; i += W) simd::store(out + i, xsimd::fma(V(et), simd::load(yc + i), simd::load(yq + i)));
+      for (; i + W <= P; i += W) simd::store(out + i, simd::fma(V(et), simd::load(yc + i), simd::load(yq + i)));
     for (; i < P; ++i) out[i] = et * yc[i] + yq[i];
   }
 

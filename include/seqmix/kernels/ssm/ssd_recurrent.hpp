@@ -30,7 +30,7 @@ inline T step_size(const inputs<T>& in, const options& opt, index_t b, index_t t
 // state and no reloads of B and C. The C ⊙ h sums go to `sums`.
 template <index_t K, class T>
 inline void rows_in_registers(T* S, index_t lds, index_t p0, index_t rows, const T* Bt, const T* Ct, const T* x, T dt,
-                              T a, ssm::detail::row_sums<T>& sums) {
+                              T a, simd::row_sums<T>& sums) {
   using V = simd::batch<T>;
   constexpr index_t W = simd::lanes<T>;
   V bv[K], cv[K];
@@ -41,9 +41,9 @@ inline void rows_in_registers(T* S, index_t lds, index_t p0, index_t rows, const
     const V coef(dt * x[p0 + r]);
     V acc[2] = {V(T(0)), V(T(0))};  // two chains: half the latency of one
     SEQMIX_UNROLL for (index_t k = 0; k < K; ++k) {
-      const V h = xsimd::fma(av, simd::load(row + k * W), coef * bv[k]);
+      const V h = simd::fma(av, simd::load(row + k * W), coef * bv[k]);
       simd::store(row + k * W, h);
-      acc[k % 2] = xsimd::fma(h, cv[k], acc[k % 2]);
+      acc[k % 2] = simd::fma(h, cv[k], acc[k % 2]);
     }
     sums.put(r, acc[0] + acc[1]);
   }
@@ -57,7 +57,7 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
   constexpr index_t W = simd::lanes<T>;
   const index_t NV = N / W * W;  // vectorised part of a row
   const T A = in.A(h), skip = present(in.D) ? in.D(h) : T(0);
-  ssm::detail::row_sums<T> sums;
+  simd::row_sums<T> sums;
   alignas(64) T tails[W], xs[W], res[W];
   const bool ragged = NV < N;  // a scalar tail of each row
   for (index_t t = t0; t < t1; ++t) {
@@ -81,16 +81,16 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
         V acc0(T(0)), acc1(T(0));
         index_t n = 0;
         for (; n + 2 * W <= NV; n += 2 * W) {
-          const V h0 = xsimd::fma(av, simd::load(row + n), cv * simd::load(Bt + n));
-          const V h1 = xsimd::fma(av, simd::load(row + n + W), cv * simd::load(Bt + n + W));
+          const V h0 = simd::fma(av, simd::load(row + n), cv * simd::load(Bt + n));
+          const V h1 = simd::fma(av, simd::load(row + n + W), cv * simd::load(Bt + n + W));
           simd::store(row + n, h0), simd::store(row + n + W, h1);
-          acc0 = xsimd::fma(h0, simd::load(Ct + n), acc0);
-          acc1 = xsimd::fma(h1, simd::load(Ct + n + W), acc1);
+          acc0 = simd::fma(h0, simd::load(Ct + n), acc0);
+          acc1 = simd::fma(h1, simd::load(Ct + n + W), acc1);
         }
         for (; n < NV; n += W) {
-          const V h0 = xsimd::fma(av, simd::load(row + n), cv * simd::load(Bt + n));
+          const V h0 = simd::fma(av, simd::load(row + n), cv * simd::load(Bt + n));
           simd::store(row + n, h0);
-          acc0 = xsimd::fma(h0, simd::load(Ct + n), acc0);
+          acc0 = simd::fma(h0, simd::load(Ct + n), acc0);
         }
         if (ragged) {
           T tail = 0;
@@ -106,10 +106,10 @@ void head_tokens(const inputs<T>& in, const options& opt, tensor_view<T, 4> y, i
       V total = sums.sums();
       if (ragged) total += simd::load(tails);
       if (rows == W) {
-        simd::store(out + p0, xsimd::fma(V(skip), simd::load(x + p0), total));
+        simd::store(out + p0, simd::fma(V(skip), simd::load(x + p0), total));
       } else {
         for (index_t r = 0; r < W; ++r) xs[r] = r < rows ? x[p0 + r] : T(0);
-        simd::store(res, xsimd::fma(V(skip), simd::load(xs), total));
+        simd::store(res, simd::fma(V(skip), simd::load(xs), total));
         std::copy_n(res, rows, out + p0);
       }
     }
