@@ -159,7 +159,7 @@ const bool registered = [] {
     for (index_t D : {64, 128}) op("recurrent", exec::recurrent{}, "decode", 1, 4096, D, 0, threads);
   op("recurrent", exec::recurrent{}, "decode", 1, 4096, 64, 512, 1);
   diff_op("recurrent", exec::recurrent{}, "decode", 1, 4096, 1);
-  layers_for(exec::recurrent{}, "recurrent", "decode", 1, 4096, 1);
+  for (int threads : {1, 2}) layers_for(exec::recurrent{}, "recurrent", "decode", 1, 4096, threads);
   return true;
 }();
 

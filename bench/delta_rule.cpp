@@ -108,8 +108,10 @@ const bool registered = [] {
     gdn_layer("automatic", exec::automatic{}, "prefill", 2048, threads);
     dn_layer("automatic", exec::automatic{}, "prefill", 2048, threads);
   }
-  gdn_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
-  dn_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
+  for (int threads : {1, 2}) {
+    gdn_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+    dn_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+  }
   return true;
 }();
 

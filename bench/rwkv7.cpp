@@ -95,7 +95,7 @@ const bool registered = [] {
     op("parallel", exec::parallel{}, "prefill", T, 1);
   }
   for (int threads : {1, 2}) op("recurrent", exec::recurrent{}, "decode", 1, threads);
-  layer("recurrent", exec::recurrent{}, "decode", 1, 1);
+  for (int threads : {1, 2}) layer("recurrent", exec::recurrent{}, "decode", 1, threads);
   return true;
 }();
 

@@ -162,8 +162,10 @@ const bool registered = [] {
     scan_op("recurrent", exec::recurrent{}, "decode", 1, threads);
     ssd_op("recurrent", exec::recurrent{}, "decode", 1, threads);
   }
-  mamba_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
-  mamba2_layer("recurrent", exec::recurrent{}, "decode", 1, 1);
+  for (int threads : {1, 2}) {
+    mamba_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+    mamba2_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+  }
   return true;
 }();
 
