@@ -367,12 +367,12 @@ TEMPLATE_TEST_CASE("simd vload, vstore, fma, select and any over scalars and bat
   std::vector<T> got(std::size_t(L) + 1, T(-5));  // got[L]: sentinel
   simd::vstore(got.data(), simd::fma(simd::vload<B>(a.data()), simd::vload<B>(b.data()), simd::vload<B>(c.data())));
   CHECK(got[std::size_t(L)] == T(-5));
-  // Batches: one rounding of the exact a·b + c (|err| <= eps/2 · |exact|); scalars: the product and
-  // the sum each rounded at most once (or fused, where the target contracts them).
+  // Fused (one rounding) where the target has FMA; SSE2 and scalars round the product and the sum
+  // once each: |err| <= eps/2 · (|a·b| + |exact|) in every case, checked with eps.
   constexpr double eps = std::numeric_limits<T>::epsilon();
   for (std::size_t i = 0; i < std::size_t(L); ++i) {
     const long double exact = (long double)a[i] * b[i] + c[i];
-    CHECK(std::abs((long double)got[i] - exact) <= 0.5L * eps * std::abs(exact));
+    CHECK(std::abs((long double)got[i] - exact) <= eps * (std::abs((long double)a[i] * b[i]) + std::abs(exact)));
     const T s = simd::fma(simd::vload<T>(a.data() + i), b[i], c[i]);
     CHECK(std::abs((long double)s - exact) <= eps * (std::abs((long double)a[i] * b[i]) + std::abs(exact)));
     T one = T(0);
@@ -410,7 +410,7 @@ TEMPLATE_TEST_CASE("simd::exp_nonpositive and exp2_nonpositive match std::exp an
   using R = ref_t<T>;
   constexpr R eps = std::numeric_limits<T>::epsilon(), tiny = std::numeric_limits<T>::min();
   std::vector<T> x = {T(0), T(-0.0), T(-1e-30), T(-1e-6), T(-0.5), T(-1), T(-87), T(-88), T(-103), T(-149), T(-200),
-                      T(-1000), -std::numeric_limits<T>::max()};  // finite arguments (x - round(x) of -inf is NaN)
+                      T(-1000), T(-1e30)};  // x·log2 e must stay finite (x - round(x) of -inf is NaN)
   for (int i = 0; i < 997; ++i) x.push_back(static_cast<T>(-120.0 * ((i * 379) % 997) / 996));
   const index_t n = index_t(x.size());
   std::vector<T> e(x.size()), e2(x.size());

@@ -62,9 +62,10 @@ inline V exp2_nonpositive(const V& x) {
   else return exp2_bounded(x);
 }
 
-/// e^x for finite x <= 0 or NaN (decay factors). Float batches: exp2_nonpositive(x · log2 e), a
-/// third of the instructions of the general exp (arguments below about -103, -87.4 with AVX2 /
-/// SSE2, give exactly 0); double batches: xsimd's exp; scalars: the library exp.
+/// e^x for x <= 0 with a finite x·log2 e, or NaN (decay factors). Float batches:
+/// exp2_nonpositive(x · log2 e), a third of the instructions of the general exp (arguments below
+/// about -103, -87.4 with AVX2 / SSE2, give exactly 0); double batches: xsimd's exp; scalars: the
+/// library exp.
 template <class V>
 inline V exp_nonpositive(const V& x) {
   if constexpr (!is_batch_v<V>) return std::exp(x);
