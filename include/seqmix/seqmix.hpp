@@ -1,6 +1,6 @@
 // seqmix: sequence-mixing layers for LLMs on CPUs. Umbrella header: the core vocabulary, every op
-// and every layer. (kernels/<family>/ref.hpp, the test oracles, and refcheck/ are included
-// separately.)
+// and every layer. (kernels/<family>/ref.hpp, the test oracles, are included separately;
+// the reference-case runner lives in tools/refcheck/, outside the library.)
 #pragma once
 
 #include "config.hpp"

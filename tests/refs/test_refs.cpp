@@ -1,6 +1,6 @@
 // Every reference case under tests/data/refs through every policy its layer supports, with the
 // tolerance rule of refs/README.md (|got - want| <= atol + rtol·|want| for every out.* and state_out.*).
-#include <seqmix/refcheck/registry.hpp>
+#include <refcheck/registry.hpp>
 
 #include <catch2/catch.hpp>
 #include <filesystem>

@@ -4,24 +4,11 @@
 
 #include <algorithm>
 #include <array>
-#include <cmath>
-#include <optional>
-#include <string>
-#include <tuple>
-#include <utility>
 #include <vector>
 
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/attention/attention.hpp"
-#include "../nn/linear.hpp"
 #include "../nn/rotary.hpp"
-#include "../policy/execution.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -104,6 +91,8 @@ class Attention : public mixer<Attention<T>, T> {
   /// y [B,T,hidden] for x [B,T,hidden]; the tokens continue the sequences in `state`.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), N = B * L, D = cfg_.dim(), H = cfg_.num_heads,
                   Hk = cfg_.kv_heads();
     check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});

@@ -3,24 +3,12 @@
 #pragma once
 
 #include <array>
-#include <cmath>
 #include <limits>
-#include <string>
-#include <tuple>
-#include <utility>
 #include <vector>
 
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/attention/differential.hpp"
-#include "../nn/linear.hpp"
 #include "../nn/rotary.hpp"
-#include "../policy/execution.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -114,6 +102,8 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
 
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), N = B * L, E = cfg_.hidden_size, d = cfg_.head_dim();
     const index_t H = cfg_.num_heads, Hkv = cfg_.kv_heads();
     check_shape(name, "x", x.extents(), {B, L, E});
@@ -144,7 +134,6 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
   kernels::attention::diff_params<T> lambda_params() const {
     return {w_.lambda_q1, w_.lambda_k1, w_.lambda_q2, w_.lambda_k2, w_.subln, cfg_.init(), cfg_.subln_eps};
   }
-
 
   config cfg_;
   weights w_;

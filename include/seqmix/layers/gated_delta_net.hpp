@@ -2,24 +2,10 @@
 // delta-rule op, with grouped value heads (num_v_heads a multiple of num_heads).
 #pragma once
 
-#include <cmath>
-#include <string>
-#include <tuple>
-#include <utility>
-
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/delta_rule/delta_rule.hpp"
 #include "../nn/conv1d.hpp"
 #include "../nn/delta_branch.hpp"
-#include "../nn/linear.hpp"
-#include "../policy/execution.hpp"
-#include "../simd/math.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -126,6 +112,8 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
   /// state after it, so consecutive calls continue one sequence.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads, HV = cfg_.v_heads(), N = B * L;
     const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim(), kd = cfg_.key_dim(), vd = cfg_.value_dim();
     const index_t P1 = cfg_.conv_size - 1;

@@ -1,21 +1,9 @@
 // GatedLinearAttention: the fla `GatedLinearAttention` module (spec/gla.md) around the GLA op.
 #pragma once
 
-#include <string>
-#include <tuple>
-#include <utility>
-
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/gla/gla.hpp"
-#include "../nn/linear.hpp"
 #include "../nn/rmsnorm.hpp"
-#include "../policy/execution.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -103,6 +91,8 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
   /// state after it, so consecutive calls continue one sequence.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads, N = B * L;
     const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim(), kd = cfg_.key_dim(), vd = cfg_.value_dim();
     check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});

@@ -1,24 +1,9 @@
 // Mamba: the mamba_ssm `Mamba` block (mamba_simple.py, spec/mamba.md) around the selective scan.
 #pragma once
 
-#include <cmath>
-#include <optional>
-#include <string>
-#include <tuple>
-#include <utility>
-
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/ssm/selective_scan.hpp"
 #include "../nn/conv1d.hpp"
-#include "../nn/linear.hpp"
-#include "../policy/execution.hpp"
-#include "../simd/math.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -113,6 +98,8 @@ class Mamba : public mixer<Mamba<T>, T> {
   /// state after it, so consecutive calls continue one sequence.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.hidden_size, di = cfg_.d_inner();
     const index_t N = cfg_.d_state, R = cfg_.rank(), xw = R + 2 * N;
     check_shape(name, "x", x.extents(), {B, L, dm});

@@ -1,26 +1,12 @@
 // Mamba2: the mamba_ssm `Mamba2` block (mamba2.py, spec/mamba2.md) around the SSD scan.
 #pragma once
 
-#include <cmath>
-#include <optional>
 #include <limits>
-#include <string>
-#include <tuple>
-#include <utility>
 
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/ssm/ssd.hpp"
 #include "../nn/conv1d.hpp"
-#include "../nn/linear.hpp"
 #include "../nn/rmsnorm.hpp"
-#include "../policy/execution.hpp"
-#include "../simd/math.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -125,6 +111,8 @@ class Mamba2 : public mixer<Mamba2<T>, T> {
   /// state after it, so consecutive calls continue one sequence.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.hidden_size, di = cfg_.d_inner();
     const index_t H = cfg_.nheads(), Pd = cfg_.headdim, N = cfg_.d_state, G = cfg_.ngroups;
     const index_t cd = cfg_.conv_dim(), dip = cfg_.d_in_proj();

@@ -1,19 +1,28 @@
-// mixer<Layer, T>: what every layer does the same way, written once (CRTP). A layer provides
+// mixer<Layer, T>: what every layer does the same way, written once (CRTP); including it gives a
+// layer header its whole vocabulary (concept, weight and field tables, policies, tensors). A layer provides
 // name, config (validate(), hidden_size), weights, each_weight(config, weights, f) (its weight
 // table, see weight_table.hpp), State, make_state(batch, options), a constructor from
 // (config, weights) that calls check_weights(), cfg() and forward(policy, x, y, state); mixer
 // adds the allocating forward, step, hidden_size, load, init, save and validate_finite.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include "../error.hpp"
 #include "../io/safetensors.hpp"
 #include "../io/weights.hpp"
+#include "../nn/linear.hpp"
 #include "../policy/execution.hpp"
+#include "../policy/threads.hpp"
+#include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
+#include "concept.hpp"
+#include "config_fields.hpp"
+#include "cross_layer.hpp"
 #include "sequence_rows.hpp"
 #include "weight_table.hpp"
 
@@ -32,12 +41,12 @@ class mixer {
     return y;
   }
 
-  /// One decoding step: x, y [B, hidden]. Runs the recurrent kernels with the policy's threads.
+  /// One decoding step: x, y [B, hidden]. Runs the recurrent kernels with the policy's threads and pool.
   template <exec::policy P, class State>
   void step(const P& policy, tensor_view<const T, 2> x, tensor_view<T, 2> y, State& state) const {
     check_shape(Layer::name, "x", x.extents(), {x.extent(0), hidden_size()});
     check_shape(Layer::name, "y", y.extents(), {x.extent(0), hidden_size()});
-    self().forward(exec::recurrent{policy.threads}, detail::as_sequence(x), detail::as_sequence(y), state);
+    self().forward(exec::rebind<exec::recurrent>(policy), detail::as_sequence(x), detail::as_sequence(y), state);
   }
 
   /// The model width (input and output features).

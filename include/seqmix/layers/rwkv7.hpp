@@ -4,22 +4,10 @@
 
 #include <algorithm>
 #include <array>
-#include <string>
-#include <tuple>
-#include <utility>
 
-#include "../io/weights.hpp"
+#include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/rwkv7/rwkv7.hpp"
 #include "../nn/group_norm.hpp"
-#include "../nn/linear.hpp"
-#include "../policy/execution.hpp"
-#include "../simd/math.hpp"
-#include "../tensor/tensor.hpp"
-#include "concept.hpp"
-#include "config_fields.hpp"
-#include "cross_layer.hpp"
-#include "mixer.hpp"
-#include "sequence_rows.hpp"
 
 namespace seqmix::layers {
 
@@ -142,6 +130,8 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
   /// the state has cross-layer values); later layers read layer 0's v [B,T,C] from there (required).
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    exec::check(policy, name);
+    const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
     const index_t B = x.extent(0), L = x.extent(1), C = cfg_.hidden_size, H = cfg_.n_head(), N = cfg_.head_size;
     const index_t M = B * L;
     check_shape(name, "x", x.extents(), {B, L, C});
@@ -261,7 +251,6 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
     simd::transform(low.data(), low.data(), low.size(), f);
     up(low, out, name, threads);
   }
-
 
   config cfg_;
   weights w_;

@@ -6,8 +6,8 @@
 #include <string>
 #include <type_traits>
 
-#include "../layers/config_fields.hpp"
-#include "../layers/cross_layer.hpp"
+#include <seqmix/layers/config_fields.hpp>
+#include <seqmix/layers/cross_layer.hpp>
 #include "case.hpp"
 
 namespace seqmix::refcheck {

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "../layers/mamba2.hpp"
+#include <seqmix/layers/mamba2.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 

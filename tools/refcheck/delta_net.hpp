@@ -1,7 +1,7 @@
 // Reference-case runner for delta_net (op and layer levels, spec/delta_net.md).
 #pragma once
 
-#include "../layers/delta_net.hpp"
+#include <seqmix/layers/delta_net.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 

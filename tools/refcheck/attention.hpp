@@ -4,8 +4,8 @@
 #include <cmath>
 #include <vector>
 
-#include "../kernels/attention/attention.hpp"
-#include "../layers/attention.hpp"
+#include <seqmix/kernels/attention/attention.hpp>
+#include <seqmix/layers/attention.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 

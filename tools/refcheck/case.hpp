@@ -9,9 +9,9 @@
 #include <sstream>
 #include <string>
 
-#include "../io/safetensors.hpp"
-#include "../policy/execution.hpp"
-#include "../tensor/tensor.hpp"
+#include <seqmix/io/safetensors.hpp>
+#include <seqmix/policy/execution.hpp>
+#include <seqmix/tensor/tensor.hpp>
 
 namespace seqmix::refcheck {
 

@@ -1,7 +1,7 @@
 // Reference-case runner for gated_delta_net (op and layer levels, spec/gated_delta_net.md).
 #pragma once
 
-#include "../layers/gated_delta_net.hpp"
+#include <seqmix/layers/gated_delta_net.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 #include "delta_net.hpp"

@@ -1,7 +1,7 @@
 // Reference-case runner for RWKV-7 (op and layer levels, spec/rwkv7.md).
 #pragma once
 
-#include "../layers/rwkv7.hpp"
+#include <seqmix/layers/rwkv7.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 

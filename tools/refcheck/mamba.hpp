@@ -1,7 +1,7 @@
 // Reference-case runner for mamba (op and layer levels, spec/mamba.md).
 #pragma once
 
-#include "../layers/mamba.hpp"
+#include <seqmix/layers/mamba.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 

@@ -1,7 +1,7 @@
 // Reference-case runner for GLA (op and layer levels, spec/gla.md).
 #pragma once
 
-#include "../layers/gla.hpp"
+#include <seqmix/layers/gla.hpp>
 #include "case.hpp"
 #include "layer.hpp"
 

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "../kernels/attention/differential.hpp"
-#include "../layers/diff_attn.hpp"
+#include <seqmix/kernels/attention/differential.hpp>
+#include <seqmix/layers/diff_attn.hpp>
 #include "attention.hpp"
 #include "case.hpp"
 #include "layer.hpp"
