@@ -73,6 +73,7 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
     conv_weights(f, "k_conv1d", w.k_conv1d, kd, W_, c.conv_bias);
     conv_weights(f, "v_conv1d", w.v_conv1d, vd, W_, c.conv_bias);
     f(weight_spec<2>{"g_proj.weight", {vd, h}, {}, c.use_gate}, w.g_proj.weight);
+    f(weight_spec<1>{"g_proj.bias", {vd}, {}, false}, w.g_proj.bias);  // fla has none: a given bias is an error
     f(weight_spec<1>{"o_norm.weight", {c.head_v_dim()}, init_rule::ones()}, w.o_norm);
     linear_weights(f, "o_proj", w.o_proj, h, vd);
   }
