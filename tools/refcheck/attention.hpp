@@ -48,10 +48,20 @@ void load_prefix(const ref_case& c, kernels::attention::kv_cache<T>& cache) {
 }
 
 inline index_t prefix_length(const ref_case& c) {
-  return c.has("state_in.k") ? index_t(c.file.info("state_in.k").shape.at(1)) : 0;
+  if (!c.has("state_in.k")) return 0;
+  const auto& shape = c.file.info("state_in.k").shape;
+  if (shape.size() != 4) throw error("refcheck " + c.path.string() + ": state_in.k has shape " + shape_string(shape) + ", expected rank 4");
+  return index_t(shape[1]);
 }
 
-inline index_t window_of(const ref_case& c) { return c.config.at("window").is_null() ? 0 : c.cfg<index_t>("window"); }
+inline index_t window_of(const ref_case& c) { return c.cfg_or<index_t>("window", 0); }
+
+/// ref_case::reserve for a KV cache of `batch` sequences and `capacity` tokens whose heads and
+/// dims are `s` (the cache rounds its slots up, which the budget's allowance covers).
+inline void reserve_cache(const ref_case& c, index_t batch, index_t capacity, index_t key_width, index_t value_width) {
+  c.reserve(std::array<index_t, 3>{batch, capacity, key_width}, "the KV cache's keys");
+  c.reserve(std::array<index_t, 3>{batch, capacity, value_width}, "the KV cache's values");
+}
 
 inline result run(const ref_case& c, policy_kind p) {
   result r = make_result(c, p);
@@ -59,6 +69,8 @@ inline result run(const ref_case& c, policy_kind p) {
   if (c.level == "op") {
     const auto q = c.get<float, 4>("in.q"), k = c.get<float, 4>("in.k"), v = c.get<float, 4>("in.v");
     const index_t B = q.extent(0), L = q.extent(1), Hk = k.extent(2), Dv = v.extent(3);
+    reserve_cache(c, B, prefix_length(c) + L, Hk * q.extent(3), v.extent(2) * Dv);
+    c.reserve(std::array<index_t, 4>{B, L, q.extent(2), Dv}, "out.o");
     A::kv_cache<float> cache({B, Hk, q.extent(3), v.extent(2), Dv}, prefix_length(c) + L, {window_of(c), 0});
     load_prefix(c, cache);
     tensor<float, 4> o({B, L, q.extent(2), Dv}, std::nanf(""));
@@ -73,7 +85,13 @@ inline result run(const ref_case& c, policy_kind p) {
     using layer = layers::Attention<float>;
     const auto attn = layer::load(c.file, config_from<layer::config>(c), "param.");
     const auto x = c.get<float, 3>("in.x");
-    auto state = attn.make_state(x.extent(0), {.capacity = prefix_length(c) + x.extent(1)});
+    const index_t capacity = prefix_length(c) + x.extent(1);
+    {
+      const auto one = attn.make_state(1, {.capacity = capacity});
+      const auto d = one.dims();
+      reserve_cache(c, x.extent(0), capacity, d.key_heads * d.key_dim, d.value_heads * d.value_dim);
+    }
+    auto state = attn.make_state(x.extent(0), {.capacity = capacity});
     load_prefix(c, state);
     const auto y = with_policy(p, [&](auto policy) { return attn.forward(policy, x, state); });
     compare<float, 3>(r, c, "out.o", y);

@@ -28,6 +28,7 @@ inline result run(const ref_case& c, policy_kind p) {
     const auto beta = c.get<float, 3>("in.beta");
     const index_t B = q.extent(0), L = q.extent(1), HV = v.extent(2), K = q.extent(3), V = v.extent(3);
     auto h = c.get_or_zero<float, 4>("state_in.h", {B, HV, K, V});
+    c.reserve(std::array<index_t, 4>{B, L, HV, V}, "out.o");
     tensor<float, 4> o({B, L, HV, V}, std::nanf(""));
     const kernels::delta_rule::options<float> opt{c.cfg<float>("scale")};
     with_policy(p, [&](auto policy) {

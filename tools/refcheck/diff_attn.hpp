@@ -17,6 +17,8 @@ inline result run(const ref_case& c, policy_kind p) {
   if (c.level == "op") {
     const auto q = c.get<float, 4>("in.q"), k = c.get<float, 4>("in.k"), v = c.get<float, 4>("in.v");
     const index_t B = q.extent(0), L = q.extent(1), d = q.extent(3), Dv = v.extent(3);
+    attention::reserve_cache(c, B, attention::prefix_length(c) + L, k.extent(2) * d, v.extent(2) * Dv);
+    c.reserve(std::array<index_t, 4>{B, L, q.extent(2) / 2, Dv}, "out.o");
     A::kv_cache<float> cache({B, k.extent(2), d, v.extent(2), Dv}, attention::prefix_length(c) + L);
     attention::load_prefix(c, cache);
     const auto q1 = c.get<float, 1>("param.lambda_q1"), k1 = c.get<float, 1>("param.lambda_k1");
@@ -39,7 +41,13 @@ inline result run(const ref_case& c, policy_kind p) {
     using layer = layers::MultiheadDiffAttn<float>;
     const auto attn = layer::load(c.file, config_from<layer::config>(c), "param.");
     const auto x = c.get<float, 3>("in.x");
-    auto state = attn.make_state(x.extent(0), {.capacity = attention::prefix_length(c) + x.extent(1)});
+    const index_t capacity = attention::prefix_length(c) + x.extent(1);
+    {
+      const auto one = attn.make_state(1, {.capacity = capacity});
+      const auto d = one.dims();
+      attention::reserve_cache(c, x.extent(0), capacity, d.key_heads * d.key_dim, d.value_heads * d.value_dim);
+    }
+    auto state = attn.make_state(x.extent(0), {.capacity = capacity});
     attention::load_prefix(c, state);
     const auto y = with_policy(p, [&](auto policy) { return attn.forward(policy, x, state); });
     compare<float, 3>(r, c, "out.o", y);

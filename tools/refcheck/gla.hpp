@@ -14,6 +14,7 @@ inline result run(const ref_case& c, policy_kind p) {
     const auto g = c.get<float, 4>("in.gk");
     const index_t B = q.extent(0), L = q.extent(1), H = q.extent(2), K = q.extent(3), V = v.extent(3);
     auto h = c.get_or_zero<float, 4>("state_in.h", {B, H, K, V});
+    c.reserve(std::array<index_t, 4>{B, L, H, V}, "out.o");
     tensor<float, 4> o({B, L, H, V}, std::nanf(""));
     const kernels::gla::options<float> opt{c.cfg<float>("scale")};
     with_policy(p, [&](auto policy) { kernels::gla::forward(policy, q, k, v, g, o, h, opt); });

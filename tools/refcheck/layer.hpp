@@ -21,11 +21,7 @@ Config config_from(const ref_case& c) {
     const auto it = c.config.find(f.key);
     if (it == c.config.end() || it->is_null()) return;
     using M = std::remove_reference_t<decltype(cfg.*(f.member))>;
-    try {
-      cfg.*(f.member) = it->template get<M>();
-    } catch (const nlohmann::json::exception& e) {
-      throw error("refcheck " + c.path.string() + ": config '" + f.key + "': " + e.what());
-    }
+    cfg.*(f.member) = c.template config_value<M>(*it, f.key);
   });
   return cfg;
 }
@@ -41,6 +37,14 @@ result run_layer(const ref_case& c, policy_kind p, const typename Layer::config&
   const auto layer = Layer::load(c.file, cfg, prefix);
   const auto x = c.get<float, 3>("in.x");
   layers::cross_layer<float> cross;
+  {  // the state of B sequences must fit the case (ref_case::reserve): measured on one sequence
+    auto one = layer.make_state(1, {.capacity = 0, .cross = &cross});
+    index_t per = 0;
+    state_io(one, [&](const std::string&, const auto& t) { per += t.size(); });
+    index_t all = 0;
+    if (__builtin_mul_overflow(per, x.extent(0), &all)) all = -1;
+    c.reserve(all, "the state of " + std::to_string(x.extent(0)) + " sequences");
+  }
   auto state = layer.make_state(x.extent(0), {.capacity = 0, .cross = &cross});
   state_io(state, [&](const std::string& name, auto& t) {
     t = c.get_or_zero<float, std::remove_reference_t<decltype(t)>::rank()>("state_in." + name, t.extents());

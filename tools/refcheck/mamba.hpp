@@ -24,12 +24,13 @@ inline result run(const ref_case& c, policy_kind p) {
     const auto Dv = c.has("in.D") ? c.get<float, 1>("in.D") : tensor<float, 1>();
     const auto bias = c.has("in.delta_bias") ? c.get<float, 1>("in.delta_bias") : tensor<float, 1>();
     auto h = c.get_or_zero<float, 3>("state_in.h", {B, D, N});
+    c.reserve(std::array<index_t, 3>{B, L, D}, "out.y");
     tensor<float, 3> y({B, L, D}, std::nanf(""));
     const ss::inputs<float> in{u, delta, A, Bm, Cm,
                                c.has("in.D") ? tensor_view<const float, 1>(Dv) : tensor_view<const float, 1>(),
                                c.has("in.z") ? tensor_view<const float, 3>(z) : tensor_view<const float, 3>(),
                                c.has("in.delta_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
-    const ss::options opt{c.config.value("delta_softplus", true)};
+    const ss::options opt{c.cfg_or("delta_softplus", true)};
     with_policy(p, [&](auto policy) { ss::forward(policy, in, y, h, opt); });
     compare<float, 3>(r, c, "out.y", y);
     compare<float, 3>(r, c, "state_out.h", h);

@@ -12,10 +12,12 @@ namespace seqmix::refcheck::mamba2 {
 // Upstream dt_limit [lo, hi] (hi null or absent: no upper limit).
 inline std::pair<double, double> dt_limit(const ref_case& c) {
   double lo = 0, hi = std::numeric_limits<double>::infinity();
-  if (c.config.contains("dt_limit")) {
-    const auto& l = c.config["dt_limit"];
-    if (!l[0].is_null()) lo = l[0].get<double>();
-    if (!l[1].is_null()) hi = l[1].get<double>();
+  const auto it = c.config.find("dt_limit");
+  if (it != c.config.end() && !it->is_null()) {
+    if (!it->is_array() || it->size() != 2)
+      throw error("refcheck " + c.path.string() + ": config 'dt_limit' = " + it->dump() + ": expected [lo, hi]");
+    if (!(*it)[0].is_null()) lo = c.config_value<double>((*it)[0], "dt_limit");
+    if (!(*it)[1].is_null()) hi = c.config_value<double>((*it)[1], "dt_limit");
   }
   return {lo, hi};
 }
@@ -32,11 +34,12 @@ inline result run(const ref_case& c, policy_kind p) {
     const auto Dv = c.has("in.D") ? c.get<float, 1>("in.D") : tensor<float, 1>();
     const auto bias = c.has("in.dt_bias") ? c.get<float, 1>("in.dt_bias") : tensor<float, 1>();
     auto h = c.get_or_zero<float, 4>("state_in.h", {B, H, P, N});
+    c.reserve(std::array<index_t, 4>{B, L, H, P}, "out.y");
     tensor<float, 4> y({B, L, H, P}, std::nanf(""));
     const ssd::inputs<float> in{x, dt, A, Bm, Cm,
                                 c.has("in.D") ? tensor_view<const float, 1>(Dv) : tensor_view<const float, 1>(),
                                 c.has("in.dt_bias") ? tensor_view<const float, 1>(bias) : tensor_view<const float, 1>()};
-    const ssd::options opt{c.config.value("dt_softplus", true), dt_lo, dt_hi};
+    const ssd::options opt{c.cfg_or("dt_softplus", true), dt_lo, dt_hi};
     with_policy(p, [&](auto policy) { ssd::forward(policy, in, y, h, opt); });
     compare<float, 4>(r, c, "out.y", y);
     compare<float, 4>(r, c, "state_out.h", h);
@@ -48,7 +51,7 @@ inline result run(const ref_case& c, policy_kind p) {
     cfg.dt_min = dt_lo, cfg.dt_max = dt_hi;
     require(c.cfg<index_t>("d_inner") == cfg.d_inner() && c.cfg<index_t>("nheads") == cfg.nheads(), "refcheck",
             "mamba2: d_inner / nheads in the config do not follow from d_model, expand and headdim");
-    require(!c.config.value("D_has_hdim", false), "refcheck", "mamba2: D_has_hdim is not supported");
+    require(!c.cfg_or("D_has_hdim", false), "refcheck", "mamba2: D_has_hdim is not supported");
     return run_layer<layer>(c, p, cfg, "param.", "out.y", [](auto& s, auto&& io) { io("conv", s.conv), io("ssm", s.ssm); });
   }
   return skipped(c, p, "mamba2: unknown level '" + c.level + "'");

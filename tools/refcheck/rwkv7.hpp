@@ -15,6 +15,7 @@ inline result run(const ref_case& c, policy_kind p) {
     const auto v = c.get<float, 4>("in.v"), a = c.get<float, 4>("in.a"), b = c.get<float, 4>("in.b");
     const index_t B = rr.extent(0), L = rr.extent(1), H = rr.extent(2), K = rr.extent(3), V = v.extent(3);
     auto h = c.get_or_zero<float, 4>("state_in.h", {B, H, K, V});
+    c.reserve(std::array<index_t, 4>{B, L, H, V}, "out.o");
     tensor<float, 4> o({B, L, H, V}, std::nanf(""));
     with_policy(p, [&](auto policy) {
       kernels::rwkv7::forward(policy, kernels::rwkv7::inputs<float>{.r = rr, .w = w, .k = k, .v = v, .a = a, .b = b}, o, h);
