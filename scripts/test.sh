@@ -2,7 +2,8 @@
 # The whole test suite: installs missing packages, configures, builds (tests, refcheck tool,
 # benchmarks and examples, so they are known to compile) and runs CTest. The kernel and reference
 # tests are also built and run for two lower SIMD targets (AVX2 and the x86-64 baseline, SSE2).
-# Then: the SIMD boundary check (scripts/check_simd_boundary.sh, when present), the sanitizer job
+# Then: the SIMD boundary check (scripts/check_simd_boundary.sh, when present), the clang header
+# check (scripts/check_headers.sh: every header and the layer, reference and demo units), the sanitizer job
 # (scripts/sanitize.sh) and a bounded fuzz run with the corpus replay (scripts/fuzz.sh), each timed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,5 +24,6 @@ step() {
 if [ -f scripts/check_simd_boundary.sh ]; then
   step bash scripts/check_simd_boundary.sh
 fi
+step bash scripts/check_headers.sh
 SEQMIX_SANITIZE_DIR=${SEQMIX_SANITIZE_DIR:-$build-sanitize} step bash scripts/sanitize.sh
 SEQMIX_FUZZ_DIR=${SEQMIX_FUZZ_DIR:-$build-fuzz} step bash scripts/fuzz.sh

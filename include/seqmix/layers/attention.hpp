@@ -10,7 +10,7 @@
 #include "../kernels/attention/attention.hpp"
 #include "../nn/rotary.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Causal softmax attention layer (fla `Attention`): q = x Wqᵀ, k = x Wkᵀ, v = x Wvᵀ, RoPE on q and
 /// k at absolute positions, attention with scale head_dim^-1/2 over the KV cache (its State), then

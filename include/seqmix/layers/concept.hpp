@@ -11,7 +11,7 @@
 #include "../tensor/tensor.hpp"
 #include "cross_layer.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// A layer L over element type L::value_type:
 /// - `L::config` (validate(), hidden_size), `L::weights`, `L::State`, `L::name`;

@@ -4,7 +4,9 @@
 
 #include <tuple>
 
-namespace seqmix::layers {
+#include "../config.hpp"
+
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// `key` is the upstream spelling (e.g. Mamba's "d_model" for hidden_size).
 template <class Config, class Member>
@@ -12,6 +14,9 @@ struct config_field {
   const char* key;
   Member Config::*member;
 };
+// Aggregate deduction is C++20, but clang < 17 does not implement it: spell the guide.
+template <class Config, class Member>
+config_field(const char*, Member Config::*) -> config_field<Config, Member>;
 
 /// Calls fn(field) for every field of Config::fields().
 template <class Config, class Fn>

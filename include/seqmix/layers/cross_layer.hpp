@@ -4,7 +4,7 @@
 
 #include "../tensor/tensor.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Values one layer of a model produces for later layers of the same forward pass. A model keeps
 /// one per batch of sequences and hands its address to every layer's make_state() through

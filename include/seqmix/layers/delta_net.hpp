@@ -7,7 +7,7 @@
 #include "../nn/delta_branch.hpp"
 #include "../nn/rmsnorm.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// DeltaNet layer: q/k/v projections with short causal convolutions and SiLU, L2-normalised q and
 /// k, beta = sigmoid(b_proj x), the delta rule, a per-head RMSNorm (gated by silu(g_proj x) when

@@ -10,7 +10,7 @@
 #include "../kernels/attention/differential.hpp"
 #include "../nn/rotary.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Differential attention layer: q/k/v projections into 2H component heads of head_dim d
 /// (values: Hkv heads of 2d), interleaved RoPE, two softmax maps per head subtracted with the

@@ -7,7 +7,7 @@
 #include "../nn/conv1d.hpp"
 #include "../nn/delta_branch.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Gated DeltaNet layer: q/k/v projections with short causal convolutions and SiLU, L2-normalised
 /// q and k, beta = sigmoid(b_proj x), log decay g = -exp(A_log) · softplus(a_proj x + dt_bias),

@@ -5,7 +5,7 @@
 #include "../kernels/gla/gla.hpp"
 #include "../nn/rmsnorm.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Gated Linear Attention layer: q/k/v/g projections, low-rank log-sigmoid key gates, the GLA op,
 /// a per-head RMSNorm fused with a swish output gate, and the output projection. No short conv,

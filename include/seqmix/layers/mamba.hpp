@@ -5,7 +5,7 @@
 #include "../kernels/ssm/selective_scan.hpp"
 #include "../nn/conv1d.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Mamba-1 layer: in_proj to (x, z), causal depthwise conv + silu on x, x_proj to (dt, B, C),
 /// the low-rank dt_proj, the selective scan with D skip and z gate, and out_proj.

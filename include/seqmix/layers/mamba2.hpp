@@ -8,7 +8,7 @@
 #include "../nn/conv1d.hpp"
 #include "../nn/rmsnorm.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Mamba-2 layer: one in_proj split into (z, xBC, dt), a causal depthwise conv + silu over xBC,
 /// the SSD scan with dt bias / softplus and D skip, the gated group RMSNorm and out_proj.

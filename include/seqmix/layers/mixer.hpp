@@ -26,7 +26,7 @@
 #include "sequence_rows.hpp"
 #include "weight_table.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 template <class Layer, class T>
 class mixer {

@@ -9,7 +9,7 @@
 #include "../kernels/rwkv7/rwkv7.hpp"
 #include "../nn/group_norm.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// RWKV-7 time mixing for one block (its input already ln1-normalised): token shift with lerp mixes,
 /// receptance/key/value projections, low-rank decay (w), in-context learning rate (a), value

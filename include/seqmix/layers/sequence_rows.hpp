@@ -7,7 +7,7 @@
 #include "../nn/linear.hpp"
 #include "../tensor/tensor.hpp"
 
-namespace seqmix::layers::detail {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers::detail {
 
 /// x [B, L, C] as a contiguous [B·L, C] matrix (copied only when x is strided).
 template <class T>

@@ -26,7 +26,7 @@
 #include "../nn/linear.hpp"
 #include "../tensor/tensor.hpp"
 
-namespace seqmix::layers {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// How `init()` fills a weight. The default (fan_in) is torch's nn.Linear / nn.Conv1d init:
 /// uniform in ±1/√fan_in, with fan_in the product of the stored shape after its first axis

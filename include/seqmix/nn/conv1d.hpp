@@ -15,7 +15,7 @@
 #include "../simd/math.hpp"
 #include "../tensor/tensor.hpp"
 
-namespace seqmix::nn {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 /// y_t[c] = act(bias[c] + Σ_j w[c,j] · x_{t-(W-1)+j}[c]) over time-major activations [B, L, C],
 /// where the W-1 inputs before x come from the state (oldest first; zeros for a fresh sequence).

@@ -9,7 +9,7 @@
 #include "linear.hpp"
 #include "rmsnorm.hpp"
 
-namespace seqmix::nn {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 // The q, k, v branch shared by DeltaNet and Gated DeltaNet: projection, short causal conv with
 // SiLU (conv state carried), and the L2 norm of q and k per head (eps inside the square root).

@@ -7,7 +7,7 @@
 #include "../simd/math.hpp"
 #include "../simd/vec.hpp"
 
-namespace seqmix::nn {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 /// One group of n elements; w and b are the group's slices of the per-channel affine parameters.
 /// y may alias x.

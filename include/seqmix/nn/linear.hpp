@@ -10,7 +10,7 @@
 #include "../tensor/eigen.hpp"
 #include "../tensor/tensor.hpp"
 
-namespace seqmix::nn {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 /// A dense projection with weight [out, in] and an optional bias [out].
 template <class T>

@@ -8,7 +8,7 @@
 #include "../simd/math.hpp"
 #include "../simd/vec.hpp"
 
-namespace seqmix::nn {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 /// y[i] = x[i] / sqrt(mean(x²) + eps) * w[i] over one row of n elements (y may alias x).
 template <class T>

@@ -16,7 +16,7 @@
 #include "../simd/math.hpp"
 #include "../tensor/view.hpp"
 
-namespace seqmix::nn {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 enum class rope_layout { half_split, interleaved };
 

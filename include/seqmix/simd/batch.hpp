@@ -11,7 +11,7 @@
 
 #include <xsimd/xsimd.hpp>
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 /// The SIMD target chosen by the compiler flags (-march=native -> avx512bw here; SEQMIX_ARCH=avx2
 /// -> avx2 + fma; generic -> sse2, the x86-64 baseline).

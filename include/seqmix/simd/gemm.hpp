@@ -10,7 +10,7 @@
 #include "../tensor/view.hpp"
 #include "batch.hpp"
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 enum class gemm_mode {
   overwrite,   ///< C = A · B

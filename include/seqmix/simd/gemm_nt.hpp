@@ -15,7 +15,7 @@
 #include "../tensor/view.hpp"
 #include "batch.hpp"
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 namespace detail {
 

@@ -9,7 +9,7 @@
 
 #include "batch.hpp"
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 using std::abs, std::exp, std::log1p, std::max, std::min, std::sqrt;
 using xsimd::abs, xsimd::exp, xsimd::log1p, xsimd::max, xsimd::min, xsimd::sqrt;

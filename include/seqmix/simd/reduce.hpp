@@ -11,7 +11,7 @@
 
 #include "batch.hpp"
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 namespace detail {
 

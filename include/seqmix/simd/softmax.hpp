@@ -10,7 +10,7 @@
 #include "batch.hpp"
 #include "math.hpp"
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 /// Online-softmax state of one row: the running maximum m (log2 domain) and the running sum,
 /// kept as one vector of partial sums so that no horizontal add is needed until the end.

@@ -9,7 +9,7 @@
 
 #include "batch.hpp"  // through config.hpp: the intrinsics
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 namespace detail {
 #if defined(__AVX512F__)

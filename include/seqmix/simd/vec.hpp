@@ -3,7 +3,7 @@
 
 #include "batch.hpp"
 
-namespace seqmix::simd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 /// Hints the cache to fetch x[0 .. n) (one prefetch per 64-byte line) for reading soon.
 template <class T>

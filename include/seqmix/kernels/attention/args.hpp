@@ -7,7 +7,7 @@
 #include "../../error.hpp"
 #include "../../tensor/view.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// Which cached keys a query sees. Always causal: the query at absolute position p sees key j only
 /// if j <= p. With a window W > 0 it sees the W keys (p - W, p] (flash-attn window_size = (W-1, 0),

@@ -9,7 +9,7 @@
 #include "parallel.hpp"
 #include "recurrent.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// Causal softmax attention with grouped KV heads, an optional sliding window / sink (the cache's
 /// mask) and a KV-cache prefix (spec/attention.md). Appends k [B,T,Hk,Dk] and v [B,T,Hv,Dv] to

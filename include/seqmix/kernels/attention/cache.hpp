@@ -15,7 +15,7 @@
 #include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// Keys per cache block (and per score tile of the kernels).
 inline constexpr index_t block_keys = 64;

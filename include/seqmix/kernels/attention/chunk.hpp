@@ -5,7 +5,7 @@
 #include "../../policy/execution.hpp"
 #include "flash.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// Appends k, v to the cache and attends q to everything the cache then holds, C query tokens at a
 /// time. q [B,T,Hq,Dk], k [B,T,Hk,Dk], v [B,T,Hv,Dv], o [B,T,Hq,Dv]; the mask is the cache's.

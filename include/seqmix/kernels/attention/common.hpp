@@ -9,7 +9,7 @@
 #include "../../policy/threads.hpp"
 #include "cache.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 namespace detail {
 

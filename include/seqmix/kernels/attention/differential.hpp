@@ -12,7 +12,7 @@
 #include "../../simd/vec.hpp"
 #include "attention.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// The learned parameters of differential attention.
 template <class T>

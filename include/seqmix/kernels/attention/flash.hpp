@@ -24,7 +24,7 @@
 #include "cache.hpp"
 #include "common.hpp"
 
-namespace seqmix::kernels::attention::detail {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention::detail {
 
 // Register budget: 32 vector registers with AVX-512, 16 with AVX2 / SSE2. Scores keep
 // MR x NV accumulators + NV key vectors + 1 broadcast; P·V keeps MR x NO + NO + 1.

@@ -13,7 +13,7 @@
 #include "../../simd/vec.hpp"
 #include "common.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 namespace detail {
 

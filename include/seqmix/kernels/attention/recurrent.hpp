@@ -5,7 +5,7 @@
 #include "../../policy/execution.hpp"
 #include "flash.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// Token by token: append k_t, v_t, attend q_t. Shapes as in chunk().
 template <class T>

@@ -9,7 +9,7 @@
 
 #include "args.hpp"
 
-namespace seqmix::kernels::attention {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
 /// o[t,h] = Σ_j softmax_j(scale · q[t,h]·k[j,kh]) · v[j,vh] over the keys j that query t sees.
 /// q [B,T,Hq,Dk]; k [B,S,Hk,Dk] and v [B,S,Hv,Dv] hold every key (earlier cache first, then the

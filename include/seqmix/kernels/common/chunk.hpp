@@ -13,7 +13,7 @@
 #include "../../simd/math.hpp"
 #include "../../simd/vec.hpp"
 
-namespace seqmix::kernels::common {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::common {
 
 /// G[t] = Σ_{s ≤ t} g[s · gs] for t < L (the cumulative log decay of a chunk), accumulated in
 /// double: differences G_t - G_j of nearby tokens must stay exact after a huge step (one decay of

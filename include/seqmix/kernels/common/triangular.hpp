@@ -6,7 +6,7 @@
 #include "../../config.hpp"
 #include "../../simd/vec.hpp"
 
-namespace seqmix::kernels::common {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::common {
 
 /// X <- (I + L)^-1 · X in place. L is n x n, strictly lower triangular (row stride ldl; its diagonal
 /// and upper part are ignored); X is n x m with row stride ldx. Row i of the result is

@@ -8,7 +8,7 @@
 #include "../../simd/vec.hpp"
 #include "../../tensor/view.hpp"
 
-namespace seqmix::kernels::delta_rule {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
 /// Options of the delta-rule ops.
 template <class T>

@@ -21,7 +21,7 @@
 #include "../common/triangular.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::delta_rule {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
 namespace detail {
 

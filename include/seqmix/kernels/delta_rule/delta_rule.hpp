@@ -9,7 +9,7 @@
 #include "chunk.hpp"
 #include "recurrent.hpp"
 
-namespace seqmix::kernels::delta_rule {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
 namespace detail {
 

@@ -26,7 +26,7 @@
 #include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::delta_rule {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
 namespace detail {
 

@@ -7,7 +7,7 @@
 
 #include "args.hpp"
 
-namespace seqmix::kernels::delta_rule {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
 namespace detail {
 

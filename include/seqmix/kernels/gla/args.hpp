@@ -7,7 +7,7 @@
 #include "../../error.hpp"
 #include "../../tensor/view.hpp"
 
-namespace seqmix::kernels::gla {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
 /// Options of the GLA op.
 template <class T>

@@ -8,7 +8,7 @@
 #include "chunk.hpp"
 #include "recurrent.hpp"
 
-namespace seqmix::kernels::gla {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
 namespace detail {
 // The element type: T when given explicitly (forward<P, float>), else that of the tensor q.

@@ -23,7 +23,7 @@
 #include "../../simd/vec.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::gla {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
 namespace detail {
 

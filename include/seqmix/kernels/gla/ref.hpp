@@ -6,7 +6,7 @@
 
 #include "args.hpp"
 
-namespace seqmix::kernels::gla {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
 /// S_t = diag(exp(g_t)) S_{t-1} + k_t v_tᵀ ;  o_t = scale · q_tᵀ S_t.
 /// q, k, g: [B,T,H,K]; v, o: [B,T,H,V]; state: [B,H,K,V], read as S_{-1} and overwritten with S_{T-1}.

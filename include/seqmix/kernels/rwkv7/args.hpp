@@ -4,7 +4,7 @@
 #include "../../error.hpp"
 #include "../../tensor/view.hpp"
 
-namespace seqmix::kernels::rwkv7 {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::rwkv7 {
 
 namespace detail {
 

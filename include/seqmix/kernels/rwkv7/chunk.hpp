@@ -18,7 +18,7 @@
 #include "../common/triangular.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::rwkv7 {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::rwkv7 {
 
 namespace detail {
 

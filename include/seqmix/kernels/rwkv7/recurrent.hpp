@@ -38,7 +38,7 @@
 #include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::rwkv7 {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::rwkv7 {
 
 namespace detail {
 

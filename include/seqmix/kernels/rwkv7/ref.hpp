@@ -6,7 +6,7 @@
 
 #include "args.hpp"
 
-namespace seqmix::kernels::rwkv7 {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::rwkv7 {
 
 /// sa_t = S_{t-1}ᵀ a_t;  S_t = diag(exp(w_t)) S_{t-1} + b_t sa_tᵀ + k_t v_tᵀ;  o_t = S_tᵀ r_t.
 /// r, w, k, a, b: [B,T,H,K] (w is the log decay, ≤ 0); v, o: [B,T,H,V]; state: [B,H,K,V], read as

@@ -9,7 +9,7 @@
 #include "chunk.hpp"
 #include "recurrent.hpp"
 
-namespace seqmix::kernels::rwkv7 {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::rwkv7 {
 
 /// RWKV-7 generalized delta rule (spec/rwkv7.md): per head
 ///   S_t = diag(exp(w_t)) S_{t-1} + b_t (S_{t-1}ᵀ a_t)ᵀ + k_t v_tᵀ,  o_t = S_tᵀ r_t.

@@ -8,7 +8,7 @@
 #include "../../error.hpp"
 #include "../../tensor/view.hpp"
 
-namespace seqmix::kernels::ssm {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm {
 
 namespace detail {
 // An optional tensor is given as an empty (default-constructed) view.

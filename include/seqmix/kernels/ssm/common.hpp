@@ -10,7 +10,7 @@
 #include "../../simd/reduce.hpp"
 #include "args.hpp"
 
-namespace seqmix::kernels::ssm::detail {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::detail {
 
 // Loads and stores written once for scalars and batches (decay factors: simd::exp2_nonpositive
 // and simd::exp_nonpositive; lane sums of many rows: simd::row_sums).

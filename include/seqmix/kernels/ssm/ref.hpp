@@ -8,7 +8,7 @@
 
 #include "args.hpp"
 
-namespace seqmix::kernels::ssm {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm {
 
 namespace detail {
 inline double softplus_ref(double x) { return std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))); }

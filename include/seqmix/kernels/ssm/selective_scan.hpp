@@ -8,7 +8,7 @@
 #include "selective_scan_chunk.hpp"
 #include "selective_scan_recurrent.hpp"
 
-namespace seqmix::kernels::ssm::selective_scan {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::selective_scan {
 
 /// Mamba-1 selective scan (spec/mamba.md; see inputs<T>). y [B,T,D]; state [B,D,N] holds h before
 /// the sequence and h after it on return. T follows from `in`; exec::automatic resolves by

@@ -16,7 +16,7 @@
 
 #include "selective_scan_recurrent.hpp"
 
-namespace seqmix::kernels::ssm::selective_scan {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::selective_scan {
 
 namespace detail {
 

@@ -18,7 +18,7 @@
 #include "../../tensor/tensor.hpp"
 #include "common.hpp"
 
-namespace seqmix::kernels::ssm::selective_scan {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::selective_scan {
 
 namespace detail {
 

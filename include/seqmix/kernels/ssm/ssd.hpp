@@ -8,7 +8,7 @@
 #include "ssd_chunk.hpp"
 #include "ssd_recurrent.hpp"
 
-namespace seqmix::kernels::ssm::ssd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::ssd {
 
 /// Mamba-2 SSD scan (spec/mamba2.md; see inputs<T>). y [B,T,H,P]; state [B,H,P,N] holds h before
 /// the sequence and h after it on return. T follows from `in`; exec::automatic resolves by

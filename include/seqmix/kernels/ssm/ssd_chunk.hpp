@@ -25,7 +25,7 @@
 #include "common.hpp"
 #include "ssd_recurrent.hpp"
 
-namespace seqmix::kernels::ssm::ssd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::ssd {
 
 namespace detail {
 

@@ -11,7 +11,7 @@
 #include "../../policy/threads.hpp"
 #include "common.hpp"
 
-namespace seqmix::kernels::ssm::ssd {
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm::ssd {
 
 namespace detail {
 
