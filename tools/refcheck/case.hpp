@@ -45,14 +45,14 @@ struct ref_case {
   double atol = 0, rtol = 0;
 
   /// Reads case file `p` (see parse for the checks).
-  static ref_case load(const std::filesystem::path& p) { return from(p, io::safetensors::load(p)); }
+  static ref_case load(const std::filesystem::path& p) { return from(p, io::safetensors::load(p, {.check_finite = true})); }
 
   /// The case in `bytes`, named `name` in messages: the same checks as load(), from memory (the
   /// fuzz target feeds cases this way). Beyond the safetensors rules, a case is rejected with
-  /// seqmix::error when a tensor has a zero extent (its other extents would bound nothing), when
+  /// seqmix::error when a tensor holds NaN or infinity (on reading), has a zero extent (its other extents would bound nothing), when
   /// seqmix.config is not a JSON object or seqmix.tolerance lacks finite atol / rtol.
   static ref_case parse(std::vector<std::byte> bytes, const std::filesystem::path& name) {
-    return from(name, io::safetensors::parse(std::move(bytes), name.string()));
+    return from(name, io::safetensors::parse(std::move(bytes), name.string(), {.check_finite = true}));
   }
 
   /// Elements every tensor of the file holds together, plus a small allowance: the most a run may
