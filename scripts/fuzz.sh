@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Fuzzes the safetensors reader (fuzz/safetensors_fuzz.cpp): a bounded libFuzzer run (clang with
-# -fsanitize=fuzzer,address,undefined; SEQMIX_FUZZ_SECONDS, default 60) from the seed corpus in
-# fuzz/corpus/, then a replay of the seeds and of what the run found through a plain driver built
-# with g++ and ASan/UBSan. Without clang only the replay runs. Exits non-zero on any finding; the
-# crashing input is left in the build directory (crash-*) for fuzz/corpus/ once fixed.
+# Fuzzes the safetensors reader (fuzz/safetensors_fuzz.cpp) and the reference-case runner
+# (fuzz/refcheck_fuzz.cpp, tools/refcheck/): a bounded libFuzzer run of each (clang with
+# -fsanitize=fuzzer,address,undefined; SEQMIX_FUZZ_SECONDS in all, default 60, split between the
+# two) from its seed corpus in fuzz/corpus/<target>/, then a replay of the seeds and of what the
+# run found through a plain driver built with g++ and ASan/UBSan. Without clang only the replays
+# run. Exits non-zero on any finding; the crashing input is left in the build directory
+# (<target>-crash-*) for fuzz/corpus/<target>/ once fixed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SEQMIX_FUZZ_SECONDS:-60}
 out=${SEQMIX_FUZZ_DIR:-build-fuzz}
-mkdir -p "$out/corpus"
-flags=(-std=c++20 -g -O1 -Iinclude -Wall -Wextra -Wpedantic -Werror)
+mkdir -p "$out/corpus/safetensors" "$out/corpus/refcheck"
+# The refcheck target needs the runner's headers (tools/) and Eigen, as a system header.
+flags=(-std=c++20 -g -O1 -Iinclude -Itools -isystem /usr/include/eigen3 -Wall -Wextra -Wpedantic -Werror)
+# The refcheck seconds: runs of a case are slower than reads, so it gets the larger share.
+refcheck_seconds=$((seconds * 3 / 5))
+safetensors_seconds=$((seconds - refcheck_seconds))
 # Sizes that are merely absurd must give seqmix::error, so the allocator may fail instead of
 # aborting on them.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-allocator_may_return_null=1:detect_leaks=1}
@@ -28,16 +34,25 @@ done
 rm -f "$out/probe"
 if [ -n "$clang" ]; then
   echo "fuzz: building with $clang"
-  "$clang" "${flags[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-    fuzz/safetensors_fuzz.cpp -o "$out/safetensors_fuzz"
-  echo "fuzz: ${seconds}s of libFuzzer"
-  "$out/safetensors_fuzz" -max_total_time="$seconds" -dict=fuzz/safetensors.dict -max_len=8192 -timeout=10 \
-    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" fuzz/corpus/safetensors
+  for target in safetensors refcheck; do
+    "$clang" "${flags[@]}" -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+      "fuzz/${target}_fuzz.cpp" -o "$out/${target}_fuzz"
+  done
+  echo "fuzz: ${safetensors_seconds}s of libFuzzer on safetensors"
+  "$out/safetensors_fuzz" -max_total_time="$safetensors_seconds" -dict=fuzz/safetensors.dict -max_len=8192 -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/safetensors-" "$out/corpus/safetensors" \
+    fuzz/corpus/safetensors
+  echo "fuzz: ${refcheck_seconds}s of libFuzzer on refcheck"
+  "$out/refcheck_fuzz" -max_total_time="$refcheck_seconds" -dict=fuzz/refcheck.dict -max_len=16384 -timeout=10 \
+    -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/refcheck-" "$out/corpus/refcheck" \
+    fuzz/corpus/refcheck
 else
-  echo "fuzz: no clang++ with libFuzzer found, replaying the corpus only"
+  echo "fuzz: no clang++ with libFuzzer found, replaying the corpora only"
 fi
 
-echo "fuzz: replaying the corpus with g++ and ASan/UBSan"
-g++ "${flags[@]}" -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
-  fuzz/safetensors_fuzz.cpp fuzz/replay.cpp -o "$out/safetensors_replay"
-"$out/safetensors_replay" fuzz/corpus/safetensors "$out/corpus"
+echo "fuzz: replaying the corpora with g++ and ASan/UBSan"
+for target in safetensors refcheck; do
+  g++ "${flags[@]}" -fsanitize=address,undefined,float-cast-overflow -fno-sanitize-recover=all \
+    "fuzz/${target}_fuzz.cpp" fuzz/replay.cpp -o "$out/${target}_replay"
+  "$out/${target}_replay" "fuzz/corpus/$target" "$out/corpus/$target"
+done
