@@ -45,4 +45,5 @@
 #include "layers/gla.hpp"
 #include "layers/mamba.hpp"
 #include "layers/mamba2.hpp"
+#include "layers/ngpt.hpp"
 #include "layers/rwkv7.hpp"

@@ -13,6 +13,7 @@
 #include "gla.hpp"
 #include "mamba.hpp"
 #include "mamba2.hpp"
+#include "ngpt.hpp"
 #include "rwkv7.hpp"
 
 namespace seqmix::refcheck {
@@ -29,6 +30,7 @@ inline const std::map<std::string, runner, std::less<>>& runners() {
       {"gla", &gla::run},
       {"mamba", &mamba::run},
       {"mamba2", &mamba2::run},
+      {"ngpt", &ngpt::run},
       {"rwkv7", &rwkv7::run},
   };
   return table;
