@@ -35,14 +35,12 @@ class Attention : public mixer<Attention<T>, T> {
     index_t dim() const { return head_dim > 0 ? head_dim : hidden_size / std::max<index_t>(num_heads, 1); }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size must be positive");
-      require(num_heads > 0, name, "config num_heads must be positive");
+      require_positive(name, "hidden_size", hidden_size, "num_heads", num_heads, "rope_theta", rope_theta, "max_length",
+                       max_length);
       require(num_kv_heads >= 0 && num_heads % kv_heads() == 0, name, "config num_heads must be a multiple of num_kv_heads");
       require(head_dim >= 0 && dim() > 0, name, "config head_dim must be positive (or 0 with hidden_size ≥ num_heads)");
       require(dim() % 2 == 0, name, "config head_dim must be even for rotary embeddings");
       require(window >= 0, name, "config window must not be negative");
-      require(rope_theta > 0, name, "config rope_theta must be positive");
-      require(max_length > 0, name, "config max_length must be positive");
     }
     static auto fields() {
       return std::tuple{config_field{"hidden_size", &config::hidden_size}, config_field{"num_heads", &config::num_heads},
@@ -93,15 +91,14 @@ class Attention : public mixer<Attention<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), N = B * L, D = cfg_.dim(), H = cfg_.num_heads,
+    const index_t N = this->check_io(x, y), B = x.extent(0), L = x.extent(1), D = cfg_.dim(), H = cfg_.num_heads,
                   Hk = cfg_.kv_heads();
-    check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});
-    check_shape(name, "y", y.extents(), {B, L, cfg_.hidden_size});
     const auto& s = state.dims();
     check_shape(name, "state (batch, key heads, key dim, value heads, value dim)",
                 std::array<index_t, 5>{s.batch, s.key_heads, s.key_dim, s.value_heads, s.value_dim}, {B, Hk, D, Hk, D});
     require(state.visibility().window == cfg_.window, name, "state was made for another window");
     state.check_room(name, L);
+    if (N == 0) return;
 
     const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;

@@ -2,9 +2,11 @@
 // that a config can be read from JSON (or any key-value source) by one generic loop.
 #pragma once
 
+#include <string>
 #include <tuple>
 
 #include "../config.hpp"
+#include "../error.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
@@ -17,6 +19,23 @@ struct config_field {
 // Aggregate deduction is C++20, but clang < 17 does not implement it: spell the guide.
 template <class Config, class Member>
 config_field(const char*, Member Config::*) -> config_field<Config, Member>;
+
+/// The first check of a config's validate(): fails naming the first field whose value is not
+/// positive (NaN included): require_positive(layer, "hidden_size", hidden_size, "num_heads", ...).
+template <class V, class... Rest>
+void require_positive(const char* layer, const char* key, V value, const Rest&... rest) {
+  require(value > 0, layer, std::string("config ") + key + " must be positive");
+  if constexpr (sizeof...(Rest) > 0) require_positive(layer, rest...);
+}
+
+/// key_dim = hidden_size·expand_k and value_dim = hidden_size·expand_v split into num_heads heads
+/// (GLA, DeltaNet).
+inline void require_head_split(const char* layer, index_t key_dim, index_t value_dim, index_t num_heads) {
+  require(key_dim > 0 && key_dim % num_heads == 0, layer,
+          "config key_dim (hidden_size·expand_k) must be a positive multiple of num_heads");
+  require(value_dim > 0 && value_dim % num_heads == 0, layer,
+          "config value_dim (hidden_size·expand_v) must be a positive multiple of num_heads");
+}
 
 /// Calls fn(field) for every field of Config::fields().
 template <class Config, class Fn>

@@ -3,9 +3,7 @@
 
 #include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/delta_rule/delta_rule.hpp"
-#include "../nn/conv1d.hpp"
-#include "../nn/delta_branch.hpp"
-#include "../nn/rmsnorm.hpp"
+#include "delta_rule_parts.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
@@ -35,12 +33,9 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
     index_t head_v_dim() const { return value_dim() / num_heads; }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size must be positive");
-      require(num_heads > 0, name, "config num_heads must be positive");
-      require(expand_k > 0 && expand_v > 0, name, "config expand_k and expand_v must be positive");
-      require(key_dim() > 0 && key_dim() % num_heads == 0, name, "config key_dim (hidden_size·expand_k) must be a positive multiple of num_heads");
-      require(value_dim() > 0 && value_dim() % num_heads == 0, name, "config value_dim (hidden_size·expand_v) must be a positive multiple of num_heads");
-      require(conv_size >= 1, name, "config conv_size must be at least 1");
+      require_positive(name, "hidden_size", hidden_size, "num_heads", num_heads, "expand_k", expand_k, "expand_v",
+                       expand_v, "conv_size", conv_size);
+      require_head_split(name, key_dim(), value_dim(), num_heads);
     }
     static auto fields() {
       return std::tuple{config_field{"hidden_size", &config::hidden_size}, config_field{"num_heads", &config::num_heads},
@@ -64,26 +59,13 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks.
   template <class W, class F>
   static void each_weight(const config& c, W& w, F&& f) {
-    const index_t h = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), W_ = c.conv_size;
-    linear_weights(f, "q_proj", w.q_proj, kd, h);
-    linear_weights(f, "k_proj", w.k_proj, kd, h);
-    linear_weights(f, "v_proj", w.v_proj, vd, h);
-    linear_weights(f, "b_proj", w.b_proj, c.num_heads, h);
-    conv_weights(f, "q_conv1d", w.q_conv1d, kd, W_, c.conv_bias);
-    conv_weights(f, "k_conv1d", w.k_conv1d, kd, W_, c.conv_bias);
-    conv_weights(f, "v_conv1d", w.v_conv1d, vd, W_, c.conv_bias);
-    f(weight_spec<2>{"g_proj.weight", {vd, h}, {}, c.use_gate}, w.g_proj.weight);
-    f(weight_spec<1>{"g_proj.bias", {vd}, {}, false}, w.g_proj.bias);  // fla has none: a given bias is an error
-    f(weight_spec<1>{"o_norm.weight", {c.head_v_dim()}, init_rule::ones()}, w.o_norm);
-    linear_weights(f, "o_proj", w.o_proj, h, vd);
+    detail::qkv_projection_weights(c, w, f);
+    linear_weights(f, "b_proj", w.b_proj, c.num_heads, c.hidden_size);
+    detail::conv_and_output_weights(c, w, f);
   }
 
   /// Recurrent state [B, H, head_k_dim, head_v_dim] (K-major) and the conv tails [B, C, W-1].
-  struct State {
-    tensor<T, 4> h;
-    tensor<T, 3> conv_q, conv_k, conv_v;
-    index_t batch() const { return h.extent(0); }
-  };
+  struct State : detail::delta_state<T> {};
 
   DeltaNet(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     this->check_weights(cfg_, w_);
@@ -96,8 +78,7 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {tensor<T, 4>({batch, cfg_.num_heads, cfg_.head_k_dim(), cfg_.head_v_dim()}),
-            w_.q_conv1d.make_state(batch), w_.k_conv1d.make_state(batch), w_.v_conv1d.make_state(batch)};
+    return detail::make_delta_state<State, T>(cfg_, w_, batch, cfg_.num_heads);
   }
 
   /// y [B,T,hidden] for x [B,T,hidden]; `state` enters as the state before x and leaves as the
@@ -106,39 +87,24 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads, N = B * L;
-    const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim(), kd = cfg_.key_dim(), vd = cfg_.value_dim();
-    const index_t P1 = cfg_.conv_size - 1;
-    check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});
-    check_shape(name, "y", y.extents(), {B, L, cfg_.hidden_size});
-    check_shape(name, "state.h", state.h.extents(), {B, H, K, V});
-    check_shape(name, "state.conv_q", state.conv_q.extents(), {B, kd, P1});
-    check_shape(name, "state.conv_k", state.conv_k.extents(), {B, kd, P1});
-    check_shape(name, "state.conv_v", state.conv_v.extents(), {B, vd, P1});
+    const index_t N = this->check_io(x, y);
+    detail::check_delta_state(name, cfg_, x.extent(0), state, cfg_.num_heads);
+    if (N == 0) return;
+    const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads;
+    const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim();
     const detail::sequence_rows<T> x2(x);
     const int th = policy.threads;
 
-    tensor<T, 2> q, k, v, beta({N, H}), o({N, vd});
-    const nn::qkv_branch<T> qkv{&w_.q_proj, &w_.k_proj, &w_.v_proj, &w_.q_conv1d,
-                                          &w_.k_conv1d, &w_.v_conv1d, K, T(cfg_.l2norm_eps)};
-    qkv(x2.view, B, L, state.conv_q, state.conv_k, state.conv_v, q, k, v, name, th);
+    tensor<T, 2> q, k, v, beta({N, H}), o({N, cfg_.value_dim()});
+    detail::delta_qkv(name, cfg_, w_, x2.view, B, L, state, q, k, v, th);
     w_.b_proj(x2.view, beta, name, th);
     nn::beta_activation(beta, cfg_.allow_neg_eigval);
 
     kernels::delta_rule::forward(policy, q.view().template reshape<4>({B, L, H, K}),
-                                       k.view().template reshape<4>({B, L, H, K}),
-                                       v.view().template reshape<4>({B, L, H, V}),
-                                       beta.view().template reshape<3>({B, L, H}),
-                                       o.view().template reshape<4>({B, L, H, V}), state.h, {T(1) / std::sqrt(T(K))});
-
-    if (cfg_.use_gate) {
-      tensor<T, 2> gate({N, vd});
-      w_.g_proj(x2.view, gate, name, th);
-      nn::output_norm(o, &gate, w_.o_norm, V, T(cfg_.norm_eps));
-    } else {
-      nn::output_norm<T>(o, nullptr, w_.o_norm, V, T(cfg_.norm_eps));
-    }
-    detail::project_to_sequence<T>(w_.o_proj, o, y, name, th);
+                                 k.view().template reshape<4>({B, L, H, K}), v.view().template reshape<4>({B, L, H, V}),
+                                 beta.view().template reshape<3>({B, L, H}), o.view().template reshape<4>({B, L, H, V}),
+                                 state.h, {T(1) / std::sqrt(T(K))});
+    detail::delta_output(name, cfg_, w_, x2.view, o, y, th);
   }
 
  private:

@@ -36,14 +36,12 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
     double init() const { return std::isnan(lambda_init) ? kernels::attention::diff_lambda_init(depth) : lambda_init; }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size (embed_dim) must be positive");
-      require(num_heads > 0, name, "config num_heads must be positive");
+      require_positive(name, "hidden_size (embed_dim)", hidden_size, "num_heads", num_heads, "rope_theta", rope_theta,
+                       "max_length", max_length);
       require(hidden_size % (2 * num_heads) == 0, name, "config hidden_size (embed_dim) must be a multiple of 2·num_heads");
       require(num_kv_heads >= 0 && num_heads % kv_heads() == 0, name, "config num_heads must be a multiple of num_kv_heads");
       require(head_dim() % 2 == 0, name, "config head_dim (embed_dim / num_heads / 2) must be even for rotary embeddings");
       require(depth >= 0, name, "config depth must not be negative");
-      require(rope_theta > 0, name, "config rope_theta must be positive");
-      require(max_length > 0, name, "config max_length must be positive");
     }
     static auto fields() {
       return std::tuple{config_field{"embed_dim", &config::hidden_size}, config_field{"num_heads", &config::num_heads},
@@ -104,15 +102,14 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), N = B * L, E = cfg_.hidden_size, d = cfg_.head_dim();
+    const index_t N = this->check_io(x, y), B = x.extent(0), L = x.extent(1), d = cfg_.head_dim();
     const index_t H = cfg_.num_heads, Hkv = cfg_.kv_heads();
-    check_shape(name, "x", x.extents(), {B, L, E});
-    check_shape(name, "y", y.extents(), {B, L, E});
     const auto& s = state.dims();
     check_shape(name, "state (batch, key heads, key dim, value heads, value dim)",
                 std::array<index_t, 5>{s.batch, s.key_heads, s.key_dim, s.value_heads, s.value_dim},
                 {B, 2 * Hkv, d, Hkv, 2 * d});
     state.check_room(name, L);
+    if (N == 0) return;
 
     const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;

@@ -4,8 +4,7 @@
 
 #include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/delta_rule/delta_rule.hpp"
-#include "../nn/conv1d.hpp"
-#include "../nn/delta_branch.hpp"
+#include "delta_rule_parts.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
@@ -37,12 +36,10 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
     index_t value_dim() const { return v_heads() * head_v_dim(); }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size must be positive");
-      require(num_heads > 0, name, "config num_heads must be positive");
-      require(head_dim > 0, name, "config head_dim must be positive");
+      require_positive(name, "hidden_size", hidden_size, "num_heads", num_heads, "head_dim", head_dim, "conv_size",
+                       conv_size);
       require(num_v_heads >= 0 && v_heads() % num_heads == 0, name, "config num_v_heads must be a multiple of num_heads");
       require(head_v_dim() > 0, name, "config head_dim·expand_v must be at least 1");
-      require(conv_size >= 1, name, "config conv_size must be at least 1");
     }
     static auto fields() {
       return std::tuple{config_field{"hidden_size", &config::hidden_size}, config_field{"head_dim", &config::head_dim},
@@ -69,30 +66,18 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
   /// its inverse softplus.
   template <class W, class F>
   static void each_weight(const config& c, W& w, F&& f) {
-    const index_t h = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), W_ = c.conv_size, HV = c.v_heads();
-    linear_weights(f, "q_proj", w.q_proj, kd, h);
-    linear_weights(f, "k_proj", w.k_proj, kd, h);
-    linear_weights(f, "v_proj", w.v_proj, vd, h);
-    linear_weights(f, "a_proj", w.a_proj, HV, h);
-    linear_weights(f, "b_proj", w.b_proj, HV, h);
+    const index_t HV = c.v_heads();
+    detail::qkv_projection_weights(c, w, f);
+    linear_weights(f, "a_proj", w.a_proj, HV, c.hidden_size);
+    linear_weights(f, "b_proj", w.b_proj, HV, c.hidden_size);
     f(weight_spec<1>{"A_log", {HV}, init_rule::values([](index_t, double u) { return std::log(1 + 15 * u); })}, w.A_log);
     f(weight_spec<1>{"dt_bias", {HV}, init_rule::dt_bias()}, w.dt_bias);
-    conv_weights(f, "q_conv1d", w.q_conv1d, kd, W_, c.conv_bias);
-    conv_weights(f, "k_conv1d", w.k_conv1d, kd, W_, c.conv_bias);
-    conv_weights(f, "v_conv1d", w.v_conv1d, vd, W_, c.conv_bias);
-    f(weight_spec<2>{"g_proj.weight", {vd, h}, {}, c.use_gate}, w.g_proj.weight);
-    f(weight_spec<1>{"g_proj.bias", {vd}, {}, false}, w.g_proj.bias);  // fla has none: a given bias is an error
-    f(weight_spec<1>{"o_norm.weight", {c.head_v_dim()}, init_rule::ones()}, w.o_norm);
-    linear_weights(f, "o_proj", w.o_proj, h, vd);
+    detail::conv_and_output_weights(c, w, f);
   }
 
   /// Recurrent state [B, HV, head_k_dim, head_v_dim] (K-major; fla's cache is V-major) and the
   /// conv tails [B, C, W-1].
-  struct State {
-    tensor<T, 4> h;
-    tensor<T, 3> conv_q, conv_k, conv_v;
-    index_t batch() const { return h.extent(0); }
-  };
+  struct State : detail::delta_state<T> {};
 
   GatedDeltaNet(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     this->check_weights(cfg_, w_);
@@ -105,8 +90,7 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {tensor<T, 4>({batch, cfg_.v_heads(), cfg_.head_k_dim(), cfg_.head_v_dim()}),
-            w_.q_conv1d.make_state(batch), w_.k_conv1d.make_state(batch), w_.v_conv1d.make_state(batch)};
+    return detail::make_delta_state<State, T>(cfg_, w_, batch, cfg_.v_heads());
   }
 
   /// y [B,T,hidden] for x [B,T,hidden]; `state` enters as the state before x and leaves as the
@@ -115,22 +99,16 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads, HV = cfg_.v_heads(), N = B * L;
-    const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim(), kd = cfg_.key_dim(), vd = cfg_.value_dim();
-    const index_t P1 = cfg_.conv_size - 1;
-    check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});
-    check_shape(name, "y", y.extents(), {B, L, cfg_.hidden_size});
-    check_shape(name, "state.h", state.h.extents(), {B, HV, K, V});
-    check_shape(name, "state.conv_q", state.conv_q.extents(), {B, kd, P1});
-    check_shape(name, "state.conv_k", state.conv_k.extents(), {B, kd, P1});
-    check_shape(name, "state.conv_v", state.conv_v.extents(), {B, vd, P1});
+    const index_t N = this->check_io(x, y);
+    detail::check_delta_state(name, cfg_, x.extent(0), state, cfg_.v_heads());
+    if (N == 0) return;
+    const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads, HV = cfg_.v_heads();
+    const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim();
     const detail::sequence_rows<T> x2(x);
     const int th = policy.threads;
 
-    tensor<T, 2> q, k, v, beta({N, HV}), g({N, HV}), o({N, vd});
-    const nn::qkv_branch<T> qkv{&w_.q_proj, &w_.k_proj, &w_.v_proj, &w_.q_conv1d,
-                                          &w_.k_conv1d, &w_.v_conv1d, K, T(cfg_.l2norm_eps)};
-    qkv(x2.view, B, L, state.conv_q, state.conv_k, state.conv_v, q, k, v, name, th);
+    tensor<T, 2> q, k, v, beta({N, HV}), g({N, HV}), o({N, cfg_.value_dim()});
+    detail::delta_qkv(name, cfg_, w_, x2.view, B, L, state, q, k, v, th);
     w_.b_proj(x2.view, beta, name, th);
     nn::beta_activation(beta, cfg_.allow_neg_eigval);
     // g = -exp(A_log) · softplus(a_proj x + dt_bias): the log decay per token and value head.
@@ -146,14 +124,7 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
                                        beta.view().template reshape<3>({B, L, HV}),
                                        o.view().template reshape<4>({B, L, HV, V}), state.h, {T(1) / std::sqrt(T(K))});
 
-    if (cfg_.use_gate) {
-      tensor<T, 2> gate({N, vd});
-      w_.g_proj(x2.view, gate, name, th);
-      nn::output_norm(o, &gate, w_.o_norm, V, T(cfg_.norm_eps));
-    } else {
-      nn::output_norm<T>(o, nullptr, w_.o_norm, V, T(cfg_.norm_eps));
-    }
-    detail::project_to_sequence<T>(w_.o_proj, o, y, name, th);
+    detail::delta_output(name, cfg_, w_, x2.view, o, y, th);
   }
 
  private:

@@ -30,13 +30,9 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
     index_t head_v_dim() const { return value_dim() / num_heads; }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size must be positive");
-      require(num_heads > 0, name, "config num_heads must be positive");
-      require(expand_k > 0 && expand_v > 0, name, "config expand_k and expand_v must be positive");
-      require(key_dim() > 0 && key_dim() % num_heads == 0, name, "config key_dim (hidden_size·expand_k) must be a positive multiple of num_heads");
-      require(value_dim() > 0 && value_dim() % num_heads == 0, name, "config value_dim (hidden_size·expand_v) must be a positive multiple of num_heads");
-      require(gate_low_rank_dim > 0, name, "config gate_low_rank_dim must be positive");
-      require(gate_logit_normalizer > 0, name, "config gate_logit_normalizer must be positive");
+      require_positive(name, "hidden_size", hidden_size, "num_heads", num_heads, "expand_k", expand_k, "expand_v",
+                       expand_v, "gate_low_rank_dim", gate_low_rank_dim, "gate_logit_normalizer", gate_logit_normalizer);
+      require_head_split(name, key_dim(), value_dim(), num_heads);
     }
     static auto fields() {
       return std::tuple{config_field{"hidden_size", &config::hidden_size}, config_field{"num_heads", &config::num_heads},
@@ -93,11 +89,10 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), H = cfg_.num_heads, N = B * L;
+    const index_t N = this->check_io(x, y), B = x.extent(0), L = x.extent(1), H = cfg_.num_heads;
     const index_t K = cfg_.head_k_dim(), V = cfg_.head_v_dim(), kd = cfg_.key_dim(), vd = cfg_.value_dim();
-    check_shape(name, "x", x.extents(), {B, L, cfg_.hidden_size});
-    check_shape(name, "y", y.extents(), {B, L, cfg_.hidden_size});
     check_shape(name, "state.h", state.h.extents(), {B, H, K, V});
+    if (N == 0) return;
     const detail::sequence_rows<T> rows(x);
     const tensor_view<const T, 2> x2 = rows.view;
 

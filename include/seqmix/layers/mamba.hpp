@@ -27,10 +27,7 @@ class Mamba : public mixer<Mamba<T>, T> {
     index_t rank() const { return dt_rank > 0 ? dt_rank : (hidden_size + 15) / 16; }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size (d_model) must be positive");
-      require(d_state > 0, name, "config d_state must be positive");
-      require(d_conv >= 1, name, "config d_conv must be at least 1");
-      require(expand > 0, name, "config expand must be positive");
+      require_positive(name, "hidden_size (d_model)", hidden_size, "d_state", d_state, "d_conv", d_conv, "expand", expand);
       require(dt_rank >= 0, name, "config dt_rank must not be negative");
     }
     static auto fields() {
@@ -100,12 +97,11 @@ class Mamba : public mixer<Mamba<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.hidden_size, di = cfg_.d_inner();
+    const index_t Nt = this->check_io(x, y), B = x.extent(0), L = x.extent(1), di = cfg_.d_inner();
     const index_t N = cfg_.d_state, R = cfg_.rank(), xw = R + 2 * N;
-    check_shape(name, "x", x.extents(), {B, L, dm});
-    check_shape(name, "y", y.extents(), {B, L, dm});
     check_shape(name, "state.conv", state.conv.extents(), {B, di, cfg_.d_conv - 1});
     check_shape(name, "state.ssm", state.ssm.extents(), {B, di, N});
+    if (Nt == 0) return;
     const int th = policy.threads;
     const detail::sequence_rows<T> rows(x);
     const tensor_view<const T, 2> x2 = rows.view;

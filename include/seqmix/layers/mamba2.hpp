@@ -38,12 +38,8 @@ class Mamba2 : public mixer<Mamba2<T>, T> {
     index_t d_in_proj() const { return 2 * d_inner() + 2 * ngroups * d_state + nheads(); }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size (d_model) must be positive");
-      require(d_state > 0, name, "config d_state must be positive");
-      require(d_conv >= 1, name, "config d_conv must be at least 1");
-      require(expand > 0, name, "config expand must be positive");
-      require(headdim > 0, name, "config headdim must be positive");
-      require(ngroups > 0, name, "config ngroups must be positive");
+      require_positive(name, "hidden_size (d_model)", hidden_size, "d_state", d_state, "d_conv", d_conv, "expand", expand,
+                       "headdim", headdim, "ngroups", ngroups);
       require(d_inner() % headdim == 0, name, "config d_inner (expand·d_model) must be a multiple of headdim");
       require(nheads() % ngroups == 0, name, "config nheads must be a multiple of ngroups");
       require(!(dt_min > dt_max), name, "config dt_min must not exceed dt_max");
@@ -113,13 +109,12 @@ class Mamba2 : public mixer<Mamba2<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), Nt = B * L, dm = cfg_.hidden_size, di = cfg_.d_inner();
+    const index_t Nt = this->check_io(x, y), B = x.extent(0), L = x.extent(1), di = cfg_.d_inner();
     const index_t H = cfg_.nheads(), Pd = cfg_.headdim, N = cfg_.d_state, G = cfg_.ngroups;
     const index_t cd = cfg_.conv_dim(), dip = cfg_.d_in_proj();
-    check_shape(name, "x", x.extents(), {B, L, dm});
-    check_shape(name, "y", y.extents(), {B, L, dm});
     check_shape(name, "state.conv", state.conv.extents(), {B, cd, cfg_.d_conv - 1});
     check_shape(name, "state.ssm", state.ssm.extents(), {B, H, Pd, N});
+    if (Nt == 0) return;
     const int th = policy.threads;
     const detail::sequence_rows<T> rows(x);
     const tensor_view<const T, 2> x2 = rows.view;

@@ -83,6 +83,14 @@ class mixer {
   void validate_finite() const { Layer::each_weight(self().cfg(), self().params(), finite_checker<T>{Layer::name}); }
 
  protected:
+  /// For the start of the layer's forward: x and y are [B, L, hidden]; returns B·L, the token rows
+  /// of the call, checked (broadcast views may claim more rows than an index can count).
+  index_t check_io(tensor_view<const T, 3> x, tensor_view<T, 3> y) const {
+    check_shape(Layer::name, "x", x.extents(), {x.extent(0), x.extent(1), hidden_size()});
+    check_shape(Layer::name, "y", y.extents(), x.extents());
+    return checked_mul(x.extent(0), x.extent(1), Layer::name);
+  }
+
   /// For the layer's constructor: the config is valid and every weight has its table shape.
   template <class L = Layer>
   static void check_weights(const typename L::config& cfg, const typename L::weights& w) {

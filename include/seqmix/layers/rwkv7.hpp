@@ -35,8 +35,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
     index_t n_head() const { return head_size > 0 ? hidden_size / head_size : 0; }
 
     void validate() const {
-      require(hidden_size > 0, name, "config hidden_size (n_embd) must be positive");
-      require(head_size > 0, name, "config head_size must be positive");
+      require_positive(name, "hidden_size (n_embd)", hidden_size, "head_size", head_size);
       require(hidden_size % head_size == 0, name, "config hidden_size (n_embd) must be a multiple of head_size");
       require(layer_id >= 0, name, "config layer_id must not be negative");
       require(decay_lora > 0 && aaa_lora > 0 && gate_lora > 0 && (layer_id == 0 || mv_lora > 0), name,
@@ -132,10 +131,8 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t B = x.extent(0), L = x.extent(1), C = cfg_.hidden_size, H = cfg_.n_head(), N = cfg_.head_size;
-    const index_t M = B * L;
-    check_shape(name, "x", x.extents(), {B, L, C});
-    check_shape(name, "y", y.extents(), {B, L, C});
+    const index_t M = this->check_io(x, y), B = x.extent(0), L = x.extent(1), C = cfg_.hidden_size;
+    const index_t H = cfg_.n_head(), N = cfg_.head_size;
     check_shape(name, "state.shift", state.shift.extents(), {B, C});
     check_shape(name, "state.wkv", state.wkv.extents(), {B, H, N, N});
     const bool first = cfg_.layer_id == 0;
@@ -149,7 +146,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
       check_shape(name, "cross_layer v_first", state.cross->v_first.extents(), {B, L, C});
       v_first = state.cross->v_first.view();
     }
-    if (L == 0) return;
+    if (M == 0) return;
     const int th = policy.threads;
 
     // 1. Token shift and the six lerp mixes: x_mix = x + (x_{t-1} - x_t) * x_mix_coef.

@@ -113,15 +113,16 @@ inline T max_element(const T* x, index_t n) {
   return detail::extreme(x, n, [](auto a, auto b) { return xsimd::max(a, b); });
 }
 
-/// True if some x[i] < bound: one vector compare per step and no horizontal reduction, cheap
-/// enough for per-token checks.
+/// True if some x[i] < bound or is NaN (is not ≥ bound): one vector compare per step and no
+/// horizontal reduction, cheap enough for per-token checks. NaN counts so that a kernel which
+/// takes a special path for small values cannot loop on a NaN that fails every test.
 template <class T>
 inline bool any_below(const T* x, index_t n, T bound) {
   const batch<T> b(bound);
   bool found = false;
   index_t i = 0;
-  for (; i + lanes<T> <= n; i += lanes<T>) found |= xsimd::any(load(x + i) < b);
-  for (; i < n; ++i) found |= x[i] < bound;
+  for (; i + lanes<T> <= n; i += lanes<T>) found |= !xsimd::all(load(x + i) >= b);
+  for (; i < n; ++i) found |= !(x[i] >= bound);
   return found;
 }
 
