@@ -1,11 +1,11 @@
 // Options, the visibility mask and the head mapping shared by every attention policy.
 #pragma once
 
-#include <cmath>
 #include <string>
 
 #include "../../error.hpp"
 #include "../../tensor/view.hpp"
+#include "../common/args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 
@@ -22,11 +22,10 @@ struct mask {
   }
 };
 
-/// Options of the attention op.
+/// Options of the attention op: the scale of q·k (0 means key_dim^-1/2; scale_of resolves it).
 template <class T>
-struct options {
-  T scale = T(0);  ///< multiplies q·k; 0 means key_dim^-1/2
-};
+using options = common::options<T>;
+using common::scale_of;
 
 /// Head counts of one call: query heads Hq, key heads Hk, value heads Hv. Query head h reads key
 /// head h / (Hq/Hk) and value head h / (Hq/Hv): consecutive query heads share a key head (GQA);
@@ -46,10 +45,5 @@ struct head_map {
                      "), and key heads a multiple of value heads (" + std::to_string(v) + ")");
   }
 };
-
-template <class T>
-T scale_of(const options<T>& opt, index_t key_dim) {
-  return opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(T(key_dim));
-}
 
 }  // namespace seqmix::kernels::attention

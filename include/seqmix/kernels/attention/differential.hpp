@@ -35,10 +35,11 @@ struct diff_params {
 inline double diff_lambda_init(index_t depth) { return 0.8 - 0.6 * std::exp(-0.3 * double(depth)); }
 
 /// q [B,T,2H,d], k [B,T,2Hkv,d], v [B,T,Hkv,2d] (projected and rotated), o [B,T,H,2d]; the cache
-/// has 2Hkv key heads of dim d and Hkv value heads of dim 2d, and gets k, v appended.
+/// has 2Hkv key heads of dim d and Hkv value heads of dim 2d, and gets k, v appended. T follows
+/// from `cache` (q, k, v and o may be tensors or views).
 template <exec::policy P, class T>
-void differential(const P& policy, tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const T, 4> v,
-                  tensor_view<T, 4> o, kv_cache<T>& cache, const diff_params<T>& dp, options<T> opt = {}) {
+void differential(const P& policy, common::in_view<T, 4> q, common::in_view<T, 4> k, common::in_view<T, 4> v,
+                  common::out_view<T, 4> o, kv_cache<T>& cache, const diff_params<T>& dp, options<T> opt = {}) {
   const index_t B = q.extent(0), L = q.extent(1), H2 = q.extent(2), d = q.extent(3), Dv = cache.dims().value_dim;
   require(H2 % 2 == 0, "diff_attn", "q needs an even number of component heads, got " + std::to_string(H2));
   const index_t H = H2 / 2;

@@ -7,34 +7,17 @@
 #include "../../error.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/view.hpp"
+#include "../common/args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
-/// Options of the delta-rule ops.
+/// Options of the delta-rule ops: the scale of q (0 means K^-1/2).
 template <class T>
-struct options {
-  T scale = T(0);  ///< multiplies q; 0 means K^-1/2
-};
+using options = common::options<T>;
 
 namespace detail {
 
-// Token-major pointers of one head: element (t, i) at p[t * ts + i].
-template <class T>
-struct head_rows {
-  T* p;
-  index_t ts;
-  T* row(index_t t) const { return p + t * ts; }
-};
-
-// One scalar per token of one head (g or beta): element t at p[t * ts]. p == nullptr reads as
-// `missing` (the ungated rule has g = 0).
-template <class T>
-struct head_scalars {
-  const T* p;
-  index_t ts;
-  T missing = T(0);
-  T operator[](index_t t) const { return p ? p[t * ts] : missing; }
-};
+using common::head_rows, common::head_scalars;  // g and beta are head_scalars (g missing: DeltaNet)
 
 // The validated arguments of one call. q, k [B,T,H,K]; v, o [B,T,HV,V]; g, beta [B,T,HV]
 // (g.data() == nullptr: no decay, DeltaNet); state [B,HV,K,V].
@@ -78,8 +61,7 @@ problem<T> check_args(const char* who, tensor_view<const T, 4> q, tensor_view<co
   const bool unit = (K <= 1 || (q.stride(3) == 1 && k.stride(3) == 1)) &&
                     (V <= 1 || (v.stride(3) == 1 && o.stride(3) == 1 && state.stride(3) == 1));
   require(unit, who, "q, k, v, o and state need unit stride along their last axis");
-  const T scale = opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(T(K > 0 ? K : 1));
-  return {q, k, v, g, beta, o, state, scale, B, L, H, HV, K, V};
+  return {q, k, v, g, beta, o, state, common::scale_of(opt, K), B, L, H, HV, K, V};
 }
 
 }  // namespace detail

@@ -2,8 +2,6 @@
 // gate g it is Gated DeltaNet's rule; without, DeltaNet's.
 #pragma once
 
-#include <type_traits>
-
 #include "../../policy/automatic.hpp"
 #include "../../policy/threads.hpp"
 #include "chunk.hpp"
@@ -12,10 +10,6 @@
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
 
 namespace detail {
-
-// The element type: T when given explicitly (forward<P, float>), else that of the tensor q.
-template <class T, class Q>
-using element_t = std::conditional_t<std::is_void_v<T>, typename std::remove_cvref_t<Q>::value_type, T>;
 
 template <exec::policy P, class T>
 void dispatch(const P& policy, const problem<T>& p) {
@@ -34,21 +28,17 @@ void dispatch(const P& policy, const problem<T>& p) {
 /// decay (≤ 0); beta: [B,T,HV]; state [B,HV,K,V] holds S before the sequence and S after it.
 /// The element type T follows from q (a tensor or view); exec::automatic resolves by
 /// exec::rules::delta_rule (policy/automatic.hpp).
-template <exec::policy P, class T_ = void, class Q, class T = detail::element_t<T_, Q>>
-void forward(const P& policy, const Q& q, std::type_identity_t<tensor_view<const T, 4>> k,
-             std::type_identity_t<tensor_view<const T, 4>> v, std::type_identity_t<tensor_view<const T, 3>> g,
-             std::type_identity_t<tensor_view<const T, 3>> beta, std::type_identity_t<tensor_view<T, 4>> o,
-             std::type_identity_t<tensor_view<T, 4>> state, options<T> opt = {}) {
+template <exec::policy P, class T_ = void, class Q, class T = common::element_t<T_, Q>>
+void forward(const P& policy, const Q& q, common::in_view<T, 4> k, common::in_view<T, 4> v, common::in_view<T, 3> g,
+             common::in_view<T, 3> beta, common::out_view<T, 4> o, common::out_view<T, 4> state, options<T> opt = {}) {
   exec::check(policy, "gated_delta_net");
   detail::dispatch(policy, detail::check_args<T>("gated_delta_net", q, k, v, g, beta, o, state, opt));
 }
 
 /// DeltaNet's rule (spec/delta_net.md): the same without decay.
-template <exec::policy P, class T_ = void, class Q, class T = detail::element_t<T_, Q>>
-void forward(const P& policy, const Q& q, std::type_identity_t<tensor_view<const T, 4>> k,
-             std::type_identity_t<tensor_view<const T, 4>> v, std::type_identity_t<tensor_view<const T, 3>> beta,
-             std::type_identity_t<tensor_view<T, 4>> o, std::type_identity_t<tensor_view<T, 4>> state,
-             options<T> opt = {}) {
+template <exec::policy P, class T_ = void, class Q, class T = common::element_t<T_, Q>>
+void forward(const P& policy, const Q& q, common::in_view<T, 4> k, common::in_view<T, 4> v, common::in_view<T, 3> beta,
+             common::out_view<T, 4> o, common::out_view<T, 4> state, options<T> opt = {}) {
   exec::check(policy, "delta_net");
   detail::dispatch(policy, detail::check_args<T>("delta_net", q, k, v, {}, beta, o, state, opt));
 }

@@ -24,6 +24,7 @@
 #include "../../simd/math.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/tensor.hpp"
+#include "../common/decay.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
@@ -47,7 +48,7 @@ using simd::vload, simd::vstore, simd::width;
 //   u_t = bv_t v_t + bw_t (S̃ᵀk_t) + Σ_{j<t} c_tj u_j      bv = β, bw = -β σ e^{G}, c = -β Γ k_t·k_j
 //   o_t = dr_t (S̃ᵀq_t) + Σ_{j≤t} d_tj u_j                  dr = scale σ e^{G}, d = scale Γ q_t·k_j
 // The group's own update, applied by the next pass, is S̃ <- mul·S̃ + Σ_j k_j (f_j u_j)ᵀ with either
-//   deferred: mul = 1 (no multiply), f_j = Γ_last,j / σ', σ' = σ e^{G_last} ≥ min_scale, or
+//   deferred: mul = 1 (no multiply), f_j = Γ_last,j / σ', σ' = σ e^{G_last} ≥ scale_floor, or
 //   explicit: mul = σ' and f_j = Γ_last,j, after which S̃ is the true state (σ = 1).
 // (The factors scale u_j, N·NV multiplies per tile, rather than the key rows.)
 // Tokens past m point at a zero row and have zero coefficients.
@@ -108,9 +109,9 @@ struct prefetch_cursor {
   }
 };
 
-// Smallest σ the deferred form may reach: 1/σ scales keys, so S̃ stays far from overflow.
-template <class T>
-inline const T min_scale = std::sqrt(std::numeric_limits<T>::min());
+// Smallest σ the deferred form may reach, sqrt(FLT_MIN): 1/σ scales keys, so S̃ stays far from
+// overflow (common/decay.hpp; docs/common.md compares the deferred-decay schemes).
+using common::deferred::scale_floor;
 
 // State rows of one column tile: S[i, c0 .. c0 + NV·width) = S + i·lds.
 // Applies the pending update of group `prev` (u: its u_j; Mul: scale the rows by prev->mul first)
@@ -321,9 +322,9 @@ void prepare_group(block_workspace<T, N>& ws, const problem<T>& p, index_t gi) {
       gr.d[t][j] = lower ? p.scale * decay[t][j] * kq[t][j] : T(0);
     }
   }
-  // The group's update: deferred while σ' stays above min_scale, explicit for the block's last group.
+  // The group's update: deferred while σ' stays above scale_floor, explicit for the block's last group.
   const T next = sigma * decay[N - 1][0] * a[0];
-  const bool deferred = gi + 1 < ng && next >= min_scale<T>;
+  const bool deferred = gi + 1 < ng && !common::deferred::must_fold(next, scale_floor<T>);
   gr.scale = !deferred && next != T(1), gr.mul = next;
   const T inv = deferred ? T(1) / next : T(1);
   for (index_t j = 0; j < N; ++j) gr.f[j] = decay[N - 1][j] * inv;

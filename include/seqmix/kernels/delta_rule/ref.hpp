@@ -5,6 +5,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../common/ref.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::delta_rule {
@@ -16,12 +17,11 @@ namespace detail {
 template <class T>
 void ref_impl(const problem<T>& p) {
   const index_t K = p.K, V = p.V;
-  std::vector<double> S(static_cast<std::size_t>(K * V)), u(static_cast<std::size_t>(V));
+  std::vector<double> S, u(static_cast<std::size_t>(V));
   for (index_t b = 0; b < p.B; ++b)
     for (index_t hv = 0; hv < p.HV; ++hv) {
       const index_t h = p.qk_head(hv);
-      for (index_t i = 0; i < K; ++i)
-        for (index_t j = 0; j < V; ++j) S[i * V + j] = p.state(b, hv, i, j);
+      common::load_state(p.state, b, hv, S);
       for (index_t t = 0; t < p.L; ++t) {
         const double a = p.gated() ? std::exp(double(p.g(b, t, hv))) : 1.0, beta = p.beta(b, t, hv);
         for (auto& s : S) s *= a;
@@ -32,14 +32,9 @@ void ref_impl(const problem<T>& p) {
         }
         for (index_t i = 0; i < K; ++i)
           for (index_t j = 0; j < V; ++j) S[i * V + j] += double(p.k(b, t, h, i)) * u[j];
-        for (index_t j = 0; j < V; ++j) {
-          double acc = 0;
-          for (index_t i = 0; i < K; ++i) acc += double(p.q(b, t, h, i)) * S[i * V + j];
-          p.o(b, t, hv, j) = static_cast<T>(double(p.scale) * acc);
-        }
+        common::read_out(p.q, h, p.o, hv, b, t, S, double(p.scale));
       }
-      for (index_t i = 0; i < K; ++i)
-        for (index_t j = 0; j < V; ++j) p.state(b, hv, i, j) = static_cast<T>(S[i * V + j]);
+      common::store_state(S, p.state, b, hv);
     }
 }
 

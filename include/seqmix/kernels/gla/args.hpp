@@ -1,35 +1,18 @@
 // Argument checks shared by every GLA policy.
 #pragma once
 
-#include <cmath>
-#include <limits>
-
 #include "../../error.hpp"
 #include "../../tensor/view.hpp"
+#include "../common/args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
-/// Options of the GLA op.
+/// Options of the GLA op: the scale of q (0 means K^-1/2).
 template <class T>
-struct options {
-  T scale = T(0);  ///< multiplies q; 0 means K^-1/2
-};
+using options = common::options<T>;
 
 namespace detail {
-
-// Largest decay span (in log space) factorised as e^{-G} · e^{G}: e^{span} times k stays far from
-// overflow and e^{-span} is a normal number.
-template <class T>
-inline const T span_limit = std::log(std::numeric_limits<T>::max()) / 2;
-
-// Token-major pointers of one head: element (t, i) at p[t * ts + i].
-template <class T>
-struct head_rows {
-  T* p;
-  index_t ts;
-  T* row(index_t t) const { return p + t * ts; }
-};
-
+using common::head_rows;
 }  // namespace detail
 
 /// Validates shapes q, k, g [B,T,H,K], v, o [B,T,H,V], state [B,H,K,V] and unit last-axis
@@ -47,7 +30,7 @@ T check_args(const tensor_view<const T, 4>& q, const tensor_view<const T, 4>& k,
   const bool unit = (K <= 1 || (q.stride(3) == 1 && k.stride(3) == 1 && g.stride(3) == 1 && state.stride(2) >= V)) &&
                     (V <= 1 || (v.stride(3) == 1 && o.stride(3) == 1 && state.stride(3) == 1));
   require(unit, "gla", "q, k, g, v, o and state need unit stride along their last axis");
-  return opt.scale != T(0) ? opt.scale : T(1) / std::sqrt(T(K));
+  return common::scale_of(opt, K);
 }
 
 }  // namespace seqmix::kernels::gla

@@ -1,12 +1,11 @@
 // GLA, chunkwise and parallel policies: a block of tokens at a time as small matrix products.
-// The decays inside a block are applied relative to a reference point chosen per 16-token tile,
-// so no factor ever exceeds 1 except on diagonal tiles whose decay span is checked first; see
-// docs/gla.md for the derivation and the safeguards.
+// The decays inside a block are applied relative to a reference point chosen per 16-token tile
+// (common::tile_decays), so no factor ever exceeds 1 except on diagonal tiles whose decay span is
+// checked first; see docs/gla.md for the derivation and docs/common.md for the tile decays.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "../../policy/execution.hpp"
@@ -14,26 +13,25 @@
 #include "../../simd/gemm.hpp"
 #include "../../simd/math.hpp"
 #include "../../simd/vec.hpp"
+#include "../common/tile_decay.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
 namespace detail {
 
-inline constexpr index_t tile = 16;  // tokens per tile; bounds the decay span a diagonal tile can carry
-
 // Scratch for one head and one block of at most C tokens (C*K floats per buffer, C*C for A).
 template <class T>
 struct block_workspace {
   index_t C, K;
-  std::vector<T> c, qt, kt, kT, qg, A, tmp, kinvT, Gpre, Gend, f;
-  block_workspace(index_t C_, index_t K_) : C(C_), K(K_) {
-    const auto ck = static_cast<std::size_t>(C * K), nt = static_cast<std::size_t>((C + tile - 1) / tile + 1);
-    c.resize(ck), qt.resize(ck), kt.resize(ck), kT.resize(ck), qg.resize(ck);
+  common::tile_decays<T> d;
+  std::vector<T> qt, kt, kT, qg, A, tmp, kinvT;
+  block_workspace(index_t C_, index_t K_) : C(C_), K(K_), d(C_, K_) {
+    const auto ck = static_cast<std::size_t>(C * K);
+    qt.resize(ck), kt.resize(ck), kT.resize(ck), qg.resize(ck);
     A.resize(static_cast<std::size_t>(C * C));
-    tmp.resize(static_cast<std::size_t>(tile * K)), kinvT.resize(static_cast<std::size_t>(tile * K));
-    Gpre.resize(nt * static_cast<std::size_t>(K)), Gend.resize(nt * static_cast<std::size_t>(K));
-    f.resize(static_cast<std::size_t>(K));
+    const auto tk = static_cast<std::size_t>(common::decay_tile * K);
+    tmp.resize(tk), kinvT.resize(tk);
   }
 };
 
@@ -42,34 +40,30 @@ struct block_workspace {
 template <class T>
 void block(block_workspace<T>& w, index_t L, index_t K, index_t V, T scale, head_rows<const T> q,
            head_rows<const T> k, head_rows<const T> v, head_rows<const T> g, head_rows<T> o, T* S, index_t lds) {
-  const index_t C = w.C, nt = (L + tile - 1) / tile;
+  constexpr index_t tile = common::decay_tile;
+  const index_t C = w.C, nt = common::tile_decays<T>::tiles(L);
   auto row = [K](std::vector<T>& buf, index_t i) { return buf.data() + i * K; };
-  auto add = [](auto a, auto b) { return a + b; };
+  auto& d = w.d;
 
-  // 1. Per tile I = [s, e): c_i = Σ_{t=s..i} g_t (≤ 0); qt_i = scale q_i e^{c_i}; kt_i = k_i e^{c_e - c_i}.
-  //    Gpre[I] / Gend[I]: cumulative log decay of the block before / at the end of tile I.
-  std::fill_n(row(w.Gpre, 0), K, T(0));
+  // 1. Tile decays c, Gpre, Gend (common::tile_decays); per tile I = [s, e):
+  //    qt_i = scale q_i e^{c_i}; kt_i = k_i e^{c_e - c_i}.
+  d.build(g, L);
   for (index_t I = 0; I < nt; ++I) {
     const index_t s = I * tile, e = std::min(L, s + tile);
-    std::copy_n(g.row(s), K, row(w.c, s));
-    for (index_t i = s + 1; i < e; ++i) simd::transform(row(w.c, i - 1), g.row(i), row(w.c, i), K, add);
-    const T* cend = row(w.c, e - 1);
+    const T* cend = d.last(I, L);
     for (index_t i = s; i < e; ++i) {
-      simd::transform(q.row(i), row(w.c, i), row(w.qt, i), K,
-                      [scale](auto x, auto ci) { return x * simd::exp(ci) * scale; });
-      simd::transform(cend, row(w.c, i), row(w.kt, i), K, [](auto ce, auto ci) { return simd::exp(ce - ci); });
+      simd::transform(q.row(i), d.at(i), row(w.qt, i), K, [scale](auto x, auto ci) { return x * simd::exp(ci) * scale; });
+      simd::transform(cend, d.at(i), row(w.kt, i), K, [](auto ce, auto ci) { return simd::exp(ce - ci); });
       simd::mul(row(w.kt, i), k.row(i), row(w.kt, i), K);
     }
-    simd::transform(row(w.Gpre, I), cend, row(w.Gend, I), K, add);
-    std::copy_n(row(w.Gend, I), K, row(w.Gpre, I + 1));
   }
   for (index_t i = 0; i < L; ++i)
     for (index_t j = 0; j < K; ++j) w.kT[j * C + i] = w.kt[i * K + j];
 
   // 2. Inter-block: o_i = (qt_i ⊙ e^{Gpre[I]}) · S, all factors ≤ 1.
   for (index_t I = 0; I < nt; ++I) {
-    simd::transform(row(w.Gpre, I), w.f.data(), K, [](auto x) { return simd::exp(x); });
-    for (index_t i = I * tile, e = std::min(L, i + tile); i < e; ++i) simd::mul(row(w.qt, i), w.f.data(), row(w.qg, i), K);
+    const T* f = d.from_start(I);
+    for (index_t i = I * tile, e = std::min(L, i + tile); i < e; ++i) simd::mul(row(w.qt, i), f, row(w.qg, i), K);
   }
   const tensor_view<T, 2> out(o.p, {L, V}, {o.ts, 1});
   simd::gemm<T>(tensor_view<const T, 2>(w.qg.data(), {L, K}), tensor_view<const T, 2>(S, {K, V}, {lds, 1}), out);
@@ -82,20 +76,17 @@ void block(block_workspace<T>& w, index_t L, index_t K, index_t V, T scale, head
     const index_t s = I * tile, n = std::min(L, s + tile) - s;
     const tensor_view<const T, 2> qtI(row(w.qt, s), {n, K});
     for (index_t J = 0; J < I; ++J) {
-      simd::transform(row(w.Gpre, I), row(w.Gend, J), w.f.data(), K, [](auto a, auto b) { return simd::exp(a - b); });
-      for (index_t i = 0; i < n; ++i) simd::mul(row(w.qt, s + i), w.f.data(), w.tmp.data() + i * K, K);
+      const T* f = d.between(I, J);
+      for (index_t i = 0; i < n; ++i) simd::mul(row(w.qt, s + i), f, w.tmp.data() + i * K, K);
       simd::gemm<T>(tensor_view<const T, 2>(w.tmp.data(), {n, K}),
                     tensor_view<const T, 2>(w.kT.data() + J * tile, {K, tile}, {C, 1}),
                     A.subrange(0, s, n).subrange(1, J * tile, tile));
     }
     // Diagonal tile: reference at the tile start, so k carries e^{-c_j} ≤ e^{span}.
-    const T* cend = row(w.c, s + n - 1);
-    const T span = -simd::min_element(cend, K);
     const auto AII = A.subrange(0, s, n).subrange(1, s, n);
-    if (span <= span_limit<T>) {
-      simd::transform(cend, w.f.data(), K, [](auto x) { return simd::exp(-x); });
+    if (const T* f = d.inverse(I, L)) {
       for (index_t j = 0; j < K; ++j)
-        for (index_t i = 0; i < n; ++i) w.kinvT[j * tile + i] = w.kT[j * C + s + i] * w.f[j];
+        for (index_t i = 0; i < n; ++i) w.kinvT[j * tile + i] = w.kT[j * C + s + i] * f[j];
       simd::gemm<T>(qtI, tensor_view<const T, 2>(w.kinvT.data(), {K, n}, {tile, 1}), AII);
       for (index_t i = 0; i < n; ++i) std::fill(AII.ptr(i) + i + 1, AII.ptr(i) + n, T(0));
     } else {
@@ -104,7 +95,7 @@ void block(block_workspace<T>& w, index_t L, index_t K, index_t V, T scale, head
         for (index_t j = 0; j <= i; ++j) {
           T acc = 0;
           for (index_t x = 0; x < K; ++x)
-            acc += q.row(s + i)[x] * k.row(s + j)[x] * std::exp(w.c[(s + i) * K + x] - w.c[(s + j) * K + x]);
+            acc += q.row(s + i)[x] * k.row(s + j)[x] * std::exp(d.at(s + i)[x] - d.at(s + j)[x]);
           AII(i, j) = scale * acc;
         }
     }
@@ -113,11 +104,10 @@ void block(block_workspace<T>& w, index_t L, index_t K, index_t V, T scale, head
                 simd::gemm_mode::accumulate, /*lower_triangular_a=*/true);
 
   // 4. State: S = e^{G_L} ⊙ S + Σ_j (kt_j ⊙ e^{G_L - Gend[J]}) v_jᵀ.
-  const T* Gtot = row(w.Gend, nt - 1);
-  for (index_t i = 0; i < K; ++i) simd::scale(std::exp(Gtot[i]), S + i * lds, V);
+  d.decay_state(nt, S, lds, V);
   for (index_t J = 0; J < nt; ++J) {
-    simd::transform(Gtot, row(w.Gend, J), w.f.data(), K, [](auto a, auto b) { return simd::exp(a - b); });
-    for (index_t i = J * tile, e = std::min(L, i + tile); i < e; ++i) simd::mul(row(w.kt, i), w.f.data(), row(w.qg, i), K);
+    const T* f = d.between(nt, J);
+    for (index_t i = J * tile, e = std::min(L, i + tile); i < e; ++i) simd::mul(row(w.kt, i), f, row(w.qg, i), K);
   }
   simd::gemm<T>(transposed(tensor_view<const T, 2>(w.qg.data(), {L, K})), tensor_view<const T, 2>(v.p, {L, V}, {v.ts, 1}),
                 tensor_view<T, 2>(S, {K, V}, {lds, 1}), simd::gemm_mode::accumulate);

@@ -1,8 +1,6 @@
 // GLA op entry point: forward(policy, ...) picks the kernel by the policy type.
 #pragma once
 
-#include <type_traits>
-
 #include "../../policy/automatic.hpp"
 #include "../../policy/threads.hpp"
 #include "chunk.hpp"
@@ -10,21 +8,13 @@
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
 
-namespace detail {
-// The element type: T when given explicitly (forward<P, float>), else that of the tensor q.
-template <class T, class Q>
-using element_t = std::conditional_t<std::is_void_v<T>, typename std::remove_cvref_t<Q>::value_type, T>;
-}  // namespace detail
-
 /// Gated linear attention (spec/gla.md). q, k, g: [B,T,H,K]; v, o: [B,T,H,V]; g is the log decay
 /// (≤ 0) per key channel; state [B,H,K,V] holds S before the sequence and S after it on return.
 /// The element type T follows from q (a tensor or view); exec::automatic resolves by
 /// exec::rules::gla (policy/automatic.hpp).
-template <exec::policy P, class T_ = void, class Q, class T = detail::element_t<T_, Q>>
-void forward(const P& policy, const Q& q, std::type_identity_t<tensor_view<const T, 4>> k,
-             std::type_identity_t<tensor_view<const T, 4>> v, std::type_identity_t<tensor_view<const T, 4>> g,
-             std::type_identity_t<tensor_view<T, 4>> o, std::type_identity_t<tensor_view<T, 4>> state,
-             options<T> opt = {}) {
+template <exec::policy P, class T_ = void, class Q, class T = common::element_t<T_, Q>>
+void forward(const P& policy, const Q& q, common::in_view<T, 4> k, common::in_view<T, 4> v, common::in_view<T, 4> g,
+             common::out_view<T, 4> o, common::out_view<T, 4> state, options<T> opt = {}) {
   exec::check(policy, "gla");
   const pool_scope scope(policy.pool);
   const tensor_view<const T, 4> qv = q;

@@ -6,7 +6,7 @@
 // element instead of three:
 //   S~_t = S~_{t-1} + (k_t ⊙ e^{-G_t}) v_tᵀ,   o_t = S~_tᵀ (scale · q_t ⊙ e^{G_t}).
 // A run lasts until G would drop below -run_span (then S = e^{G} ⊙ S~ is folded back and a new
-// run starts) or the sequence ends, where the last token takes the explicit step
+// run starts; docs/common.md compares the deferred-decay schemes) or the sequence ends, where the last token takes the explicit step
 // S_t = e^{G_t} ⊙ S~_{t-1} + k_t v_tᵀ. e^{-G} stays finite, and rounding is relative to the newest
 // terms because e^{G_t - G_j} ≤ 1. Up to four deferred tokens share one pass over the state,
 // which divides the state loads and stores among them. See docs/gla.md.
@@ -14,13 +14,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
 #include "../../simd/math.hpp"
 #include "../../simd/vec.hpp"
+#include "../common/decay.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
@@ -30,11 +30,9 @@ namespace detail {
 // Tokens of one head processed before moving to the next head (a multiple of the tokens per pass).
 inline constexpr index_t block_tokens = 32;
 
-// Largest |G| of a run. G is a float sum and e^{G} inherits a relative error of about |G|·eps,
-// so runs stop well inside span_limit (which only guards overflow); a fold costs about an eighth
-// of a token.
+// Largest |G| of a run (8: chosen for precision, common/decay.hpp).
 template <class T>
-inline constexpr T run_span = T(8);
+inline constexpr T run_span = common::deferred::log_span<T>;
 
 // Register budget: AVX-512 has 32 vector registers, AVX2 and SSE2 16. A pass over the state
 // handles NT tokens on NV vectors of V and keeps 2·NT·NV of them (v and o) live.

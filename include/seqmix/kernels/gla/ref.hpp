@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../common/ref.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::gla {
@@ -15,25 +16,19 @@ void ref(tensor_view<const T, 4> q, tensor_view<const T, 4> k, tensor_view<const
          tensor_view<const T, 4> g, tensor_view<T, 4> o, tensor_view<T, 4> state, options<T> opt = {}) {
   const double scale = check_args(q, k, v, g, o, state, opt);
   const index_t B = q.extent(0), L = q.extent(1), H = q.extent(2), K = q.extent(3), V = v.extent(3);
-  std::vector<double> S(static_cast<std::size_t>(K * V));
+  std::vector<double> S;
   for (index_t b = 0; b < B; ++b)
     for (index_t h = 0; h < H; ++h) {
-      for (index_t i = 0; i < K; ++i)
-        for (index_t j = 0; j < V; ++j) S[i * V + j] = state(b, h, i, j);
+      common::load_state(state, b, h, S);
       for (index_t t = 0; t < L; ++t) {
         for (index_t i = 0; i < K; ++i) {
           const double decay = std::exp(double(g(b, t, h, i)));
           for (index_t j = 0; j < V; ++j)
             S[i * V + j] = decay * S[i * V + j] + double(k(b, t, h, i)) * double(v(b, t, h, j));
         }
-        for (index_t j = 0; j < V; ++j) {
-          double acc = 0;
-          for (index_t i = 0; i < K; ++i) acc += double(q(b, t, h, i)) * S[i * V + j];
-          o(b, t, h, j) = static_cast<T>(scale * acc);
-        }
+        common::read_out(q, h, o, h, b, t, S, scale);
       }
-      for (index_t i = 0; i < K; ++i)
-        for (index_t j = 0; j < V; ++j) state(b, h, i, j) = static_cast<T>(S[i * V + j]);
+      common::store_state(S, state, b, h);
     }
 }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../common/ref.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ssm {
@@ -53,12 +54,11 @@ namespace ssd {
 template <class T>
 void ref(const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state, options opt = {}) {
   const auto [Bn, L, H, P, N, G] = check_args(in, y, state);
-  std::vector<double> h(static_cast<std::size_t>(P * N));
+  std::vector<double> h;
   for (index_t b = 0; b < Bn; ++b)
     for (index_t hd = 0; hd < H; ++hd) {
       const index_t g = hd / (H / G);
-      for (index_t p = 0; p < P; ++p)
-        for (index_t n = 0; n < N; ++n) h[p * N + n] = state(b, hd, p, n);
+      common::load_state(state, b, hd, h);
       for (index_t t = 0; t < L; ++t) {
         double dt = double(in.dt(b, t, hd)) + (ssm::detail::present(in.dt_bias) ? double(in.dt_bias(hd)) : 0.0);
         if (opt.dt_softplus) dt = ssm::detail::softplus_ref(dt);
@@ -76,8 +76,7 @@ void ref(const inputs<T>& in, tensor_view<T, 4> y, tensor_view<T, 4> state, opti
           y(b, t, hd, p) = static_cast<T>(acc);
         }
       }
-      for (index_t p = 0; p < P; ++p)
-        for (index_t n = 0; n < N; ++n) state(b, hd, p, n) = static_cast<T>(h[p * N + n]);
+      common::store_state(h, state, b, hd);
     }
 }
 

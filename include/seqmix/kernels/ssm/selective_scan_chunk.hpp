@@ -100,31 +100,6 @@ void materialised_unit(const unit_args<T>& s, index_t L, index_t N, V* h) {
   std::copy(acc.begin(), acc.end(), h);
 }
 
-// Runs `scan(s, h)` for every unit with its state h (N vectors of lanes channels, or N scalars),
-// transposing the [B,D,N] state in and out.
-template <class T, class Scan>
-void for_each_unit_state(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state,
-                         const dims& dm, bool softplus, Scan&& scan) {
-  using V = simd::batch<T>;
-  constexpr index_t W = simd::lanes<T>;
-  const prepared<T> pp(in, dm.D, dm.N);
-  const auto units = channel_units<T>(dm.D, dm.G);
-  for_each_unit(threads, dm.B, units, [&](index_t b, unit un) {
-    const auto s = make_unit(in, y, pp, dm.D, dm.G, b, un.d0, softplus);
-    if (un.width == W) {
-      std::vector<V> h(static_cast<std::size_t>(dm.N));
-      load_unit_state(state, b, un.d0, dm.N, h.data());
-      scan(s, h.data());
-      store_unit_state(state, b, un.d0, dm.N, h.data());
-    } else {
-      std::vector<T> h(static_cast<std::size_t>(dm.N));
-      for (index_t n = 0; n < dm.N; ++n) h[std::size_t(n)] = state(b, un.d0, n);
-      scan(s, h.data());
-      for (index_t n = 0; n < dm.N; ++n) state(b, un.d0, n) = h[std::size_t(n)];
-    }
-  });
-}
-
 }  // namespace detail
 
 /// Mamba-1 selective scan, blocked (see inputs<T>). y [B,T,D]; state [B,D,N] updated in place.

@@ -188,10 +188,11 @@ void for_each_unit(int threads, index_t B, const std::vector<unit>& units, Fn&& 
   });
 }
 
-// Channel-vectorised scan of tokens [0, L) for every unit, the state transposed in and out.
-template <class T>
-void scan_channels(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, const dims& dm,
-                   bool softplus) {
+// Runs `scan(s, h)` for every unit with its state h (N vectors of lanes channels, or N scalars),
+// transposing the [B,D,N] state in and out.
+template <class T, class Scan>
+void for_each_unit_state(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state,
+                         const dims& dm, bool softplus, Scan&& scan) {
   using V = simd::batch<T>;
   constexpr index_t W = simd::lanes<T>;
   const prepared<T> pp(in, dm.D, dm.N);
@@ -201,14 +202,23 @@ void scan_channels(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor
     if (un.width == W) {
       std::vector<V> h(static_cast<std::size_t>(dm.N));
       load_unit_state(state, b, un.d0, dm.N, h.data());
-      scan_unit<V, T>(s, 0, dm.L, dm.N, h.data());
+      scan(s, h.data());
       store_unit_state(state, b, un.d0, dm.N, h.data());
     } else {
       std::vector<T> h(static_cast<std::size_t>(dm.N));
       for (index_t n = 0; n < dm.N; ++n) h[std::size_t(n)] = state(b, un.d0, n);
-      scan_unit<T, T>(s, 0, dm.L, dm.N, h.data());
+      scan(s, h.data());
       for (index_t n = 0; n < dm.N; ++n) state(b, un.d0, n) = h[std::size_t(n)];
     }
+  });
+}
+
+// Channel-vectorised scan of tokens [0, L) for every unit, the state transposed in and out.
+template <class T>
+void scan_channels(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_view<T, 3> state, const dims& dm,
+                   bool softplus) {
+  for_each_unit_state<T>(threads, in, y, state, dm, softplus, [&]<class V>(const auto& s, V* h) {
+    scan_unit<V, T>(s, 0, dm.L, dm.N, h);
   });
 }
 

@@ -22,6 +22,7 @@
 #include "../../simd/transpose.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/tensor.hpp"
+#include "../common/decay.hpp"
 #include "common.hpp"
 #include "ssd_recurrent.hpp"
 
@@ -95,8 +96,9 @@ void chunk_inputs(chunk_workspace<T>& w, const inputs<T>& in, index_t b, index_t
     for (index_t h = h0; h < h1; ++h) copy_row(in.x.ptr(b, t0 + s, h), w.X.data() + (h * C + s) * P, P);
 }
 
-// Below this, a deferred state scale is folded back into the state (1/scale stays ≤ 2^40).
-inline constexpr double min_state_scale = 0x1p-40;
+// Below this, a deferred state scale is folded back into the state (1/scale stays ≤ 2^40;
+// common/decay.hpp, and docs/common.md compares the deferred-decay schemes).
+using common::deferred::state_scale_floor;
 
 // One chunk [t0, t0 + L) of head h: writes y and advances the state, held as scale · hT with
 // hT [N,P] contiguous: the chunk's decay e^{cs_L} only multiplies the scalar, and the new terms
@@ -121,7 +123,7 @@ void head_chunk(chunk_workspace<T>& w, const inputs<T>& in, tensor_view<T, 4> y,
   // The new state scale (see below) and, in one pass over x, its staged copy X and the state
   // update's operand Xw_s = x_s · e^{cs_L - cs_s} dt_s / scale'.
   const double next = scale * std::exp(double(hi_end) + double(lo_end));
-  const bool fold = !(next >= min_state_scale);  // then hT is rescaled to the true state below
+  const bool fold = common::deferred::must_fold(next, state_scale_floor);  // then hT is rescaled to the true state below
   const T inv = fold ? T(1) : T(1 / next);
   simd::transform(w.hi.data(), w.lo.data(), w.e.data(), L,
                   [=](auto a, auto c) { return simd::exp_nonpositive((decltype(a)(hi_end) - a) + (decltype(c)(lo_end) - c)); });
