@@ -81,7 +81,7 @@ struct rwkv7_op : test::op_base<T, rwkv7_data<T>, rwkv7::inputs<T>, 4, tensor<T,
     const rwkv7::inputs<T> in{
         .r = t(p.in.r), .w = t(p.in.w), .k = t(p.in.k), .v = t(p.in.v), .a = t(p.in.a), .b = t(p.in.b)};
     if constexpr (std::is_same_v<P, test::reference>)
-      rwkv7::ref<T>(in.r, in.w, in.k, in.v, in.a, in.b, t(r.o), r.state);
+      rwkv7::ref(in, t(r.o), r.state);
     else rwkv7::forward(policy, in, t(r.o), r.state);
   }
 };

@@ -11,7 +11,7 @@
 // P_{n-1} since the run began, so a block adds (G(l,n-1)⊙b_l / E') sa_lᵀ + … to S~ and never
 // multiplies it by the decay. A run ends (the decay is folded back: S = E' ⊙ S~ + …, in the same
 // pass) when min E' would drop below e^{-16}, and at the end of the call, so the state handed
-// back is exact.
+// back is exact (docs/common.md compares the deferred-decay schemes).
 //
 // One pass over the state per block: while a state row is updated by block b it is also reduced
 // for block b+1 (Sᵀ ã, Sᵀ r̃ with the next block's coefficients), so each row is loaded and stored
@@ -36,6 +36,7 @@
 #include "../../simd/softmax.hpp"
 #include "../../simd/vec.hpp"
 #include "../../tensor/tensor.hpp"
+#include "../common/decay.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::rwkv7 {
@@ -50,15 +51,9 @@ inline constexpr index_t token_block = 8;  // tokens of one head between switche
 inline constexpr index_t pass_vectors = std::clamp<index_t>((vector_registers - 4) / (4 * block_tokens + 1), 1, 4);
 inline constexpr index_t step_vectors = std::clamp<index_t>((vector_registers - 4) / 4, 1, 4);
 
-// Smallest decay E of an open run (span 16): S~ = S / E grows by at most e^{16}. E is a stored
-// product of the blocks' decays, so S = E ⊙ S~ is consistent however long the run is; the floor
-// only bounds the magnitude of S~ and of the coefficients 1/E.
-template <class T>
-inline const T run_floor = std::exp(T(-16));
-// Smallest E' for which the intra-block coefficients are formed as ratios (ã_j·b̃_l): 1/E' and
-// the b̃ stay far from overflow and every factor is a normal number.
-template <class T>
-inline const T dot_floor = std::exp(T(-40));
+// Smallest decay E of an open run (e^{-16}), and smallest E' for which the intra-block
+// coefficients are formed as ratios (e^{-40}); common/decay.hpp gives the reasons.
+using common::deferred::product_floor, common::deferred::ratio_floor;
 
 // Forces a lambda inline (GCC otherwise keeps large generic lambdas out of line and reloads the
 // captures from memory after every store).
@@ -119,15 +114,14 @@ struct block_coefs {
 // (S = diag(E) S~) and leaves as the decay after it (1 if the block closes the run); force closes
 // the run with this block (the last block of a call). d [NB][K] is scratch.
 template <class T>
-void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head_rows<const T> w,
-             head_rows<const T> k, head_rows<const T> a, head_rows<const T> b, T* E, bool force, T* d) {
+void prepare(block_coefs<T>& c, index_t K, index_t t, const head_io<T>& io, T* E, bool force, T* d) {
   using B = simd::batch<T>;
   constexpr index_t NB = block_tokens, NU = block_coefs<T>::NU, NR = block_coefs<T>::NR, L = simd::lanes<T>;
   constexpr auto at = block_coefs<T>::at;
   // Rows through base pointer + stride, outputs through local pointers captured by value: the
   // SIMD stores may alias anything, so pointers held in memory would be reloaded after each one.
-  const T *rp = r.row(t), *wp = w.row(t), *kp = k.row(t), *ap = a.row(t), *bp = b.row(t);
-  const index_t rs = r.ts, ws = w.ts, ks = k.ts, as = a.ts, bs = b.ts;
+  const T *rp = io.r.row(t), *wp = io.w.row(t), *kp = io.k.row(t), *ap = io.a.row(t), *bp = io.b.row(t);
+  const index_t rs = io.r.ts, ws = io.w.ts, ks = io.k.ts, as = io.a.ts, bs = io.b.ts;
   const bool same = rs == ws && rs == ks && rs == as && rs == bs;
   T *ou = c.upd, *orr = c.red;
   // 1. d = e^{w}; ã_j = a_j ⊙ E P_{j-1}, r̃_j = r_j ⊙ E P_j; E' = E P_{NB-1};
@@ -161,12 +155,12 @@ void prepare(block_coefs<T>& c, index_t K, index_t t, head_rows<const T> r, head
     for (; x + L <= K; x += L) cols.template operator()<false, B>(x, vmin_);
   for (; x < K; ++x) cols.template operator()<false, T>(x, smin);
   const T emin = std::min(vreduce_min<T>(vmin_), smin);
-  c.fold = force || !(emin >= run_floor<T>);
+  c.fold = force || common::deferred::must_fold(emin, product_floor<T>);
 
   // 2. Intra-block dot products. While E' is far from underflow, a_j·(G(l,j-1) ⊙ b_l) = ã_j·b̃_l
   //    (E P_{j-1} / (E P_l) = G(l,j-1)) and r_j·(G(l,j) ⊙ b_l) = r̃_j·b̃_l, all factors normal;
   //    otherwise explicit products of factors ≤ 1.
-  const bool ratio = emin >= dot_floor<T>;
+  const bool ratio = emin >= ratio_floor<T>;
   if (!ratio || c.fold)  // the explicit products below need the decays again
     for (index_t j = 0; j < NB; ++j) simd::transform(wp + j * ws, d + j * K, K, [](auto x) { return decay(x); });
   if (ratio) ratio_dots(c, (K + L - 1) / L);
@@ -470,14 +464,6 @@ template <index_t NV, step_next Next, class Vec, class T>
     SEQMIX_UNROLL for (index_t q = 0; q < NV; ++q) vstore<Vec>(sa_out + q * W, nx[q]);
 }
 
-// The rows of one head from token 0 (inputs and output), and its state [K,V].
-template <class T>
-struct head_io {
-  head_rows<const T> r, w, k, v, a, b;
-  head_rows<T> o;
-  T* S;
-};
-
 // Explicit tokens [t0, t1) of each of n heads, head after head (states exact before and after):
 // io[h] gives the rows and the state (row stride lds) of head h. Each token's decays
 // are computed before the pass of the token before it, whose work hides their latency.
@@ -549,19 +535,12 @@ struct worker {
 /// RWKV-7 op, a few tokens per pass over the state. Shapes as in ref(); state [B,H,K,V] is updated
 /// in place.
 template <class T>
-void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_view<const T, 4> w,
-               tensor_view<const T, 4> k, tensor_view<const T, 4> v, tensor_view<const T, 4> a,
-               tensor_view<const T, 4> b, tensor_view<T, 4> o, tensor_view<T, 4> state) {
-  check_args(r, w, k, v, a, b, o, state);
+void recurrent(const exec::recurrent& policy, const inputs<T>& in, tensor_view<T, 4> o, tensor_view<T, 4> state) {
+  check_args(in, o, state);
   constexpr index_t NB = detail::block_tokens;
-  const index_t B = r.extent(0), L = r.extent(1), H = r.extent(2), K = r.extent(3), V = v.extent(3);
+  const index_t B = in.r.extent(0), L = in.r.extent(1), H = in.r.extent(2), K = in.r.extent(3), V = in.v.extent(3);
   if (L == 0) return;
-  auto rows = [&](index_t bi, index_t h) SEQMIX_RWKV7_INLINE {
-    return detail::head_io<T>{{r.ptr(bi, 0, h), r.stride(1)}, {w.ptr(bi, 0, h), w.stride(1)},
-                              {k.ptr(bi, 0, h), k.stride(1)}, {v.ptr(bi, 0, h), v.stride(1)},
-                              {a.ptr(bi, 0, h), a.stride(1)}, {b.ptr(bi, 0, h), b.stride(1)},
-                              {o.ptr(bi, 0, h), o.stride(1)}, state.ptr(bi, h)};
-  };
+  auto rows = [&](index_t bi, index_t h) SEQMIX_RWKV7_INLINE { return detail::head_of(in, o, state, bi, h); };
   const index_t lds = state.stride(2), nb = L / NB;
   if (nb == 0) {  // fewer tokens than a block (decode): explicit steps, head after head
     // Typical decode shapes need no allocation.
@@ -594,7 +573,7 @@ void recurrent(const exec::recurrent& policy, tensor_view<const T, 4> r, tensor_
     };
     auto prep = [&](detail::block_coefs<T>& c, index_t h, index_t blk) {
       const auto& io = wk.io[std::size_t(h)];
-      detail::prepare<T>(c, K, blk * NB, io.r, io.w, io.k, io.a, io.b, wk.E.data() + h * K, blk + 1 == nb, wk.d.data());
+      detail::prepare<T>(c, K, blk * NB, io, wk.E.data() + h * K, blk + 1 == nb, wk.d.data());
     };
     // The first block: its coefficients and its reductions of the state as it enters.
     for (index_t h = 0; h < nh; ++h) fetch(h, 0, std::min(L, TB + NB));

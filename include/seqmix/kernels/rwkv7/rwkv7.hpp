@@ -21,12 +21,12 @@ void forward(const P& policy, const inputs<T>& in, std::type_identity_t<tensor_v
              std::type_identity_t<tensor_view<T, 4>> state) {
   exec::check(policy, "rwkv7");
   const pool_scope scope(policy.pool);
-  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, in.r, in.w, in.k, in.v, in.a, in.b, o, state);
-  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, in.r, in.w, in.k, in.v, in.a, in.b, o, state);
+  if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, in, o, state);
+  else if constexpr (std::same_as<P, exec::parallel>) parallel(policy, in, o, state);
   else if constexpr (std::same_as<P, exec::automatic>) {
     exec::run_automatic<exec::rules::rwkv7>(policy, {in.r.extent(1), in.r.extent(3), in.v.extent(3)},
                                             [&](const auto& p) { forward(p, in, o, state); });
-  } else chunk(policy, in.r, in.w, in.k, in.v, in.a, in.b, o, state);
+  } else chunk(policy, in, o, state);
 }
 
 }  // namespace seqmix::kernels::rwkv7
