@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <limits>
 #include <mutex>
 #include <numeric>
 #include <set>
@@ -20,6 +21,7 @@
 
 using seqmix::index_t;
 using seqmix::thread_pool;
+using seqmix::threads_for_work;
 namespace exec = seqmix::exec;
 
 namespace {
@@ -256,4 +258,16 @@ TEST_CASE("exec::rebind carries threads and pool to another policy kind", "[thre
   CHECK(c.threads == 3);
   CHECK(c.pool == &mine);
   CHECK(exec::rebind<exec::parallel>(exec::recurrent{}).pool == nullptr);
+}
+
+TEST_CASE("threads_for_work: one thread per 2^16 units of work, at most the policy's", "[threads]") {
+  CHECK(threads_for_work(2, 8 * 64 * 64) == 1);     // a GLA / Gated DeltaNet K64 decode step
+  CHECK(threads_for_work(2, 8 * 128 * 128) == 2);   // Gated DeltaNet K128
+  CHECK(threads_for_work(8, 24 * 64 * 128) == 3);   // Mamba-2: 3 · 2^16 units
+  CHECK(threads_for_work(2, 131071) == 1);          // just below two threads' worth
+  CHECK(threads_for_work(1, 1e12) == 1);
+  CHECK(threads_for_work(4, 0) == 1);
+  CHECK(threads_for_work(4, std::numeric_limits<double>::quiet_NaN()) == 1);
+  CHECK(threads_for_work(16, 1e6, 1e5) == 10);
+  CHECK(threads_for_work(0, 1e12) == 0);            // left invalid, for the caller's check to name
 }

@@ -282,6 +282,16 @@ inline void check_threads(int threads, const char* who) {
 
 }  // namespace detail
 
+/// The threads worth using for a call of `work` units (multiply-adds, or state elements updated
+/// per token): at most `threads`, and one per `per_thread` units, at least one. A hand-off to a
+/// pool worker costs 1-2.5 µs here (docs/policy.md), the time of about 2^15-2^16 units in the
+/// recurrent kernels: a decode step of GLA or Gated DeltaNet K64 (2^15 units) ran 2.1-2.4x slower
+/// on two threads, Gated DeltaNet K128 (2^17) even, Mamba-2 (1.5·2^17) 1.2x faster.
+inline int threads_for_work(int threads, double work, double per_thread = 65536) {
+  if (!(work >= per_thread * 2)) return std::min(threads, 1);
+  return static_cast<int>(std::min<double>(threads, work / per_thread));
+}
+
 /// Calls fn(begin, end) once per range of [0, n) split into min(policy.threads, n) contiguous,
 /// near-equal ranges, on policy.pool (null: the pool bound to this thread, else the default pool);
 /// the exception of the lowest-numbered failing range is rethrown on the caller.
