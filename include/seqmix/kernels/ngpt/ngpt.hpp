@@ -19,6 +19,7 @@
 #include "../../policy/threads.hpp"
 #include "../../simd/math.hpp"
 #include "../../simd/vec.hpp"
+#include "../common/args.hpp"
 #include "args.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ngpt {
@@ -126,11 +127,10 @@ report update(int threads, tensor_view<const T, 3> h, tensor_view<const T, 3> hm
 /// (upstream's h_normalized). out may alias h (each row is read before it is written). The same
 /// for every policy; policy.threads splits the rows. Returns the count of rows that met a zero
 /// vector (norm(0) = 0: such rows stay finite, see args.hpp).
-template <exec::policy P, class T>
-report forward(const P& policy, std::type_identity_t<tensor_view<const T, 3>> h,
-               std::type_identity_t<tensor_view<const T, 3>> hm, std::type_identity_t<tensor_view<const T, 1>> alpha,
-               std::type_identity_t<tensor_view<T, 3>> out, options<T> opt = {},
-               std::type_identity_t<tensor_view<T, 3>>* normalized = nullptr) {
+template <exec::policy P, class T_ = void, class H, class T = common::element_t<T_, H>>
+report forward(const P& policy, const H& h_in, common::in_view<T, 3> hm, common::in_view<T, 1> alpha,
+               common::out_view<T, 3> out, options<T> opt = {}, tensor_view<T, 3>* normalized = nullptr) {
+  const tensor_view<const T, 3> h = h_in;
   exec::check(policy, "ngpt");
   const pool_scope scope(policy.pool);
   check_args("ngpt", h, hm, alpha, out, normalized);
@@ -139,9 +139,9 @@ report forward(const P& policy, std::type_identity_t<tensor_view<const T, 3>> h,
 }
 
 /// norm(h) = h / ‖h‖₂ over the channels of h, out [B,T,C] (norm(0) = 0); upstream's justnorm.
-template <exec::policy P, class T>
-void normalize(const P& policy, std::type_identity_t<tensor_view<const T, 3>> h,
-               std::type_identity_t<tensor_view<T, 3>> out) {
+template <exec::policy P, class T_ = void, class H, class T = common::element_t<T_, H>>
+void normalize(const P& policy, const H& h_in, common::out_view<T, 3> out) {
+  const tensor_view<const T, 3> h = h_in;
   exec::check(policy, "ngpt::normalize");
   const pool_scope scope(policy.pool);
   check_shape("ngpt::normalize", "out", out.extents(), h.extents());
