@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "support/all_layers.hpp"
 #include "support/compare.hpp"
 
 using namespace seqmix;
@@ -16,45 +17,18 @@ using namespace seqmix::layers;
 
 namespace {
 
-constexpr index_t C = 64;  // the model width of every layer below
+using namespace seqmix::test::all_layers;
+constexpr index_t C = width;
 
-using gla = GatedLinearAttention<float>;
-using deltanet = DeltaNet<float>;
-using gdn = GatedDeltaNet<float>;
-using mamba = Mamba<float>;
-using mamba2 = Mamba2<float>;
-using attention = Attention<float>;
-using diff_attn = MultiheadDiffAttn<float>;
-using rwkv7 = RWKV7TimeMix<float>;
-
-gla::config gla_cfg() { return {.hidden_size = C, .num_heads = 4}; }
-deltanet::config deltanet_cfg() { return {.hidden_size = C, .num_heads = 4, .use_gate = true}; }
-gdn::config gdn_cfg() { return {.hidden_size = C, .head_dim = 16, .num_heads = 2, .num_v_heads = 4}; }
-mamba::config mamba_cfg() { return {.hidden_size = C, .d_state = 8}; }
-mamba2::config mamba2_cfg() { return {.hidden_size = C, .d_state = 16, .headdim = 16, .ngroups = 2}; }
-attention::config attention_cfg() { return {.hidden_size = C, .num_heads = 4, .num_kv_heads = 2, .window = 5}; }
-diff_attn::config diff_attn_cfg() { return {.hidden_size = C, .num_heads = 2, .num_kv_heads = 1, .depth = 3}; }
-rwkv7::config rwkv7_cfg(index_t layer_id) {
-  return {.hidden_size = C, .head_size = 16, .layer_id = layer_id, .decay_lora = 8, .aaa_lora = 8, .mv_lora = 4,
-          .gate_lora = 8};
-}
-
-using any_layer = std::variant<gla, deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7>;
+using any_layer = std::variant<gla, deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt>;
 using any_state = std::variant<gla::State, deltanet::State, gdn::State, mamba::State, mamba2::State,
-                               attention::State, rwkv7::State>;  // diff_attn::State is attention's KV cache
+                               attention::State, rwkv7::State>;  // diff_attn and ngpt keep attention's KV cache
 
-// RWKV-7 layer 0 first: the later RWKV-7 layer reads its v_first.
+// One layer of each family (tests/support/all_layers.hpp), RWKV-7 layer 0 first: the later
+// RWKV-7 layer reads its v_first.
 std::vector<any_layer> mixed_model() {
   std::vector<any_layer> m;
-  m.emplace_back(rwkv7::init(rwkv7_cfg(0), 1));
-  m.emplace_back(gla::init(gla_cfg(), 2));
-  m.emplace_back(deltanet::init(deltanet_cfg(), 3));
-  m.emplace_back(gdn::init(gdn_cfg(), 4));
-  m.emplace_back(mamba::init(mamba_cfg(), 5));
-  m.emplace_back(mamba2::init(mamba2_cfg(), 6));
-  m.emplace_back(attention::init(attention_cfg(), 7));
-  m.emplace_back(diff_attn::init(diff_attn_cfg(), 8));
-  m.emplace_back(rwkv7::init(rwkv7_cfg(1), 9));
+  std::apply([&](auto&&... layer) { (m.emplace_back(std::move(layer)), ...); }, one_of_each());
   return m;
 }
 
@@ -101,7 +75,7 @@ tensor<float, 2> decode(const P& policy, const std::vector<any_layer>& model, mo
 
 TEST_CASE("a model of every layer family runs prefill and decode through the concept", "[layers][concept]") {
   const auto model = mixed_model();
-  REQUIRE(model.size() == 9);
+  REQUIRE(model.size() == 10);
   constexpr index_t B = 2, T = 24, prompt = 17;
   const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, 42);
 
@@ -122,24 +96,14 @@ TEST_CASE("a model of every layer family runs prefill and decode through the con
     for (index_t b = 0; b < B; ++b)
       for (index_t c = 0; c < C; ++c) y(b, t, c) = y_t(b, c);
   }
-  // Nine layers deep, each adding O(1) to the stream: errors of a few float epsilons per layer.
-  SEQMIX_CHECK_WITHIN(y, y_ref, test::tolerance<float>(double(T) * 9 * C));
+  // Ten layers deep, each adding O(1) to the stream: errors of a few float epsilons per layer.
+  SEQMIX_CHECK_WITHIN(y, y_ref, test::tolerance<float>(double(T) * 10 * C));
 }
 
 TEMPLATE_TEST_CASE("a layer built by init() saves and loads back bit for bit", "[layers][concept][io]", gla,
-                   deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7) {
+                   deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt) {
   using L = TestType;
-  const auto make = [] {
-    if constexpr (std::is_same_v<L, gla>) return gla_cfg();
-    else if constexpr (std::is_same_v<L, deltanet>) return deltanet_cfg();
-    else if constexpr (std::is_same_v<L, gdn>) return gdn_cfg();
-    else if constexpr (std::is_same_v<L, mamba>) return mamba_cfg();
-    else if constexpr (std::is_same_v<L, mamba2>) return mamba2_cfg();
-    else if constexpr (std::is_same_v<L, attention>) return attention_cfg();
-    else if constexpr (std::is_same_v<L, diff_attn>) return diff_attn_cfg();
-    else return rwkv7_cfg(2);
-  };
-  const auto cfg = make();
+  const auto cfg = config<L>();
   const L a = L::init(cfg, 11);
   REQUIRE_NOTHROW(a.validate_finite());
   io::safetensors_writer out;

@@ -11,6 +11,7 @@
 #include <string>
 #include <tuple>
 
+#include "support/all_layers.hpp"
 #include "support/layer_checks.hpp"
 
 using namespace seqmix;
@@ -18,39 +19,13 @@ using namespace seqmix::layers;
 
 namespace {
 
-constexpr index_t C = 64;  // the model width of every layer below
+using namespace seqmix::test::all_layers;
+constexpr index_t C = width;
 constexpr index_t huge_batch = index_t(1) << 53, huger_batch = index_t(1) << 62;
-
-using gla = GatedLinearAttention<float>;
-using deltanet = DeltaNet<float>;
-using gdn = GatedDeltaNet<float>;
-using mamba = Mamba<float>;
-using mamba2 = Mamba2<float>;
-using attention = Attention<float>;
-using diff_attn = MultiheadDiffAttn<float>;
-using rwkv7 = RWKV7TimeMix<float>;
-
-rwkv7::config rwkv7_cfg(index_t layer_id) {
-  return {.hidden_size = C, .head_size = 16, .layer_id = layer_id, .decay_lora = 8, .aaa_lora = 8, .mv_lora = 4,
-          .gate_lora = 8};
-}
-
-// The nine layers of tests/layers/test_layer_concept.cpp (RWKV-7 as layer 0 and as a later layer,
-// which reads v_first from the cross-layer values).
-auto all_layers() {
-  return std::make_tuple(rwkv7::init(rwkv7_cfg(0), 1), gla::init({.hidden_size = C, .num_heads = 4}, 2),
-                         deltanet::init({.hidden_size = C, .num_heads = 4, .use_gate = true}, 3),
-                         gdn::init({.hidden_size = C, .head_dim = 16, .num_heads = 2, .num_v_heads = 4}, 4),
-                         mamba::init({.hidden_size = C, .d_state = 8}, 5),
-                         mamba2::init({.hidden_size = C, .d_state = 16, .headdim = 16, .ngroups = 2}, 6),
-                         attention::init({.hidden_size = C, .num_heads = 4, .num_kv_heads = 2, .window = 5}, 7),
-                         diff_attn::init({.hidden_size = C, .num_heads = 2, .num_kv_heads = 1, .depth = 3}, 8),
-                         rwkv7::init(rwkv7_cfg(1), 9));
-}
 
 template <class Fn>
 void for_each_layer(Fn&& fn) {
-  const auto layers = all_layers();
+  const auto layers = one_of_each();
   std::apply([&](const auto&... l) { (fn(l), ...); }, layers);
 }
 
