@@ -15,6 +15,7 @@
 #include "mamba2.hpp"
 #include "ngpt.hpp"
 #include "rwkv7.hpp"
+#include "ultramem.hpp"
 
 namespace seqmix::refcheck {
 
@@ -32,6 +33,7 @@ inline const std::map<std::string, runner, std::less<>>& runners() {
       {"mamba2", &mamba2::run},
       {"ngpt", &ngpt::run},
       {"rwkv7", &rwkv7::run},
+      {"ultramem", &ultramem::run},
   };
   return table;
 }
