@@ -111,34 +111,21 @@ void policies_agree(const Layer& net, const tensor<float, 3>& x) {
 
 }  // namespace
 
-TEST_CASE("DeltaNet: forward in pieces equals one pass", "[delta_rule][layer]") {
-  const medium_case<delta_net> c(dn_medium, dn_config());
-  pieces_equal_one_pass(c.net, c.x);
-}
-
-TEST_CASE("GatedDeltaNet: forward in pieces equals one pass", "[delta_rule][layer]") {
-  const medium_case<gated_delta_net> c(gdn_medium, gdn_config());
-  pieces_equal_one_pass(c.net, c.x);
-}
-
-TEST_CASE("DeltaNet: step() equals forward token by token", "[delta_rule][layer]") {
-  const medium_case<delta_net> c(dn_medium, dn_config());
-  step_equals_forward(c.net, c.x);
-}
-
-TEST_CASE("GatedDeltaNet: step() equals forward token by token", "[delta_rule][layer]") {
-  const medium_case<gated_delta_net> c(gdn_gva, gdn_config(2));
-  step_equals_forward(c.net, c.x);
-}
-
-TEST_CASE("DeltaNet: policies agree on the layer", "[delta_rule][layer]") {
-  const medium_case<delta_net> c(dn_medium, dn_config());
-  policies_agree(c.net, c.x);
-}
-
-TEST_CASE("GatedDeltaNet: policies agree on the layer", "[delta_rule][layer]") {
-  const medium_case<gated_delta_net> c(gdn_medium, gdn_config());
-  policies_agree(c.net, c.x);
+TEST_CASE("Delta-rule layers: pieces, steps and policies agree with one pass", "[delta_rule][layer]") {
+  const medium_case<delta_net> dn(dn_medium, dn_config());
+  const medium_case<gated_delta_net> gdn(gdn_medium, gdn_config()), gva(gdn_gva, gdn_config(2));
+  SECTION("forward in pieces equals one pass") {
+    pieces_equal_one_pass(dn.net, dn.x);
+    pieces_equal_one_pass(gdn.net, gdn.x);
+  }
+  SECTION("step() equals forward token by token") {
+    step_equals_forward(dn.net, dn.x);
+    step_equals_forward(gva.net, gva.x);
+  }
+  SECTION("policies agree on the layer") {
+    policies_agree(dn.net, dn.x);
+    policies_agree(gdn.net, gdn.x);
+  }
 }
 
 TEST_CASE("GatedDeltaNet: held-out shapes run with every policy, in float and double", "[delta_rule][layer]") {
@@ -272,34 +259,26 @@ TEST_CASE("Delta-rule layers: a checkpoint without any one weight is refused nam
 TEST_CASE("Delta-rule layers: zero or inconsistent configs are refused naming the field", "[delta_rule][layer][errors]") {
   {
     const auto file = test::checkpoint(delta_net::init(dn_config(), 1), prefix);
-    auto with = [](auto set) {
-      delta_net::config c = dn_config();
-      set(c);
-      return c;
-    };
-    test::check_config_rejected<delta_net>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
-    test::check_config_rejected<delta_net>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
-    test::check_config_rejected<delta_net>(with([](auto& c) { c.num_heads = 3; }), "key_dim", file, prefix);  // 128
-    test::check_config_rejected<delta_net>(with([](auto& c) { c.expand_v = 0.75; c.num_heads = 64; }), "value_dim",
-                                           file, prefix);  // 128 keys fit 64 heads, 96 values do not
-    test::check_config_rejected<delta_net>(with([](auto& c) { c.expand_k = 0; }), "expand_k", file, prefix);
-    test::check_config_rejected<delta_net>(with([](auto& c) { c.conv_size = 0; }), "conv_size", file, prefix);
+    test::check_configs_rejected<delta_net>(dn_config(), file, prefix, {
+        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
+        {"num_heads", [](auto& c) { c.num_heads = 0; }},
+        {"key_dim", [](auto& c) { c.num_heads = 3; }},  // 128
+        {"value_dim", [](auto& c) { c.expand_v = 0.75; c.num_heads = 64; }},  // 128 keys fit 64 heads, 96 values do not
+        {"expand_k", [](auto& c) { c.expand_k = 0; }},
+        {"conv_size", [](auto& c) { c.conv_size = 0; }},
+    });
   }
   {
     const auto file = test::checkpoint(gated_delta_net::init(gdn_config(), 2), prefix);
-    auto with = [](auto set) {
-      gated_delta_net::config c = gdn_config();
-      set(c);
-      return c;
-    };
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.head_dim = 0; }), "head_dim", file, prefix);
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.num_heads = 3; }), "num_v_heads", file,
-                                                 prefix);  // 4 value heads
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.num_v_heads = -4; }), "num_v_heads", file, prefix);
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.expand_v = 0.01; }), "expand_v", file, prefix);
-    test::check_config_rejected<gated_delta_net>(with([](auto& c) { c.conv_size = 0; }), "conv_size", file, prefix);
+    test::check_configs_rejected<gated_delta_net>(gdn_config(), file, prefix, {
+        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
+        {"num_heads", [](auto& c) { c.num_heads = 0; }},
+        {"head_dim", [](auto& c) { c.head_dim = 0; }},
+        {"num_v_heads", [](auto& c) { c.num_heads = 3; }},  // 4 value heads
+        {"num_v_heads", [](auto& c) { c.num_v_heads = -4; }},
+        {"expand_v", [](auto& c) { c.expand_v = 0.01; }},
+        {"conv_size", [](auto& c) { c.conv_size = 0; }},
+    });
   }
 }
 

@@ -126,20 +126,15 @@ TEST_CASE("GatedLinearAttention: a checkpoint without any one weight is refused 
 
 TEST_CASE("GatedLinearAttention: zero or inconsistent configs are refused naming the field", "[gla][layer][errors]") {
   const auto file = test::checkpoint(layer::init(medium_config(), 1), prefix);
-  auto with = [](auto set) {
-    layer::config c = medium_config();
-    set(c);
-    return c;
-  };
-  test::check_config_rejected<layer>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
-  test::check_config_rejected<layer>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
-  test::check_config_rejected<layer>(with([](auto& c) { c.num_heads = 3; }), "key_dim", file, prefix);  // 64 keys
-  test::check_config_rejected<layer>(with([](auto& c) { c.expand_v = 0.25; c.num_heads = 64; }), "value_dim", file,
-                                     prefix);  // 64 keys fit 64 heads, 32 values do not
-  test::check_config_rejected<layer>(with([](auto& c) { c.expand_k = 0; }), "expand_k", file, prefix);
-  test::check_config_rejected<layer>(with([](auto& c) { c.gate_low_rank_dim = 0; }), "gate_low_rank_dim", file, prefix);
-  test::check_config_rejected<layer>(with([](auto& c) { c.gate_logit_normalizer = 0; }), "gate_logit_normalizer",
-                                     file, prefix);
+  test::check_configs_rejected<layer>(medium_config(), file, prefix, {
+      {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
+      {"num_heads", [](auto& c) { c.num_heads = 0; }},
+      {"key_dim", [](auto& c) { c.num_heads = 3; }},  // 64 keys
+      {"value_dim", [](auto& c) { c.expand_v = 0.25; c.num_heads = 64; }},  // 64 keys fit 64 heads, 32 values do not
+      {"expand_k", [](auto& c) { c.expand_k = 0; }},
+      {"gate_low_rank_dim", [](auto& c) { c.gate_low_rank_dim = 0; }},
+      {"gate_logit_normalizer", [](auto& c) { c.gate_logit_normalizer = 0; }},
+  });
 }
 
 TEST_CASE("GatedLinearAttention: validate_finite() names a non-finite weight", "[gla][layer][errors]") {

@@ -222,17 +222,14 @@ TEST_CASE("NGPTBlock: a checkpoint without any one weight is refused naming it",
 TEST_CASE("NGPTBlock: non-finite weights and bad configs are named", "[ngpt][layer][errors]") {
   test::check_finite_named(block::init(odd_config(), 2));
   const auto file = test::checkpoint(block::init(medium_config(), 1), prefix);
-  auto with = [](auto set) {
-    block::config c = medium_config();
-    set(c);
-    return c;
-  };
-  test::check_config_rejected<block>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
-  test::check_config_rejected<block>(with([](auto& c) { c.num_heads = 0; }), "num_heads", file, prefix);
-  test::check_config_rejected<block>(with([](auto& c) { c.head_dim = 16; }), "head_dim", file, prefix);
-  test::check_config_rejected<block>(with([](auto& c) { c.num_heads = 128; }), "head_dim", file, prefix);  // odd: 1
-  test::check_config_rejected<block>(with([](auto& c) { c.bias = true; }), "bias", file, prefix);
-  test::check_config_rejected<block>(with([](auto& c) { c.suv_init_scaling = 0; }), "suv_init_scaling", file, prefix);
+  test::check_configs_rejected<block>(medium_config(), file, prefix, {
+      {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
+      {"num_heads", [](auto& c) { c.num_heads = 0; }},
+      {"head_dim", [](auto& c) { c.head_dim = 16; }},
+      {"head_dim", [](auto& c) { c.num_heads = 128; }},  // odd: 1
+      {"bias", [](auto& c) { c.bias = true; }},
+      {"suv_init_scaling", [](auto& c) { c.suv_init_scaling = 0; }},
+  });
 }
 
 TEST_CASE("NGPTBlock: bad inputs, a mismatched state and a full cache raise seqmix::error", "[ngpt][layer][errors]") {

@@ -198,32 +198,26 @@ TEST_CASE("Mamba and Mamba2: a checkpoint without any one weight is refused nami
 TEST_CASE("Mamba and Mamba2: zero or inconsistent configs are refused naming the field", "[mamba][mamba2][layer][errors]") {
   {
     const auto file = test::checkpoint(mamba::init(m1_config(), 1), prefix);
-    auto with = [](auto set) {
-      mamba::config c = m1_config();
-      set(c);
-      return c;
-    };
-    test::check_config_rejected<mamba>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
-    test::check_config_rejected<mamba>(with([](auto& c) { c.d_state = 0; }), "d_state", file, prefix);
-    test::check_config_rejected<mamba>(with([](auto& c) { c.d_conv = 0; }), "d_conv", file, prefix);
-    test::check_config_rejected<mamba>(with([](auto& c) { c.expand = 0; }), "expand", file, prefix);
-    test::check_config_rejected<mamba>(with([](auto& c) { c.dt_rank = -1; }), "dt_rank", file, prefix);
+    test::check_configs_rejected<mamba>(m1_config(), file, prefix, {
+        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
+        {"d_state", [](auto& c) { c.d_state = 0; }},
+        {"d_conv", [](auto& c) { c.d_conv = 0; }},
+        {"expand", [](auto& c) { c.expand = 0; }},
+        {"dt_rank", [](auto& c) { c.dt_rank = -1; }},
+    });
   }
   {
     const auto file = test::checkpoint(mamba2::init(m2_config(), 2), prefix);
-    auto with = [](auto set) {
-      mamba2::config c = m2_config();
-      set(c);
-      return c;
-    };
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.hidden_size = 0; }), "hidden_size", file, prefix);
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.headdim = 0; }), "headdim", file, prefix);
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.headdim = 25; }), "headdim", file, prefix);  // d_inner 96
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.ngroups = 0; }), "ngroups", file, prefix);
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.ngroups = 3; }), "ngroups", file, prefix);  // 4 heads
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.d_state = 0; }), "d_state", file, prefix);
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.expand = 0; }), "expand", file, prefix);
-    test::check_config_rejected<mamba2>(with([](auto& c) { c.dt_min = 0.2, c.dt_max = 0.1; }), "dt_min", file, prefix);
+    test::check_configs_rejected<mamba2>(m2_config(), file, prefix, {
+        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
+        {"headdim", [](auto& c) { c.headdim = 0; }},
+        {"headdim", [](auto& c) { c.headdim = 25; }},  // d_inner 96
+        {"ngroups", [](auto& c) { c.ngroups = 0; }},
+        {"ngroups", [](auto& c) { c.ngroups = 3; }},  // 4 heads
+        {"d_state", [](auto& c) { c.d_state = 0; }},
+        {"expand", [](auto& c) { c.expand = 0; }},
+        {"dt_min", [](auto& c) { c.dt_min = 0.2, c.dt_max = 0.1; }},
+    });
   }
 }
 

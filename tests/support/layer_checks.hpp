@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <functional>
 #include <initializer_list>
 #include <limits>
 #include <optional>
@@ -172,6 +173,19 @@ void check_config_rejected(const typename Layer::config& bad, const std::string&
   CHECK_THROWS_MATCHES(bad.validate(), seqmix::error, error_containing({Layer::name, field}));
   CHECK_THROWS_MATCHES(Layer::init(bad, 1), seqmix::error, error_containing({Layer::name, field}));
   CHECK_THROWS_MATCHES(Layer::load(file, bad, prefix), seqmix::error, error_containing({Layer::name, field}));
+}
+
+/// check_config_rejected for each {field, change}: `base` with that one change is rejected naming
+/// the field, e.g. check_configs_rejected<L>(cfg, file, prefix, {{"num_heads", [](auto& c) { c.num_heads = 0; }}}).
+template <layers::sequence_mixer Layer>
+void check_configs_rejected(
+    const typename Layer::config& base, const io::safetensors& file, const std::string& prefix,
+    std::initializer_list<std::pair<const char*, std::function<void(typename Layer::config&)>>> changes) {
+  for (const auto& [field, change] : changes) {
+    auto bad = base;
+    change(bad);
+    check_config_rejected<Layer>(bad, field, file, prefix);
+  }
 }
 
 }  // namespace seqmix::test
