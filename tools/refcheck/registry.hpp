@@ -7,6 +7,7 @@
 
 #include "case.hpp"
 #include "attention.hpp"
+#include "bi_mamba.hpp"
 #include "delta_net.hpp"
 #include "diff_attn.hpp"
 #include "gated_delta_net.hpp"
@@ -25,6 +26,7 @@ using runner = result (*)(const ref_case&, policy_kind);
 inline const std::map<std::string, runner, std::less<>>& runners() {
   static const std::map<std::string, runner, std::less<>> table{
       {"attention", &attention::run},
+      {"bi_mamba", &bi_mamba::run},
       {"delta_net", &delta_net::run},
       {"diff_attn", &diff_attn::run},
       {"gated_delta_net", &gated_delta_net::run},
