@@ -47,3 +47,4 @@
 #include "layers/mamba2.hpp"
 #include "layers/ngpt.hpp"
 #include "layers/rwkv7.hpp"
+#include "layers/ultramem.hpp"

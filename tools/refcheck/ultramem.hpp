@@ -10,7 +10,9 @@
 #include <vector>
 
 #include <seqmix/kernels/ultramem/ultramem.hpp>
+#include <seqmix/layers/ultramem.hpp>
 #include "case.hpp"
+#include "layer.hpp"
 
 namespace seqmix::refcheck::ultramem {
 
@@ -78,8 +80,31 @@ inline result run_op(const ref_case& c, policy_kind p) {
   return r;
 }
 
+inline result run_layer_case(const ref_case& c, policy_kind p) {
+  using layer = layers::UltraMem<float>;
+  result r = make_result(c, p);
+  const auto cfg = config_from<layer::config>(c);
+  const auto l = layer::load(c.file, cfg, "param.");
+  const auto x = c.get<float, 3>("in.x");
+  const index_t B = x.extent(0), L = x.extent(1), h = cfg.core_heads, m = cfg.topk;
+  c.reserve(std::array<index_t, 3>{B, cfg.hidden_size, cfg.query_conv_kernel - 1}, "state conv");
+  c.reserve(std::array<index_t, 4>{B, L, h, m}, "out.indices");
+  auto state = l.make_state(B);
+  state.conv = c.get_or_zero<float, 3>("state_in.conv", state.conv.extents());
+  tensor<float, 3> y(x.extents(), std::nanf(""));
+  tensor<float, 4> scores({B, L, h, m}, std::nanf(""));
+  tensor<std::int64_t, 4> indices({B, L, h, m}, -1);
+  with_policy(p, [&](auto policy) { l.forward(policy, x, y.view(), state, indices.view(), scores.view()); });
+  compare<float, 3>(r, c, "out.y", y);
+  compare<float, 3>(r, c, "state_out.conv", state.conv);
+  if (c.has("out.indices")) compare_index_sets(r, c, "out.indices", indices);
+  if (c.has("out.scores")) compare_scores(r, c, "out.scores", scores);
+  return r;
+}
+
 inline result run(const ref_case& c, policy_kind p) {
   if (c.level == "op") return run_op(c, p);
+  if (c.level == "layer") return run_layer_case(c, p);
   return skipped(c, p, "ultramem: unknown level '" + c.level + "'");
 }
 
