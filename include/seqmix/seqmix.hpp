@@ -37,6 +37,7 @@
 #include "kernels/ssm/selective_scan.hpp"
 #include "kernels/ssm/ssd.hpp"
 #include "layers/attention.hpp"
+#include "layers/bi_mamba.hpp"
 #include "layers/concept.hpp"
 #include "layers/cross_layer.hpp"
 #include "layers/delta_net.hpp"

@@ -4,9 +4,13 @@
 
 #include <cstdint>
 #include <string>
+#include <tuple>
 
+#include <seqmix/layers/bi_mamba.hpp>
 #include <seqmix/nn/binary_linear.hpp>
 #include "case.hpp"
+#include "layer.hpp"
+#include "mamba2.hpp"
 
 namespace seqmix::refcheck::bi_mamba {
 
@@ -33,6 +37,19 @@ inline result run(const ref_case& c, policy_kind p) {
     });
     compare<float, 3>(r, c, "out.y", y);
     return r;
+  }
+  if (c.level == "layer") {
+    using layer = layers::BiMamba2<float>;
+    auto cfg = config_from<layer::config>(c);
+    std::tie(cfg.dt_min, cfg.dt_max) = mamba2::dt_limit(c);
+    require(c.cfg<index_t>("d_inner") == cfg.d_inner() && c.cfg<index_t>("nheads") == cfg.nheads(), "refcheck",
+            "bi_mamba: d_inner / nheads in the config do not follow from d_model, expand and headdim");
+    require(!c.cfg_or("D_has_hdim", false), "refcheck", "bi_mamba: D_has_hdim is not supported");
+    require(c.cfg_or("dt_softplus", true), "refcheck", "bi_mamba: dt_softplus false is not supported");
+    require(c.cfg_or<std::string>("pack_bitorder", "little") == "little", "refcheck", "bi_mamba: pack_bitorder must be little");
+    require(c.cfg_or<std::string>("scaling_pattern", "column") == "column", "refcheck",
+            "bi_mamba: only scaling_pattern column (per input column) is implemented");
+    return run_layer<layer>(c, p, cfg, "param.", "out.y", [](auto& s, auto&& io) { io("conv", s.conv), io("ssm", s.ssm); });
   }
   return skipped(c, p, "bi_mamba: unknown level '" + c.level + "'");
 }
