@@ -46,9 +46,9 @@ template <class T>
 void chunk_block(chunk_workspace<T>& w, index_t L, const head_io<T>& io, index_t lds) {
   constexpr index_t tile = common::decay_tile;
   const index_t C = w.C, K = w.K, V = w.V, nt = common::tile_decays<T>::tiles(L);
-  const auto &r = io.r, &k = io.k, &v = io.v, &a = io.a, &b = io.b;
-  const auto& o = io.o;
-  T* S = io.S;
+  const head_rows<const T> r = io.r, k = io.k, v = io.v, a = io.a, b = io.b;  // copies: kept in registers
+  const head_rows<T> o = io.o;
+  T* const S = io.S;
   auto& d = w.d;
   auto row = [K](std::vector<T>& buf, index_t i) { return buf.data() + i * K; };
   auto ex = [](auto x) { return simd::exp(x); };
