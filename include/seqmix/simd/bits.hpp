@@ -68,21 +68,35 @@ inline void build_tables(const float* u, index_t groups, float* table) {
   }
 }
 
+/// Partial sums per lane of a tile of MR activation rows: a one-row tile would otherwise wait on
+/// the latency of one running addition. MR · partials is at most 8 (16 lanes: 8 vectors of 16
+/// floats with AVX-512, 8 of 8 with AVX2 and four partials at most).
+inline constexpr int lut_partial_budget = sizeof(batch<float>) >= 64 ? 8 : 4;
+template <int MR>
+inline constexpr int lut_partials = MR == 1   ? lut_partial_budget
+                                    : MR == 2 ? lut_partial_budget / 2
+                                    : MR <= 4 ? (lut_partial_budget / 4 > 0 ? lut_partial_budget / 4 : 1)
+                                              : 1;
+
 /// The portable lookup: for m < MR and lane r < 16,
 ///   acc[16m + r] += Σ_{w < nw} Σ_{k < 8} tables[m·ts + 16·(8w + k) + nibble k of words[16w + r]],
-/// summed in that order (w, then k).
+/// summed as lut_partials<MR> running sums (nibble k into sum k mod P, w by w), added pairwise
+/// (sum i += sum i + s for s = 1, 2, 4) and then to acc.
 template <int MR>
 inline void lut_accumulate_portable(const std::uint32_t* words, index_t nw, const float* tables, index_t ts,
                                     float* acc) {
+  constexpr int P = lut_partials<MR>;
   for (int m = 0; m < MR; ++m)
     for (index_t r = 0; r < block_rows; ++r) {
-      float a = acc[m * 16 + r];
+      float part[P] = {};
       const float* t = tables + m * ts;
       for (index_t w = 0; w < nw; ++w) {
         std::uint32_t v = words[16 * w + r];
-        for (index_t k = 0; k < groups_per_word; ++k, v >>= 4) a = a + t[16 * (8 * w + k) + (v & 15u)];
+        for (index_t k = 0; k < groups_per_word; ++k, v >>= 4) part[k % P] = part[k % P] + t[16 * (8 * w + k) + (v & 15u)];
       }
-      acc[m * 16 + r] = a;
+      for (int s = 1; s < P; s *= 2)
+        for (int i = 0; i + s < P; i += 2 * s) part[i] = part[i] + part[i + s];
+      acc[m * 16 + r] = acc[m * 16 + r] + part[0];
     }
 }
 
@@ -90,21 +104,28 @@ inline void lut_accumulate_portable(const std::uint32_t* words, index_t nw, cons
 template <int MR>
 inline void lut_accumulate(const std::uint32_t* words, index_t nw, const float* tables, index_t ts, float* acc) {
 #if defined(__AVX512F__)
-  __m512 a[MR];
-  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) a[m] = _mm512_loadu_ps(acc + 16 * m);
+  constexpr int P = lut_partials<MR>;
+  __m512 a[MR][P];
+  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) SEQMIX_UNROLL for (int p = 0; p < P; ++p) a[m][p] = _mm512_setzero_ps();
   for (index_t w = 0; w < nw; ++w) {
     __m512i idx = _mm512_loadu_si512(static_cast<const void*>(words + 16 * w));
     const float* t = tables + 16 * 8 * w;
     SEQMIX_UNROLL for (int k = 0; k < 8; ++k) {
       SEQMIX_UNROLL for (int m = 0; m < MR; ++m)
-        a[m] = _mm512_add_ps(a[m], _mm512_permutexvar_ps(idx, _mm512_loadu_ps(t + m * ts + 16 * k)));
+        a[m][k % P] = _mm512_add_ps(a[m][k % P], _mm512_permutexvar_ps(idx, _mm512_loadu_ps(t + m * ts + 16 * k)));
       idx = _mm512_srli_epi32(idx, 4);  // vpermps reads the low 4 bits of each lane
     }
   }
-  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) _mm512_storeu_ps(acc + 16 * m, a[m]);
+  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) {
+    SEQMIX_UNROLL for (int s = 1; s < P; s *= 2)
+      SEQMIX_UNROLL for (int i = 0; i + s < P; i += 2 * s) a[m][i] = _mm512_add_ps(a[m][i], a[m][i + s]);
+    _mm512_storeu_ps(acc + 16 * m, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * m), a[m][0]));
+  }
 #elif defined(__AVX2__)
-  __m256 a[MR][2];
-  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) a[m][0] = _mm256_loadu_ps(acc + 16 * m), a[m][1] = _mm256_loadu_ps(acc + 16 * m + 8);
+  constexpr int P = lut_partials<MR>;
+  __m256 a[MR][2][P];
+  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) SEQMIX_UNROLL for (int h = 0; h < 2; ++h)
+    SEQMIX_UNROLL for (int p = 0; p < P; ++p) a[m][h][p] = _mm256_setzero_ps();
   for (index_t w = 0; w < nw; ++w) {
     __m256i idx[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + 16 * w)),
                       _mm256_loadu_si256(reinterpret_cast<const __m256i*>(words + 16 * w + 8))};
@@ -117,13 +138,17 @@ inline void lut_accumulate(const std::uint32_t* words, index_t nw, const float* 
           const float* tk = t + m * ts + 16 * k;
           const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(tk), idx[h]),
                                             _mm256_permutevar8x32_ps(_mm256_loadu_ps(tk + 8), idx[h]), hi_half);
-          a[m][h] = _mm256_add_ps(a[m][h], v);
+          a[m][h][k % P] = _mm256_add_ps(a[m][h][k % P], v);
         }
       }
       idx[0] = _mm256_srli_epi32(idx[0], 4), idx[1] = _mm256_srli_epi32(idx[1], 4);
     }
   }
-  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) _mm256_storeu_ps(acc + 16 * m, a[m][0]), _mm256_storeu_ps(acc + 16 * m + 8, a[m][1]);
+  SEQMIX_UNROLL for (int m = 0; m < MR; ++m) SEQMIX_UNROLL for (int h = 0; h < 2; ++h) {
+    SEQMIX_UNROLL for (int s = 1; s < P; s *= 2)
+      SEQMIX_UNROLL for (int i = 0; i + s < P; i += 2 * s) a[m][h][i] = _mm256_add_ps(a[m][h][i], a[m][h][i + s]);
+    _mm256_storeu_ps(acc + 16 * m + 8 * h, _mm256_add_ps(_mm256_loadu_ps(acc + 16 * m + 8 * h), a[m][h][0]));
+  }
 #else
   lut_accumulate_portable<MR>(words, nw, tables, ts, acc);
 #endif
