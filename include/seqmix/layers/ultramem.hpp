@@ -211,21 +211,22 @@ class UltraMem : public mixer<UltraMem<T>, T> {
       for (index_t j = 0; j < Q; ++j) row[j] = static_cast<T>((double(row[j]) - mean) * inv * double(w_.query_ln(j)));
     });
 
-    // Retrieval per tile of tokens, then IVE pooling: pooled[i, hh, e] += w_k · memories[hh, v_k / E],
-    // the next token's rows prefetched while this one's are summed.
+    // Retrieval per tile of tokens with IVE pooling interleaved: pooled[i, hh, e] += w_k ·
+    // memories[hh, v_k / E], each token's rows prefetched after its selection and summed
+    // gather_lag tokens later.
     const tensor_view<const T, 2> q_row(q.data(), {N, dk}, {Q, 1}), q_col(q.data() + dk, {N, dk}, {Q, 1});
     const index_t hm = h * m, ED = E * dv;
     tensor<T, 2> pooled({N * h, ED});
     const T* mem = w_.memories.data();
     const index_t head_stride = cfg_.physical_values() * dv;
-    kernels::ultramem::for_each_tile<T>(th, R_.d, N, [&](index_t t0, index_t t1, kernels::ultramem::workspace<T>& ws) {
+    kernels::ultramem::for_each_tile<T>(th, R_, N, [&](index_t t0, index_t t1, kernels::ultramem::workspace<T>& ws) {
       const index_t M = t1 - t0;
       std::vector<std::int64_t> idx(static_cast<std::size_t>(M * hm));
       std::vector<T> sc(idx.size());
-      kernels::ultramem::retrieve_tile(R_, q_row.subrange(0, t0, M), q_col.subrange(0, t0, M), idx.data(), sc.data(), ws);
-      kernels::ultramem::prefetch_rows(mem, head_stride, dv, dv, idx.data(), h, m, E);
-      for (index_t k = 0; k < M; ++k) {
-        if (k + 1 < M) kernels::ultramem::prefetch_rows(mem, head_stride, dv, dv, idx.data() + (k + 1) * hm, h, m, E);
+      auto prefetch = [&](index_t k) {
+        kernels::ultramem::prefetch_rows(mem, head_stride, dv, dv, idx.data() + k * hm, h, m, E);
+      };
+      auto gather = [&](index_t k) {
         const index_t tok = t0 + k;
         for (index_t hh = 0; hh < h; ++hh) {
           T* pool = pooled.data() + (tok * h + hh) * ED;
@@ -239,7 +240,9 @@ class UltraMem : public mixer<UltraMem<T>, T> {
             if (scores) (*scores)(tok / L, tok % L, hh, j) = sc[at];
           }
         }
-      }
+      };
+      kernels::ultramem::retrieve_and_gather(R_, q_row.subrange(0, t0, M), q_col.subrange(0, t0, M), idx.data(),
+                                             sc.data(), ws, prefetch, gather);
     });
 
     // Expansion: out_h = pooled_h [E·dv] · vep [E·dv, dv]; then y = out [N, h·dv] · W_combineᵀ.

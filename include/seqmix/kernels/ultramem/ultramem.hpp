@@ -10,7 +10,7 @@
 
 #include "../../policy/execution.hpp"
 #include "../../policy/threads.hpp"
-#include "../../simd/gemm_nt.hpp"
+#include "../../simd/batch.hpp"
 #include "../../simd/vec.hpp"
 #include "../common/args.hpp"
 #include "args.hpp"
@@ -21,24 +21,34 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::ultramem {
 /// Tokens scored together: their key scores S_row, S_col [tile, r·n] come from one product each.
 inline constexpr index_t tile_tokens = 32;
 
-/// The retrieval's parameters, prepared once: keys [2, r, n, dk] and core [h, r, r] contiguous, the
-/// cores' rank-1 factors u, t [h, r] (from double).
+/// Columns of a packed key panel: two vectors.
+template <class T>
+inline constexpr index_t panel_width = 2 * simd::lanes<T>;
+
+/// The retrieval's parameters, prepared once: the keys [2, r, n, dk] packed for the score product
+/// (per side, column panels [r·n / NR][dk][NR] of NR = panel_width keys, zero-padded past r·n),
+/// the core [h, r, r] contiguous, the cores' rank-1 factors u, t [h, r] (from double).
 template <class T>
 struct retrieval {
   dims d;
   activation act = activation::identity;
-  std::vector<T> keys, core, u, t;
+  index_t panels = 0;  // column panels per side
+  std::vector<T> kpack, core, u, t;
 
   retrieval() = default;
   retrieval(tensor_view<const T, 4> k, tensor_view<const T, 3> c, index_t m, activation a) : act(a) {
     d.r = k.extent(1), d.n = k.extent(2), d.dk = k.extent(3), d.h = c.extent(0), d.m = m;
-    keys.resize(static_cast<std::size_t>(k.size())), core.resize(static_cast<std::size_t>(c.size()));
-    std::size_t o = 0;
+    constexpr index_t NR = panel_width<T>;
+    const index_t rn = d.r * d.n;
+    panels = (rn + NR - 1) / NR;
+    kpack.assign(static_cast<std::size_t>(2 * panels * d.dk * NR), T(0));
+    core.resize(static_cast<std::size_t>(c.size()));
     for (index_t s = 0; s < 2; ++s)
-      for (index_t a = 0; a < d.r; ++a)
-        for (index_t i = 0; i < d.n; ++i)
-          for (index_t j = 0; j < d.dk; ++j) keys[o++] = k(s, a, i, j);
-    o = 0;
+      for (index_t col = 0; col < rn; ++col) {
+        T* dst = kpack.data() + ((s * panels + col / NR) * d.dk) * NR + col % NR;
+        for (index_t j = 0; j < d.dk; ++j) dst[j * NR] = k(s, col / d.n, col % d.n, j);
+      }
+    std::size_t o = 0;
     for (index_t i = 0; i < d.h; ++i)
       for (index_t a = 0; a < d.r; ++a)
         for (index_t b = 0; b < d.r; ++b) core[o++] = c(i, a, b);
@@ -46,22 +56,87 @@ struct retrieval {
     core_factors(c, ud, td);
     u.assign(ud.begin(), ud.end()), t.assign(td.begin(), td.end());
   }
-  /// Row keys (s = 0) or column keys (s = 1) as a [r·n, dk] matrix.
-  tensor_view<const T, 2> key_matrix(index_t s) const {
-    return {keys.data() + s * d.r * d.n * d.dk, {d.r * d.n, d.dk}, {d.dk, 1}};
-  }
+  /// The packed row keys (s = 0) or column keys (s = 1).
+  const T* key_panels(index_t s) const { return kpack.data() + s * panels * d.dk * panel_width<T>; }
+  /// Row stride of a score matrix: the panels' columns.
+  index_t score_stride() const { return panels * panel_width<T>; }
 };
+
+namespace detail {
+
+// c[r][0 .. NP·NR) = Σ_p a[p][r] · b_q[p][0 .. NR) for MR rows of queries a packed [dk][MR] (row
+// stride `as` between p) and NP key panels b_q = b + q·ps, each [dk][NR]. The same FMA chain over p
+// per output as simd::gemm_nt's tile, so the scores equal that product's bit for bit.
+template <class T, index_t MR, index_t NP>
+[[gnu::noinline]] void score_tile(index_t dk, const T* a, index_t as, const T* b, index_t ps, T* c, index_t ldc) {
+  constexpr index_t L = simd::lanes<T>, NR = panel_width<T>, NV = 2 * NP;
+  simd::batch<T> acc[MR][NV];
+  SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r)
+    SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::batch<T>(T(0));
+  for (index_t p = 0; p < dk; ++p, a += as, b += NR) {
+    simd::batch<T> bv[NV];
+    SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) bv[v] = simd::load(b + (v / 2) * ps + (v % 2) * L);
+    SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+      const simd::batch<T> av(a[r]);
+      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::fma(av, bv[v], acc[r][v]);
+    }
+  }
+  SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r)
+    SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) simd::store(c + r * ldc + (v / 2) * NR + (v % 2) * L, acc[r][v]);
+}
+
+// MR rows of q (packed into ap when MR > 1) against every panel: NP panels at a time, then singly.
+template <class T, index_t MR, index_t NP>
+void score_rows(const T* kp, index_t panels, index_t dk, const T* q, index_t ldq, T* S, index_t ldS, T* ap) {
+  constexpr index_t NR = panel_width<T>;
+  const T* a = q;
+  index_t as = 1;
+  if constexpr (MR > 1) {
+    for (index_t p = 0; p < dk; ++p)
+      for (index_t r = 0; r < MR; ++r) ap[p * MR + r] = q[r * ldq + p];
+    a = ap, as = MR;
+  }
+  const index_t ps = dk * NR;
+  index_t j = 0;
+  for (; j + NP <= panels; j += NP) score_tile<T, MR, NP>(dk, a, as, kp + j * ps, ps, S + j * NR, ldS);
+  for (; j < panels; ++j) score_tile<T, MR, 1>(dk, a, as, kp + j * ps, ps, S + j * NR, ldS);
+}
+
+}  // namespace detail
+
+/// S [M, score_stride] = q [M, dk] (unit column stride) · keys(s)ᵀ against the pre-packed keys:
+/// blocks of 12 rows (6 with 16 vector registers), then 4, then single rows (decode), each against
+/// several panels at once. ap: scratch of 12·dk.
+template <class T>
+void key_scores(const retrieval<T>& R, index_t s, tensor_view<const T, 2> q, T* S, std::vector<T>& ap) {
+  constexpr bool wide = simd::vector_registers >= 32;
+  constexpr index_t MR = wide ? 12 : 6;
+  const index_t M = q.extent(0), dk = R.d.dk, ldq = q.stride(0), ldS = R.score_stride();
+  ap.resize(static_cast<std::size_t>(MR * dk));
+  const T* kp = R.key_panels(s);
+  index_t i = 0;
+  for (; i + MR <= M; i += MR)
+    detail::score_rows<T, MR, 1>(kp, R.panels, dk, q.data() + i * ldq, ldq, S + i * ldS, ldS, ap.data());
+  for (; i + 4 <= M; i += 4)
+    detail::score_rows<T, 4, wide ? 2 : 1>(kp, R.panels, dk, q.data() + i * ldq, ldq, S + i * ldS, ldS, ap.data());
+  for (; i < M; ++i)
+    detail::score_rows<T, 1, wide ? 4 : 2>(kp, R.panels, dk, q.data() + i * ldq, ldq, S + i * ldS, ldS, ap.data());
+}
 
 /// One thread's scratch for retrieve_tile.
 template <class T>
 struct workspace {
-  std::vector<T> srow, scol;  // [tile, r·n]
+  std::vector<T> srow, scol;  // [rows, score_stride]
+  std::vector<T> apack;       // queries packed for key_scores
   selection_scratch<T> sel;
   std::vector<index_t> I, J;
   std::vector<T> P;
-  explicit workspace(const dims& d)
-      : srow(static_cast<std::size_t>(tile_tokens * d.r * d.n)), scol(srow.size()), I(std::size_t(d.m)), J(I.size()),
-        P(std::size_t(d.r)) {
+  /// For tiles of up to `rows` tokens (tile_tokens by default; a decode step needs one).
+  explicit workspace(const retrieval<T>& R, index_t rows = tile_tokens)
+      : workspace(R.d, R.score_stride(), rows) {}
+  workspace(const dims& d, index_t stride, index_t rows)
+      : srow(static_cast<std::size_t>(std::min(rows, tile_tokens) * stride)), scol(srow.size()), I(std::size_t(d.m)),
+        J(I.size()), P(std::size_t(d.r)) {
     sel.rows.resize(std::size_t(d.m)), sel.cols.resize(std::size_t(d.m)), sel.grid.resize(std::size_t(d.m));
     sel.approx_row.resize(std::size_t(d.n)), sel.approx_col.resize(std::size_t(d.n));
     sel.grid_scores.resize(std::size_t(d.m * d.m)), sel.scol.resize(std::size_t(d.r * d.m));
@@ -70,14 +145,19 @@ struct workspace {
 
 /// TDQKR for M <= tile_tokens tokens: q_row, q_col [M, dk] (unit column stride) → idx, sc [M, h, m]
 /// (contiguous): the virtual indices i·n + j and exact scores of each head's top-m, best first
-/// (ties: smaller index first).
-template <class T>
+/// (ties: smaller index first). after_token(k) runs once token k's selections are written.
+/// (the default of retrieve_tile's per-token hook: nothing)
+struct no_hook {
+  void operator()(index_t) const {}
+};
+
+template <class T, class Hook = no_hook>
 void retrieve_tile(const retrieval<T>& R, tensor_view<const T, 2> q_row, tensor_view<const T, 2> q_col,
-                   std::int64_t* idx, T* sc, workspace<T>& ws) {
+                   std::int64_t* idx, T* sc, workspace<T>& ws, Hook&& after_token = {}) {
   const dims& d = R.d;
-  const index_t M = q_row.extent(0), rn = d.r * d.n, n = d.n, m = d.m, r = d.r;
-  simd::gemm_nt<T>(q_row, R.key_matrix(0), tensor_view<T, 2>(ws.srow.data(), {M, rn}, {rn, 1}));
-  simd::gemm_nt<T>(q_col, R.key_matrix(1), tensor_view<T, 2>(ws.scol.data(), {M, rn}, {rn, 1}));
+  const index_t M = q_row.extent(0), rn = R.score_stride(), n = d.n, m = d.m, r = d.r;
+  key_scores(R, 0, q_row, ws.srow.data(), ws.apack);
+  key_scores(R, 1, q_col, ws.scol.data(), ws.apack);
   auto& s = ws.sel;
   for (index_t tk = 0; tk < M; ++tk) {
     const T* Sr = ws.srow.data() + tk * rn;
@@ -92,8 +172,8 @@ void retrieve_tile(const retrieval<T>& R, tensor_view<const T, 2> q_row, tensor_
         simd::axpy(u[a], Sr + a * n, s.approx_row.data(), n);
         simd::axpy(t[a], Sc + a * n, s.approx_col.data(), n);
       }
-      top_m(s.approx_row.data(), n, m, s.rows.data());
-      top_m(s.approx_col.data(), n, m, s.cols.data());
+      top_m(s.approx_row.data(), n, m, s.rows.data(), s.top);
+      top_m(s.approx_col.data(), n, m, s.cols.data(), s.top);
       // In index order, so that grid position order is virtual index order (ties: smaller index).
       for (index_t k = 0; k < m; ++k) ws.I[std::size_t(k)] = s.rows[std::size_t(k)].index;
       for (index_t k = 0; k < m; ++k) ws.J[std::size_t(k)] = s.cols[std::size_t(k)].index;
@@ -113,7 +193,7 @@ void retrieve_tile(const retrieval<T>& R, tensor_view<const T, 2> q_row, tensor_
         std::fill(g, g + m, T(0));
         for (index_t b = 0; b < r; ++b) simd::axpy(ws.P[std::size_t(b)], s.scol.data() + b * m, g, m);
       }
-      top_m(s.grid_scores.data(), m * m, m, s.grid.data());
+      top_m(s.grid_scores.data(), m * m, m, s.grid.data(), s.top);
       std::int64_t* io = idx + (tk * d.h + hh) * m;
       T* so = sc + (tk * d.h + hh) * m;
       for (index_t k = 0; k < m; ++k) {
@@ -122,15 +202,34 @@ void retrieve_tile(const retrieval<T>& R, tensor_view<const T, 2> q_row, tensor_
         so[k] = c.value;
       }
     }
+    after_token(tk);
   }
+}
+
+/// Tokens between a token's selection (and the prefetch of its rows) and the gather of its rows.
+inline constexpr index_t gather_lag = 2;
+
+/// retrieve_tile with the gather interleaved: after token k's selection, prefetch(k) hints its
+/// rows and gather(k − gather_lag) sums rows fetched while the selections in between ran, so the
+/// DRAM latency of the random rows hides behind the scoring arithmetic; the last tokens are
+/// gathered at the end.
+template <class T, class Prefetch, class Gather>
+void retrieve_and_gather(const retrieval<T>& R, tensor_view<const T, 2> q_row, tensor_view<const T, 2> q_col,
+                         std::int64_t* idx, T* sc, workspace<T>& ws, Prefetch&& prefetch, Gather&& gather) {
+  const index_t M = q_row.extent(0);
+  retrieve_tile(R, q_row, q_col, idx, sc, ws, [&](index_t k) {
+    prefetch(k);
+    if (k >= gather_lag) gather(k - gather_lag);
+  });
+  for (index_t k = std::max<index_t>(0, M - gather_lag); k < M; ++k) gather(k);
 }
 
 /// Calls fn(begin, end, workspace) for the tiles of tokens [0, M), the tiles split over `threads`.
 template <class T, class Fn>
-void for_each_tile(int threads, const dims& d, index_t M, Fn&& fn) {
+void for_each_tile(int threads, const retrieval<T>& R, index_t M, Fn&& fn) {
   const index_t tiles = (M + tile_tokens - 1) / tile_tokens;
   parallel_ranges(int(std::clamp<index_t>(tiles, 1, threads)), tiles, [&](index_t t0, index_t t1) {
-    workspace<T> ws(d);
+    workspace<T> ws(R, M);
     for (index_t t = t0; t < t1; ++t) fn(t * tile_tokens, std::min(M, (t + 1) * tile_tokens), ws);
   });
 }
@@ -179,16 +278,14 @@ void forward(const P& policy, const Q& q_row_in, common::in_view<T, 3> q_col, co
   for (index_t b = 0; b < B; ++b) {
     const tensor_view<const T, 2> qr(q_row.ptr(b, 0, 0), {L, d.dk}, {q_row.stride(1), 1});
     const tensor_view<const T, 2> qc(q_col.ptr(b, 0, 0), {L, d.dk}, {q_col.stride(1), 1});
-    for_each_tile<T>(policy.threads, d, L, [&](index_t t0, index_t t1, workspace<T>& ws) {
+    for_each_tile<T>(policy.threads, R, L, [&](index_t t0, index_t t1, workspace<T>& ws) {
       const index_t M = t1 - t0, hm = h * m;
       std::vector<std::int64_t> idx(static_cast<std::size_t>(M * hm));
       std::vector<T> sc(idx.size());
-      retrieve_tile(R, qr.subrange(0, t0, M), qc.subrange(0, t0, M), idx.data(), sc.data(), ws);
       const T* base = values.data();
       const index_t hs = values.stride(0), rs = values.stride(1);
-      prefetch_rows(base, hs, rs, dv, idx.data(), h, m);
-      for (index_t k = 0; k < M; ++k) {
-        if (k + 1 < M) prefetch_rows(base, hs, rs, dv, idx.data() + (k + 1) * hm, h, m);
+      auto prefetch = [&](index_t k) { prefetch_rows(base, hs, rs, dv, idx.data() + k * hm, h, m); };
+      auto gather = [&](index_t k) {
         for (index_t hh = 0; hh < h; ++hh) {
           T* out = o.ptr(b, t0 + k, hh, 0);
           std::fill(out, out + dv, T(0));
@@ -199,7 +296,9 @@ void forward(const P& policy, const Q& q_row_in, common::in_view<T, 3> q_col, co
             simd::axpy(activate(opt.act, sc[at]), base + hh * hs + idx[at] * rs, out, dv);
           }
         }
-      }
+      };
+      retrieve_and_gather(R, qr.subrange(0, t0, M), qc.subrange(0, t0, M), idx.data(), sc.data(), ws, prefetch,
+                          gather);
     });
   }
 }
