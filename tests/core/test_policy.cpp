@@ -247,7 +247,7 @@ TEST_CASE("an op runs on the caller's pool, with the same bits as one thread", "
   CHECK(mine.jobs() >= 1);
   CHECK(same_bits(one.first, two.first));
   CHECK(same_bits(one.second, two.second));
-  const delta_case d(33, true);
+  const delta_case d(300, true);  // 2·16·16·300 state updates: two threads' worth (threads_for_work)
   const auto before = mine.jobs();
   const auto d1 = d.run(exec::recurrent{});
   const auto d2 = d.run(exec::automatic{.threads = 2, .pool = &mine});

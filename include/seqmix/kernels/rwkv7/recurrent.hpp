@@ -557,7 +557,7 @@ void recurrent(const exec::recurrent& policy, const inputs<T>& in, tensor_view<T
     detail::steps<T>(n, io, lds, 0, L, K, V, scratch);
     return;
   }
-  parallel_ranges(policy.threads, B * H, [&](index_t begin, index_t end) {
+  parallel_ranges(threads_for_work(policy.threads, double(B) * H * K * V * L), B * H, [&](index_t begin, index_t end) {
     constexpr index_t TB = detail::token_block;
     detail::worker<T> wk(end - begin, K, V);
     const index_t nh = end - begin;

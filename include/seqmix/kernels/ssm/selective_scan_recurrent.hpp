@@ -246,7 +246,7 @@ void scan_states(int threads, const inputs<T>& in, tensor_view<T, 3> y, tensor_v
   const bool gate = present(in.z);
   const index_t blocks = (D + W - 1) / W;
   const index_t sA = in.A.stride(0), sS = state.stride(1), sB = in.B.stride(2), sC = in.C.stride(2);
-  parallel_ranges(D * N * dm.L >= (index_t(1) << 18) ? threads : 1, dm.B * blocks, [&](index_t begin, index_t end) {
+  parallel_ranges(threads_for_work(threads, double(dm.B) * D * N * dm.L), dm.B * blocks, [&](index_t begin, index_t end) {
     // D and delta_bias: loaded in place when dense (no per-call copies on the decode path).
     const bool dense = (!present(in.D) || in.D.stride(0) == 1) && (!present(in.delta_bias) || in.delta_bias.stride(0) == 1);
     const std::optional<prepared_rows<T>> pp = dense ? std::nullopt : std::optional<prepared_rows<T>>(std::in_place, in, D);
