@@ -191,16 +191,17 @@ class UltraMem : public mixer<UltraMem<T>, T> {
 
     // Prenorm, then the causal query conv (it carries the normalised inputs).
     const detail::sequence_rows<T> xr(x);
-    tensor<T, 3> xn({B, L, C}), xq({B, L, C});
+    scratch& sb = scratch_of_this_thread();
+    const tensor_view<T, 3> xn(grow(sb.xn, N * C), {B, L, C}, {L * C, C, 1}), xq(grow(sb.xq, N * C), {B, L, C}, {L * C, C, 1});
     parallel_for(th, N, [&](index_t i) {
       nn::rmsnorm_row(xr.view.data() + i * C, w_.prenorm.data(), xn.data() + i * C, C, T(cfg_.rms_eps));
     });
-    w_.query_conv(xn.view(), xq.view(), state.conv.view(), name, th);
+    w_.query_conv(tensor_view<const T, 3>(xn), xq, state.conv.view(), name, th);
 
     // Queries: q = LN(xq W_qᵀ) ⊙ query_ln over 2dk.
     const index_t Q = 2 * dk;
-    tensor<T, 2> q({N, Q});
-    w_.to_queries(xq.view().template reshape<2>({N, C}), q.view(), name, th);
+    const tensor_view<T, 2> q(grow(sb.q, N * Q), {N, Q}, {Q, 1});
+    w_.to_queries(tensor_view<const T, 2>(xq.data(), {N, C}, {C, 1}), q, name, th);
     parallel_for(th, N, [&](index_t i) {
       T* row = q.data() + i * Q;
       double mean = 0, var = 0;
@@ -212,24 +213,28 @@ class UltraMem : public mixer<UltraMem<T>, T> {
     });
 
     // Retrieval per tile of tokens with IVE pooling interleaved: pooled[i, hh, e] += w_k ·
-    // memories[hh, v_k / E], each token's rows prefetched after its selection and summed
-    // gather_lag tokens later.
+    // memories[hh, v_k / E], each token's rows (and projector ids) prefetched after its selection
+    // and summed gather_lag tokens later; then the tile's expansion out_h = pooled_h [E·dv] · vep
+    // [E·dv, dv] while its pooled rows are in cache.
     const tensor_view<const T, 2> q_row(q.data(), {N, dk}, {Q, 1}), q_col(q.data() + dk, {N, dk}, {Q, 1});
     const index_t hm = h * m, ED = E * dv;
-    tensor<T, 2> pooled({N * h, ED});
+    const tensor_view<T, 2> out(grow(sb.out, N * h * dv), {N * h, dv}, {dv, 1});
+    const tensor_view<const T, 2> vep(w_.value_expansion_proj.data(), {ED, dv}, {dv, 1});
     const T* mem = w_.memories.data();
     const index_t head_stride = cfg_.physical_values() * dv;
     kernels::ultramem::for_each_tile<T>(th, R_, N, [&](index_t t0, index_t t1, kernels::ultramem::workspace<T>& ws) {
       const index_t M = t1 - t0;
       std::vector<std::int64_t> idx(static_cast<std::size_t>(M * hm));
       std::vector<T> sc(idx.size());
+      T* pooled = grow(ws.gather, M * h * ED);
       auto prefetch = [&](index_t k) {
         kernels::ultramem::prefetch_rows(mem, head_stride, dv, dv, idx.data() + k * hm, h, m, E);
+        for (index_t j = 0; j < hm; ++j) simd::prefetch(proj_.data() + idx[std::size_t(k * hm + j)], 1);
       };
       auto gather = [&](index_t k) {
         const index_t tok = t0 + k;
         for (index_t hh = 0; hh < h; ++hh) {
-          T* pool = pooled.data() + (tok * h + hh) * ED;
+          T* pool = pooled + (k * h + hh) * ED;
           std::fill(pool, pool + ED, T(0));
           for (index_t j = 0; j < m; ++j) {
             const std::size_t at = std::size_t(k * hm + hh * m + j);
@@ -243,15 +248,25 @@ class UltraMem : public mixer<UltraMem<T>, T> {
       };
       kernels::ultramem::retrieve_and_gather(R_, q_row.subrange(0, t0, M), q_col.subrange(0, t0, M), idx.data(),
                                              sc.data(), ws, prefetch, gather);
+      simd::gemm<T>(tensor_view<const T, 2>(pooled, {M * h, ED}, {ED, 1}), vep, out.subrange(0, t0 * h, M * h));
     });
 
-    // Expansion: out_h = pooled_h [E·dv] · vep [E·dv, dv]; then y = out [N, h·dv] · W_combineᵀ.
-    tensor<T, 2> out({N * h, dv});
-    const tensor_view<const T, 2> vep(w_.value_expansion_proj.data(), {ED, dv}, {dv, 1});
-    parallel_ranges(threads_for_work(th, double(N * h) * double(ED) * double(dv)), N * h, [&](index_t a, index_t b) {
-      simd::gemm<T>(pooled.view().subrange(0, a, b - a), vep, out.view().subrange(0, a, b - a));
-    });
-    detail::project_to_sequence(w_.combine, tensor_view<const T, 2>(out.view().template reshape<2>({N, h * dv})), y, name, th);
+    // y = out [N, h·dv] · W_combineᵀ.
+    detail::project_to_sequence(w_.combine, tensor_view<const T, 2>(out.data(), {N, h * dv}, {h * dv, 1}), y, name, th);
+  }
+
+  // The large temporaries of run(), kept per calling thread across calls (a prefill's 8 MiB
+  // buffers would otherwise be mapped and zeroed by the kernel on every call).
+  struct scratch {
+    std::vector<T> xn, xq, q, out;
+  };
+  static scratch& scratch_of_this_thread() {
+    thread_local scratch s;
+    return s;
+  }
+  static T* grow(std::vector<T>& v, index_t n) {
+    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
+    return v.data();
   }
 
   config cfg_;

@@ -128,6 +128,7 @@ template <class T>
 struct workspace {
   std::vector<T> srow, scol;  // [rows, score_stride]
   std::vector<T> apack;       // queries packed for key_scores
+  std::vector<T> gather;      // the caller's buffer for a tile's gathered rows
   selection_scratch<T> sel;
   std::vector<index_t> I, J;
   std::vector<T> P;
