@@ -39,12 +39,17 @@ template <class T>
 void top_m_cases() {
   std::mt19937 rng(7);
   std::uniform_real_distribution<double> u(-1, 1);
-  for (index_t n : {1, 2, 3, 7, 8, 16, 17, 31, 64, 100, 512, 1024}) {
+  for (index_t n : {1, 2, 3, 7, 8, 16, 17, 31, 64, 100, 512, 1024, 2000, 4099}) {
     std::vector<index_t> ms{1, n, std::max<index_t>(1, n / 2), std::min<index_t>(n, 8), std::min<index_t>(n, 32)};
     for (index_t m : ms) {
       std::vector<T> x(static_cast<std::size_t>(n));
       for (auto& v : x) v = T(u(rng));
       check_top_m(x, m);  // random
+      for (index_t i = 0; i < n; i += 5) x[std::size_t(i)] = std::numeric_limits<T>::infinity();
+      check_top_m(x, m);  // +inf among finite values (threshold may be +inf)
+      for (index_t i = 0; i < n; ++i) x[std::size_t(i)] = T(std::floor(u(rng) * 4) + (i % 64 < 8 ? 8 : 0));
+      check_top_m(x, m);  // clustered high blocks with ties: many survivors of the threshold
+      for (auto& v : x) v = T(u(rng));
       std::sort(x.begin(), x.end());
       check_top_m(x, m);  // ascending: every candidate enters
       std::reverse(x.begin(), x.end());

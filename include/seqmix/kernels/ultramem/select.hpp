@@ -70,7 +70,7 @@ void top_m_heap(const T* x, index_t n, index_t m, candidate<T>* out) {
 /// Scratch of top_m: the group maxima and the surviving candidates.
 template <class T>
 struct top_m_scratch {
-  std::vector<T> maxima;
+  std::vector<T> maxima, values;
   std::vector<candidate<T>> kept;
 };
 
@@ -82,8 +82,10 @@ struct top_m_scratch {
 ///     vector counts, stopped once at most m + m/4 reach it). Then at least m elements are >= τ
 ///     (the maxima of m groups), so the m-th best value is >= τ and every one of the m best is.
 ///  3. One vector compare per `lanes` candidates collects the x[i] >= τ (NaN never is), in index
-///     order; the few survivors (about m + m/4 on random data) are partially sorted by value, then
-///     index: no NaN is among them, so the comparison is the plain one.
+///     order (no NaN among them). With at most 4m survivors each one's rank in the order is counted
+///     by vector compares against all of them, branch-free (larger value, or equal value and
+///     earlier position); the ranks below m place the answer. More survivors are partially
+///     sorted by value, then index.
 /// When G < 2m, or τ = -inf (fewer than m finite values: NaN and -inf ties need the index rule
 /// among the non-finite), top_m_heap answers instead. Cost O(n + G + k log k) for k survivors.
 template <class T>
@@ -147,6 +149,30 @@ void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>
   for (; i < n; ++i) {
     kept[k] = {x[i], i};
     k += x[i] >= tau ? 1 : 0;
+  }
+  if (k <= 4 * m && k < (index_t(1) << 24)) {
+    // Each survivor's rank by vector counts, branch-free: rank_i = #{j : x_j > x_i} + #{j < i :
+    // x_j = x_i} (survivors are in index order), a permutation of 0 .. k−1; ranks below m are
+    // the answer, best first. Positions as T are exact below 2^24.
+    const index_t kp = (k + L - 1) / L * L;
+    s.values.resize(std::size_t(kp));
+    T* v = s.values.data();
+    for (index_t j = 0; j < k; ++j) v[j] = kept[j].value;
+    for (index_t j = k; j < kp; ++j) v[j] = ninf;  // never above nor equal to a survivor (>= τ > −inf)
+    alignas(64) T iota[L];
+    for (index_t j = 0; j < L; ++j) iota[j] = T(j);
+    const B lane = simd::load(iota), one(T(1)), zero(T(0));
+    for (index_t i = 0; i < k; ++i) {
+      const B vi(v[i]), pi = B(static_cast<T>(i));
+      B cnt = zero;
+      for (index_t c = 0; c < kp; c += L) {
+        const B x = simd::load(v + c);
+        cnt += simd::select(x > vi, one, zero) + simd::select((x == vi) && (lane + B(T(c)) < pi), one, zero);
+      }
+      const auto rank = static_cast<index_t>(simd::reduce_add(cnt));
+      if (rank < m) out[rank] = kept[i];
+    }
+    return;
   }
   auto plain = [](const candidate<T>& a, const candidate<T>& b) {
     return a.value > b.value || (a.value == b.value && a.index < b.index);
