@@ -33,6 +33,13 @@ void check_top_m(const std::vector<T>& x, index_t m) {
     INFO("n=" << n << " m=" << m << " k=" << k);
     REQUIRE(got[std::size_t(k)].index == all[std::size_t(k)].index);
   }
+  // The same set in increasing index order (the form the grid takes its rows and columns in).
+  std::vector<index_t> want(static_cast<std::size_t>(m)), ordered(want.size());
+  for (index_t k = 0; k < m; ++k) want[std::size_t(k)] = all[std::size_t(k)].index;
+  std::sort(want.begin(), want.end());
+  um::top_m_scratch<T> scratch;
+  um::top_m(x.data(), n, m, got.data(), scratch, ordered.data());
+  REQUIRE(ordered == want);
 }
 
 template <class T>

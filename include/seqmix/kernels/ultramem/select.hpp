@@ -88,12 +88,22 @@ struct top_m_scratch {
 ///     sorted by value, then index.
 /// When G < 2m, or τ = -inf (fewer than m finite values: NaN and -inf ties need the index rule
 /// among the non-finite), top_m_heap answers instead. Cost O(n + G + k log k) for k survivors.
+///
+/// With `in_index_order` set, writes only the m indices, in increasing index order, there (out is
+/// then scratch).
 template <class T>
-void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>& s) {
+void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>& s, index_t* in_index_order = nullptr) {
+  auto heap = [&] {
+    top_m_heap(x, n, m, out);
+    if (in_index_order) {
+      for (index_t k = 0; k < m; ++k) in_index_order[k] = out[k].index;
+      std::sort(in_index_order, in_index_order + m);
+    }
+  };
   constexpr index_t L = simd::lanes<T>;
   const index_t rows = n / L;
   const index_t R = std::max<index_t>(1, rows * L / (4 * m)), blocks = rows / R, G = blocks * L;
-  if (G < 2 * m) return top_m_heap(x, n, m, out);
+  if (G < 2 * m) return heap();
   using B = simd::batch<T>;
   const T ninf = -std::numeric_limits<T>::infinity();
   s.maxima.resize(std::size_t(G));
@@ -133,7 +143,7 @@ void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>
     lo = s.maxima[std::size_t(m - 1)];
   }
   const T tau = lo;
-  if (!(tau > ninf)) return top_m_heap(x, n, m, out);
+  if (!(tau > ninf)) return heap();
   s.kept.resize(std::size_t(n));
   candidate<T>* kept = s.kept.data();
   index_t k = 0;
@@ -162,6 +172,7 @@ void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>
     alignas(64) T iota[L];
     for (index_t j = 0; j < L; ++j) iota[j] = T(j);
     const B lane = simd::load(iota), one(T(1)), zero(T(0));
+    index_t placed = 0;  // survivors are in index order: those ranked below m, in that order
     for (index_t i = 0; i < k; ++i) {
       const B vi(v[i]), pi = B(static_cast<T>(i));
       B cnt = zero;
@@ -170,7 +181,10 @@ void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>
         cnt += simd::select(x > vi, one, zero) + simd::select((x == vi) && (lane + B(T(c)) < pi), one, zero);
       }
       const auto rank = static_cast<index_t>(simd::reduce_add(cnt));
-      if (rank < m) out[rank] = kept[i];
+      if (rank < m) {
+        if (in_index_order) in_index_order[placed++] = kept[i].index;
+        else out[rank] = kept[i];
+      }
     }
     return;
   }
@@ -180,6 +194,10 @@ void top_m(const T* x, index_t n, index_t m, candidate<T>* out, top_m_scratch<T>
   if (k > m) std::nth_element(kept, kept + (m - 1), kept + k, plain);
   std::sort(kept, kept + m, plain);
   std::copy(kept, kept + m, out);
+  if (in_index_order) {
+    for (index_t j = 0; j < m; ++j) in_index_order[j] = kept[j].index;
+    std::sort(in_index_order, in_index_order + m);
+  }
 }
 
 /// top_m with its own scratch.

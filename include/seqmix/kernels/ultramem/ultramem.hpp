@@ -173,12 +173,9 @@ void retrieve_tile(const retrieval<T>& R, tensor_view<const T, 2> q_row, tensor_
         simd::axpy(u[a], Sr + a * n, s.approx_row.data(), n);
         simd::axpy(t[a], Sc + a * n, s.approx_col.data(), n);
       }
-      top_m(s.approx_row.data(), n, m, s.rows.data(), s.top);
-      top_m(s.approx_col.data(), n, m, s.cols.data(), s.top);
       // In index order, so that grid position order is virtual index order (ties: smaller index).
-      for (index_t k = 0; k < m; ++k) ws.I[std::size_t(k)] = s.rows[std::size_t(k)].index;
-      for (index_t k = 0; k < m; ++k) ws.J[std::size_t(k)] = s.cols[std::size_t(k)].index;
-      std::sort(ws.I.begin(), ws.I.end()), std::sort(ws.J.begin(), ws.J.end());
+      top_m(s.approx_row.data(), n, m, s.rows.data(), s.top, ws.I.data());
+      top_m(s.approx_col.data(), n, m, s.cols.data(), s.top, ws.J.data());
       // Exact grid: s(i, j) = Σ_ab S_row[a,i] C[a,b] S_col[b,j].
       for (index_t b = 0; b < r; ++b)
         for (index_t jj = 0; jj < m; ++jj) s.scol[std::size_t(b * m + jj)] = Sc[b * n + ws.J[std::size_t(jj)]];
