@@ -20,6 +20,8 @@ using attention = layers::Attention<float>;
 using diff_attn = layers::MultiheadDiffAttn<float>;
 using rwkv7 = layers::RWKV7TimeMix<float>;
 using ngpt = layers::NGPTBlock<float>;
+using bi_mamba = layers::BiMamba2<float>;
+using ultramem = layers::UltraMem<float>;
 
 inline rwkv7::config rwkv7_config(index_t layer_id) {
   return {.hidden_size = width, .head_size = 16, .layer_id = layer_id, .decay_lora = 8, .aaa_lora = 8, .mv_lora = 4,
@@ -38,17 +40,22 @@ typename L::config config() {
   else if constexpr (std::is_same_v<L, attention>) return {.hidden_size = C, .num_heads = 4, .num_kv_heads = 2, .window = 5};
   else if constexpr (std::is_same_v<L, diff_attn>) return {.hidden_size = C, .num_heads = 2, .num_kv_heads = 1, .depth = 3};
   else if constexpr (std::is_same_v<L, ngpt>) return {.hidden_size = C, .num_heads = 4};
+  else if constexpr (std::is_same_v<L, bi_mamba>) return {.hidden_size = C, .d_state = 16, .headdim = 16, .ngroups = 2};
+  else if constexpr (std::is_same_v<L, ultramem>)
+    return {.hidden_size = C, .num_keys = 8, .dim_qk = 16, .core_heads = 2, .topk = 4, .dim_values = 16,
+            .value_expansion = 2, .query_conv_kernel = 3};
   else return rwkv7_config(2);
 }
 
-/// One layer of each family, seeds 1-10, in model order: RWKV-7 layer 0 first (a later RWKV-7
+/// One layer of each family, seeds 1-12, in model order: RWKV-7 layer 0 first (a later RWKV-7
 /// layer, last, reads its v_first).
 inline auto one_of_each() {
   return std::make_tuple(rwkv7::init(rwkv7_config(0), 1), gla::init(config<gla>(), 2),
                          deltanet::init(config<deltanet>(), 3), gdn::init(config<gdn>(), 4),
                          mamba::init(config<mamba>(), 5), mamba2::init(config<mamba2>(), 6),
                          attention::init(config<attention>(), 7), diff_attn::init(config<diff_attn>(), 8),
-                         ngpt::init(config<ngpt>(), 10), rwkv7::init(rwkv7_config(1), 9));
+                         ngpt::init(config<ngpt>(), 10), bi_mamba::init(config<bi_mamba>(), 11),
+                         ultramem::init(config<ultramem>(), 12), rwkv7::init(rwkv7_config(1), 9));
 }
 
 }  // namespace seqmix::test::all_layers

@@ -159,7 +159,7 @@ TEST_CASE("UltraMem: non-finite weights and bad projector ids are named", "[ultr
 TEST_CASE("UltraMem: bad configs are rejected naming the field", "[ultramem][layer][errors]") {
   const auto file = test::checkpoint(layer::init(medium_config(), 1), prefix);
   test::check_configs_rejected<layer>(medium_config(), file, prefix, {
-      {"dim", [](auto& c) { c.hidden_size = 0; }},
+      {"hidden_size (dim)", [](auto& c) { c.hidden_size = 0; }},
       {"num_keys", [](auto& c) { c.num_keys = 0; }},
       {"topk", [](auto& c) { c.topk = 0; }},
       {"topk", [](auto& c) { c.topk = 17; }},

@@ -51,7 +51,7 @@ class UltraMem : public mixer<UltraMem<T>, T> {
     index_t physical_values() const { return virtual_values() / std::max<index_t>(value_expansion, 1); }
 
     void validate() const {
-      require_positive(name, "dim", hidden_size, "num_keys", num_keys, "dim_qk", dim_qk, "core_rank", core_rank,
+      require_positive(name, "hidden_size (dim)", hidden_size, "num_keys", num_keys, "dim_qk", dim_qk, "core_rank", core_rank,
                        "core_heads", core_heads, "topk", topk, "dim_values", dim_values, "value_expansion",
                        value_expansion, "query_conv_kernel", query_conv_kernel, "rms_eps", rms_eps, "ln_eps", ln_eps);
       require(topk <= num_keys, name, "config topk must be at most num_keys");
