@@ -3,6 +3,7 @@
 // init/save/load round trips; each weight removed in turn; bad configs; non-finite weights.
 #include <seqmix/seqmix.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -20,15 +21,18 @@ namespace {
 using namespace seqmix::test::all_layers;
 constexpr index_t C = width;
 
-using any_layer = std::variant<gla, deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt, bi_mamba, ultramem>;
+using any_layer = std::variant<gla, deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt, bi_mamba, ultramem, hymba>;
 using any_state = std::variant<gla::State, deltanet::State, gdn::State, mamba::State, mamba2::State,
-                               attention::State, rwkv7::State, bi_mamba::State, ultramem::State>;  // diff_attn and ngpt keep attention's KV cache
+                               attention::State, rwkv7::State, bi_mamba::State, ultramem::State, hymba::State>;  // diff_attn and ngpt keep attention's KV cache
 
 // One layer of each family (tests/support/all_layers.hpp), RWKV-7 layer 0 first: the later
-// RWKV-7 layer reads its v_first.
+// RWKV-7 layer reads its v_first. After the Hymba layer, a second one with kv_reuse attends its KV
+// cache through the cross-layer values.
 std::vector<any_layer> mixed_model() {
   std::vector<any_layer> m;
   std::apply([&](auto&&... layer) { (m.emplace_back(std::move(layer)), ...); }, one_of_each());
+  const auto at = std::find_if(m.begin(), m.end(), [](const any_layer& l) { return std::holds_alternative<hymba>(l); });
+  m.insert(at + 1, hymba::init(hymba_config(true), 14));
   return m;
 }
 
@@ -75,7 +79,7 @@ tensor<float, 2> decode(const P& policy, const std::vector<any_layer>& model, mo
 
 TEST_CASE("a model of every layer family runs prefill and decode through the concept", "[layers][concept]") {
   const auto model = mixed_model();
-  REQUIRE(model.size() == 12);
+  REQUIRE(model.size() == 14);
   constexpr index_t B = 2, T = 24, prompt = 17;
   const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, 42);
 
@@ -96,12 +100,12 @@ TEST_CASE("a model of every layer family runs prefill and decode through the con
     for (index_t b = 0; b < B; ++b)
       for (index_t c = 0; c < C; ++c) y(b, t, c) = y_t(b, c);
   }
-  // Twelve layers deep, each adding O(1) to the stream: errors of a few float epsilons per layer.
-  SEQMIX_CHECK_WITHIN(y, y_ref, test::tolerance<float>(double(T) * 12 * C));
+  // Fourteen layers deep, each adding O(1) to the stream: errors of a few float epsilons per layer.
+  SEQMIX_CHECK_WITHIN(y, y_ref, test::tolerance<float>(double(T) * double(model.size()) * C));
 }
 
 TEMPLATE_TEST_CASE("a layer built by init() saves and loads back bit for bit", "[layers][concept][io]", gla,
-                   deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt, bi_mamba, ultramem) {
+                   deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt, bi_mamba, ultramem, hymba) {
   using L = TestType;
   const auto cfg = config<L>();
   const L a = L::init(cfg, 11);

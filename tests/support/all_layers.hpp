@@ -22,10 +22,19 @@ using rwkv7 = layers::RWKV7TimeMix<float>;
 using ngpt = layers::NGPTBlock<float>;
 using bi_mamba = layers::BiMamba2<float>;
 using ultramem = layers::UltraMem<float>;
+using hymba = layers::HymbaBlock<float>;
 
 inline rwkv7::config rwkv7_config(index_t layer_id) {
   return {.hidden_size = width, .head_size = 16, .layer_id = layer_id, .decay_lora = 8, .aaa_lora = 8, .mv_lora = 4,
           .gate_lora = 8};
+}
+
+/// Hymba: a local layer (window 5, 2 meta tokens, 2 KV heads); with kv_reuse, the layer that
+/// attends the cache of the one before it (cross_layer::shared_kv).
+inline hymba::config hymba_config(bool kv_reuse = false) {
+  return {.hidden_size = width, .intermediate_size = 128, .num_attention_heads = 4, .num_key_value_heads = 2,
+          .time_step_rank = 4, .ssm_state_size = 8, .attention_window_size = 5, .num_meta_tokens = 2,
+          .kv_reuse = kv_reuse};
 }
 
 /// The config of family L in these tests (RWKV-7: a later layer, layer_id 2).
@@ -41,13 +50,14 @@ typename L::config config() {
   else if constexpr (std::is_same_v<L, diff_attn>) return {.hidden_size = C, .num_heads = 2, .num_kv_heads = 1, .depth = 3};
   else if constexpr (std::is_same_v<L, ngpt>) return {.hidden_size = C, .num_heads = 4};
   else if constexpr (std::is_same_v<L, bi_mamba>) return {.hidden_size = C, .d_state = 16, .headdim = 16, .ngroups = 2};
+  else if constexpr (std::is_same_v<L, hymba>) return hymba_config();
   else if constexpr (std::is_same_v<L, ultramem>)
     return {.hidden_size = C, .num_keys = 8, .dim_qk = 16, .core_heads = 2, .topk = 4, .dim_values = 16,
             .value_expansion = 2, .query_conv_kernel = 3};
   else return rwkv7_config(2);
 }
 
-/// One layer of each family, seeds 1-12, in model order: RWKV-7 layer 0 first (a later RWKV-7
+/// One layer of each family, seeds 1-13, in model order: RWKV-7 layer 0 first (a later RWKV-7
 /// layer, last, reads its v_first).
 inline auto one_of_each() {
   return std::make_tuple(rwkv7::init(rwkv7_config(0), 1), gla::init(config<gla>(), 2),
@@ -55,7 +65,8 @@ inline auto one_of_each() {
                          mamba::init(config<mamba>(), 5), mamba2::init(config<mamba2>(), 6),
                          attention::init(config<attention>(), 7), diff_attn::init(config<diff_attn>(), 8),
                          ngpt::init(config<ngpt>(), 10), bi_mamba::init(config<bi_mamba>(), 11),
-                         ultramem::init(config<ultramem>(), 12), rwkv7::init(rwkv7_config(1), 9));
+                         ultramem::init(config<ultramem>(), 12), hymba::init(config<hymba>(), 13),
+                         rwkv7::init(rwkv7_config(1), 9));
 }
 
 }  // namespace seqmix::test::all_layers

@@ -12,6 +12,7 @@
 #include "diff_attn.hpp"
 #include "gated_delta_net.hpp"
 #include "gla.hpp"
+#include "hymba.hpp"
 #include "mamba.hpp"
 #include "mamba2.hpp"
 #include "ngpt.hpp"
@@ -31,6 +32,7 @@ inline const std::map<std::string, runner, std::less<>>& runners() {
       {"diff_attn", &diff_attn::run},
       {"gated_delta_net", &gated_delta_net::run},
       {"gla", &gla::run},
+      {"hymba", &hymba::run},
       {"mamba", &mamba::run},
       {"mamba2", &mamba2::run},
       {"ngpt", &ngpt::run},
