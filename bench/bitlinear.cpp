@@ -1,7 +1,7 @@
-// 1-bit linear benchmarks (docs/bitlinear.md): nn::binary_linear beside nn::linear float32 of the
-// same shape, decode (one row) and prefill (2048 rows), 4096 x 4096 and the Bi-Mamba-780M in_proj
-// shape (1536 -> 2·3072 + 2·128 + 48 = 6448); GFLOPS count 2·in·out per row, weight_bytes_per_second
-// the weight bytes read per call (packed signs and scales / float32 matrix). Then the BiMamba2 layer
+// 1-bit linear benchmarks (docs/bitlinear.md): nn::binary_linear, to be read beside the float32
+// rows linear/op/f32/... of the same shapes (bench/linear.cpp), decode (one row) and prefill (2048
+// rows), 4096 x 4096 and the Bi-Mamba-780M in_proj shape (1536 -> 2·3072 + 2·128 + 48 = 6448);
+// GFLOPS count 2·in·out per row, weight_bytes_per_second the weight bytes read per call (packed signs and scales / float32 matrix). Then the BiMamba2 layer
 // beside Mamba2 of the same shape (d_model 1536, 48 heads of 64, d_state 128), prefill and decode.
 #include <seqmix/layers/bi_mamba.hpp>
 #include <seqmix/layers/mamba2.hpp>
@@ -39,20 +39,6 @@ void bit_op(const char* path, bool portable, const char* phase, index_t T, index
       });
 }
 
-void f32_op(const char* phase, index_t T, index_t in, index_t out, int threads) {
-  add(op_name("linear/op/f32", phase, T, in, out, threads), double(T), 2.0 * double(T) * in * out,
-      [=](benchmark::State& state) {
-        nn::linear<float> op{uniform_tensor<float, 2>({out, in}, -0.02, 0.02, 1), std::nullopt};
-        const auto x = uniform_tensor<float, 2>({T, in}, -1, 1, 4);
-        tensor<float, 2> y({T, out});
-        for (auto _ : state) {
-          op(x.view(), y.view(), "linear", threads);
-          benchmark::DoNotOptimize(y.data());
-        }
-        counters(state, double(out) * double(in) * sizeof(float));
-      });
-}
-
 // BiMamba2 and Mamba2 of the Bi-Mamba-780M block shape.
 template <class L>
 void layer(const char* family, const char* phase, index_t T, int threads) {
@@ -82,9 +68,7 @@ const bool registered = [] {
   for (const auto& [in, out] : shapes)
     for (int threads : {1, 2}) {
       bit_op(path, false, "decode", 1, in, out, threads);
-      f32_op("decode", 1, in, out, threads);
       bit_op(path, false, "prefill", 2048, in, out, threads);
-      f32_op("prefill", 2048, in, out, threads);
     }
   if (std::string(path) != "portable") bit_op("portable", true, "decode", 1, 4096, 4096, 1);
   for (int threads : {1, 2}) {

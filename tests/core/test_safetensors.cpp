@@ -220,6 +220,34 @@ TEST_CASE("safetensors BF16 decoding", "[io]") {
   CHECK((b(1, 4) == 0.0f && std::signbit(b(1, 4))));
 }
 
+TEST_CASE("safetensors BF16 entries load as bf16 bit for bit and save back", "[io][bf16]") {
+  using seqmix::bf16;
+  const std::vector<std::uint16_t> bits{0x3F80, 0xC000, 0x0001, 0x7F7F, 0x7F80, 0xFF80, 0x7FC1, 0x8000};
+  io::safetensors_writer w;
+  w.add_raw("b", io::dtype::bf16, {2, 4}, le16(bits));
+  w.add("f", tensor<float, 1>({3}, 0.0f));
+  const auto f = io::safetensors::parse(w.bytes());
+  const auto b = f.get<bf16, 2>("b");
+  for (index_t i = 0; i < 8; ++i) REQUIRE(b.data()[i].bits == bits[static_cast<std::size_t>(i)]);  // NaN payload kept
+  io::safetensors_writer out;
+  out.add("b", b);
+  const auto again = io::safetensors::parse(out.bytes());
+  REQUIRE(again.info("b").type == io::dtype::bf16);
+  REQUIRE(std::memcmp(again.raw("b").data(), f.raw("b").data(), 16) == 0);
+  // Other dtypes round through float to the nearest bf16.
+  io::safetensors_writer w2;
+  tensor<float, 1> x({3});
+  x(0) = std::bit_cast<float>(0x3f808000u), x(1) = std::bit_cast<float>(0x3f818000u), x(2) = 1e30f;
+  w2.add("x", x);
+  const auto xb = io::safetensors::parse(w2.bytes()).get<bf16, 1>("x");
+  CHECK(xb(0).bits == 0x3f80u);
+  CHECK(xb(1).bits == 0x3f82u);
+  CHECK(xb(2) == bf16(1e30f));
+  // check_finite names a bf16 NaN or infinity.
+  const auto checked = io::safetensors::parse(w.bytes(), "<memory>", {.check_finite = true});
+  REQUIRE_THROWS_WITH((checked.get<bf16, 2>("b")), Contains("'b'") && Contains("inf") && Contains("element 4"));
+}
+
 TEST_CASE("safetensors converts between dtypes on get", "[io]") {
   io::safetensors_writer w;
   w.add("i32", tensor<std::int32_t, 1>({2}, -123456));

@@ -38,6 +38,7 @@
 
 #include "../config.hpp"
 #include "../error.hpp"
+#include "../tensor/bf16.hpp"
 #include "../tensor/tensor.hpp"
 #include "json.hpp"
 
@@ -95,6 +96,7 @@ constexpr std::optional<dtype> dtype_of() {
   else if constexpr (std::is_same_v<T, std::int32_t>) return dtype::i32;
   else if constexpr (std::is_same_v<T, std::int8_t>) return dtype::i8;
   else if constexpr (std::is_same_v<T, std::uint8_t>) return dtype::u8;
+  else if constexpr (std::is_same_v<T, bf16>) return dtype::bf16;
   else return std::nullopt;
 }
 
@@ -167,7 +169,8 @@ index_t convert(dtype type, const std::byte* in, T* out, index_t n) {
           return;
         }
       }
-      out[i] = static_cast<T>(x);
+      if constexpr (std::is_same_v<T, bf16>) out[i] = bf16(static_cast<float>(x));  // rounded once more
+      else out[i] = static_cast<T>(x);
     }
   };
   using std::bit_cast;
@@ -234,19 +237,26 @@ index_t first_non_finite(const T* p, index_t n) {
   if constexpr (std::is_floating_point_v<T>) {
     for (index_t i = 0; i < n; ++i)
       if (!std::isfinite(p[i])) return i;
+  } else if constexpr (std::is_same_v<T, bf16>) {
+    for (index_t i = 0; i < n; ++i)
+      if ((p[i].bits & 0x7f80u) == 0x7f80u) return i;  // exponent all ones: inf or NaN
   }
   return -1;
 }
 
 template <class T>
 std::string value_string(T x) {
-  if constexpr (std::is_floating_point_v<T>) {
-    if (std::isnan(x)) return "NaN";
-    if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+  if constexpr (std::is_same_v<T, bf16>) {
+    return value_string(to_float(x));
+  } else {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (std::isnan(x)) return "NaN";
+      if (std::isinf(x)) return x > 0 ? "inf" : "-inf";
+    }
+    std::ostringstream s;
+    s << +x;
+    return s.str();
   }
-  std::ostringstream s;
-  s << +x;
-  return s.str();
 }
 }  // namespace detail
 
@@ -372,8 +382,9 @@ class safetensors {
     return {bytes_->data() + data_begin_ + t.begin, t.end - t.begin};
   }
 
-  /// Tensor `name` converted to arithmetic T (F16/BF16 decoded exactly; between floating types and
-  /// from integers via static_cast). Throws seqmix::error if the stored rank is not Rank, if a
+  /// Tensor `name` converted to arithmetic T or bf16 (F16/BF16 decoded exactly; between floating
+  /// types and from integers via static_cast; BF16 into bf16 copied bit for bit, other dtypes into
+  /// bf16 through float, rounded to nearest even). Throws seqmix::error if the stored rank is not Rank, if a
   /// floating value does not fit an integer T (NaN, infinite, out of range), and, with
   /// options().check_finite, if a floating T value is NaN or infinite.
   template <class T, std::size_t Rank>
@@ -404,7 +415,7 @@ class safetensors {
   // get() without the finite check.
   template <class T, std::size_t Rank>
   tensor<T, Rank> read(std::string_view name) const {
-    static_assert(std::is_arithmetic_v<T>, "safetensors::get: T must be an arithmetic type");
+    static_assert(std::is_arithmetic_v<T> || std::is_same_v<T, bf16>, "safetensors::get: T must be arithmetic or bf16");
     const tensor_info& t = info(name);
     if (t.shape.size() != Rank)
       fail("tensor '" + t.name + "' has shape " + shape_string(t.shape) + " (rank " + std::to_string(t.shape.size()) +
@@ -628,11 +639,11 @@ class safetensors {
 class safetensors_writer {
  public:
   /// Adds a copy of `v` (any strides) in row-major order. T: float, double, int64_t, int32_t,
-  /// int8_t or uint8_t (stored as F32, F64, I64, I32, I8, U8).
+  /// int8_t, uint8_t or bf16 (stored as F32, F64, I64, I32, I8, U8, BF16).
   template <class T, std::size_t R>
   void add(std::string name, tensor_view<const T, R> v) {
     constexpr auto type = detail::dtype_of<T>();
-    static_assert(type.has_value(), "safetensors_writer: T must be float, double, int64_t, int32_t, int8_t or uint8_t");
+    static_assert(type.has_value(), "safetensors_writer: T must be float, double, int64_t, int32_t, int8_t, uint8_t or bf16");
     const tensor<T, R> dense(v);  // row-major copy of any strided view
     std::vector<std::byte> data(static_cast<std::size_t>(dense.size()) * sizeof(T));
     if (!data.empty()) std::memcpy(data.data(), dense.data(), data.size());

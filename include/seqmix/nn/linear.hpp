@@ -1,48 +1,81 @@
-// linear: y = x · Wᵀ (+ b) with W stored [out, in] as in torch checkpoints; the product runs in Eigen.
+// linear: y = x · Wᵀ (+ b) with W stored [out, in] as in torch checkpoints. Float weights run in
+// simd::gemm_nt or Eigen; bf16 weights (linear<float, bf16>) in simd/bf16.hpp's products.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <type_traits>
 
 #include "../error.hpp"
 #include "../policy/threads.hpp"
+#include "../simd/bf16.hpp"
 #include "../simd/gemm_nt.hpp"
+#include "../tensor/bf16.hpp"
 #include "../tensor/eigen.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
-/// A dense projection with weight [out, in] and an optional bias [out].
-template <class T>
+/// A dense projection with weight [out, in] and an optional bias [out]. T is the type of the
+/// activations, the bias and the accumulation; W the stored weight type: T, or bf16 with T = float
+/// (half the weight bytes; see simd/bf16.hpp for what is rounded where).
+template <class T, class W = T>
 struct linear {
-  tensor<T, 2> weight;
+  static_assert(std::is_same_v<W, T> || (std::is_same_v<W, bf16> && std::is_same_v<T, float>),
+                "nn::linear: the weights are T, or bf16 with float activations");
+  tensor<W, 2> weight;
   std::optional<tensor<T, 1>> bias;
 
   /// With at least this many rows (per thread), outputs and inputs the product runs in
   /// simd::gemm_nt, otherwise in Eigen.
   static constexpr index_t packed_min = 64;
+  /// bf16 weights: below this many rows each row reads the weights once (GEMV), from it on they
+  /// are packed into panels (GEMM).
+  static constexpr index_t bf16_packed_min = 4;
 
   index_t in_features() const { return weight.extent(1); }
   index_t out_features() const { return weight.extent(0); }
 
   /// y [N, out] = x [N, in] · Wᵀ + b. x and y need unit column stride (rows may be strided).
-  /// With threads > 1 the rows are split over threads (each runs its own Eigen product).
+  /// With threads > 1 the rows are split over threads (each runs its own product); a single row
+  /// with bf16 weights splits the outputs instead.
   void operator()(tensor_view<const T, 2> x, tensor_view<T, 2> y, std::string_view who = "linear",
                   int threads = 1) const {
     check_shape(who, "input", x.extents(), {x.extent(0), in_features()});
     check_shape(who, "output", y.extents(), {x.extent(0), out_features()});
     const index_t rows = x.extent(0), min_rows = 64;  // below this a thread costs more than it saves
+    if constexpr (std::is_same_v<W, bf16>) {
+      if (rows < bf16_packed_min) {
+        // Decode: memory-bound, so the threads take slices of the weight rows.
+        const int t = threads_for_work(threads, double(out_features()) * double(in_features()) * double(rows), 1 << 20);
+        parallel_ranges(t, out_features(), [&](index_t begin, index_t end) {
+          simd::gemv_bf16(x, weight.view().subrange(0, begin, end - begin), y.subrange(1, begin, end - begin));
+          add_bias(y.subrange(1, begin, end - begin), begin);
+        });
+        return;
+      }
+    }
     parallel_ranges(rows >= 2 * min_rows ? threads : 1, rows, [&](index_t begin, index_t end) {
-      auto Y = as_row_major(y.subrange(0, begin, end - begin));
-      // Prefill: the packed, register-blocked product (10-20% faster than Eigen's here). A few
-      // rows (decode) do not repay packing the weights, nor a narrow or shallow product (low-rank
-      // factors) packing the rows: Eigen takes those.
-      if (end - begin >= packed_min && out_features() >= packed_min && in_features() >= packed_min)
-        simd::gemm_nt<T>(x.subrange(0, begin, end - begin), weight.view(), y.subrange(0, begin, end - begin));
-      else
-        Y.noalias() = as_row_major(x.subrange(0, begin, end - begin)) * as_row_major(weight.view()).transpose();
-      if (bias) Y.rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data(), out_features());
+      const auto xs = x.subrange(0, begin, end - begin);
+      const auto ys = y.subrange(0, begin, end - begin);
+      if constexpr (std::is_same_v<W, bf16>) {
+        simd::gemm_nt_bf16(xs, weight.view(), ys);
+      } else if (end - begin >= packed_min && out_features() >= packed_min && in_features() >= packed_min) {
+        // Prefill: the packed, register-blocked product (10-20% faster than Eigen's here). A few
+        // rows (decode) do not repay packing the weights, nor a narrow or shallow product (low-rank
+        // factors) packing the rows: Eigen takes those.
+        simd::gemm_nt<T>(xs, weight.view(), ys);
+      } else {
+        as_row_major(ys).noalias() = as_row_major(xs) * as_row_major(weight.view()).transpose();
+      }
+      add_bias(ys, 0);
     });
+  }
+
+ private:
+  // y[:, j] += b[first + j].
+  void add_bias(tensor_view<T, 2> y, index_t first) const {
+    if (bias) as_row_major(y).rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data() + first, y.extent(1));
   }
 };
 

@@ -43,12 +43,10 @@ template <class T, index_t MR>
   }
 }
 
-}  // namespace detail
-
-/// Y (+)= X · Wᵀ: X [M, K], W [N, K], Y [M, N], each with unit column stride (rows may be
-/// strided). Y must not overlap X or W.
-template <class T>
-void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T, 2> Y, bool accumulate = false) {
+// gemm_nt with weights of storage type WT, converted to T as they are packed (bf16 -> float on
+// targets without bf16 products).
+template <class T, class WT>
+void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, tensor_view<T, 2> Y, bool accumulate) {
   constexpr index_t MR = sizeof(batch<T>) >= 64 ? 12 : 6;  // 32 or 16 vector registers
   constexpr index_t NR = 2 * lanes<T>;
   constexpr index_t KC = 256;      // a B panel KC x NR: 32 KB of floats with AVX-512
@@ -61,7 +59,7 @@ void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T
           "X, W and Y need unit column stride");
   const index_t ldx = X.stride(0), ldw = W.stride(0), ldy = Y.stride(0);
   const T* x = X.data();
-  const T* w = W.data();
+  const WT* w = W.data();
   T* y = Y.data();
   if (M == 0 || N == 0) return;
   if (K == 0) {
@@ -85,8 +83,8 @@ void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T
         const index_t nr = std::min(NR, nc - j0);
         for (index_t j = 0; j < NR; ++j) {
           if (j < nr) {
-            const T* src = w + (jc + j0 + j) * ldw + pc;
-            for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = src[p];
+            const WT* src = w + (jc + j0 + j) * ldw + pc;
+            for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = static_cast<T>(src[p]);
           } else {
             for (index_t p = 0; p < kc; ++p) dst[p * NR + j] = T(0);
           }
@@ -120,6 +118,15 @@ void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T
       }
     }
   }
+}
+
+}  // namespace detail
+
+/// Y (+)= X · Wᵀ: X [M, K], W [N, K], Y [M, N], each with unit column stride (rows may be
+/// strided). Y must not overlap X or W.
+template <class T>
+void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T, 2> Y, bool accumulate = false) {
+  detail::gemm_nt_widening<T, T>(X, W, Y, accumulate);
 }
 
 }  // namespace seqmix::simd

@@ -1,0 +1,273 @@
+// Products with bf16 weights: y = x · Wᵀ with x float32 and W [N, K] bfloat16 as checkpoints
+// store it. On AVX512_BF16 targets the activations are rounded to bf16 once per call and
+// vdpbf16ps multiplies pairs of bf16 and accumulates in float32: two products per lane per
+// instruction, twice the float32 FMA rate, and half the weight bytes of float32 to read. Other
+// targets widen the weights to float32 (exact) and keep the activations in float32, so their
+// results differ from the AVX512_BF16 ones by the activations' bf16 rounding.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "../error.hpp"
+#include "../tensor/bf16.hpp"
+#include "../tensor/view.hpp"
+#include "batch.hpp"
+#include "gemm_nt.hpp"
+
+// vdpbf16ps and the masked bf16 loads and stores: AVX512_BF16 with AVX512BW and AVX512VL.
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define SEQMIX_SIMD_BF16 1
+#endif
+
+namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
+
+/// True where the bf16 products run on vdpbf16ps (activations rounded to bf16), false where the
+/// weights are widened to float32.
+inline constexpr bool native_bf16 =
+#if defined(SEQMIX_SIMD_BF16)
+    true;
+#else
+    false;
+#endif
+
+/// out[i] = bf16(x[i]) for i < n, rounded to nearest even. On AVX512_BF16 targets
+/// vcvtneps2bf16 converts 16 at a time; it flushes subnormal inputs to zero (bf16(float) does not).
+inline void to_bf16(const float* x, bf16* out, index_t n) {
+  index_t i = 0;
+#if defined(SEQMIX_SIMD_BF16)
+  for (; i + 16 <= n; i += 16) {
+    const __m256bh h = _mm512_cvtneps_pbh(_mm512_loadu_ps(x + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), reinterpret_cast<const __m256i&>(h));
+  }
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    const __m256bh h = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+    _mm256_mask_storeu_epi16(out + i, m, reinterpret_cast<const __m256i&>(h));
+  }
+#else
+  for (; i < n; ++i) out[i] = bf16(x[i]);
+#endif
+}
+
+namespace detail {
+
+#if defined(SEQMIX_SIMD_BF16)
+
+inline __m512bh as_bh(__m512i v) { return reinterpret_cast<const __m512bh&>(v); }
+
+// y[n] (+)= W[n, :] · x for n in [0, N): x already bf16, zero-padded to a multiple of 32.
+// Four rows at a time, two accumulators each: eight independent vdpbf16ps chains hide its latency
+// and x is loaded once for the four rows. Decode streams W from memory once, and the hardware
+// prefetcher alone leaves about a quarter of the bandwidth unused here (29 against 37 GB/s on
+// 4096 x 4096, Zen 4): each row is prefetched 1 KiB ahead.
+inline void gemv_bf16_rows(index_t N, index_t K, const bf16* w, index_t ldw, const bf16* x, float* y,
+                           index_t ystride, bool accumulate) {
+  constexpr std::uintptr_t ahead = 1024;  // bytes; an address hint only, never dereferenced
+  const index_t full = K / 64 * 64, part = K / 32 * 32;
+  const __mmask32 tail = static_cast<__mmask32>((std::uint64_t(1) << (K - part)) - 1);
+  auto row_block = [&]<int R>(index_t n) {
+    __m512 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    const bf16* wr = w + n * ldw;
+    for (index_t k = 0; k < full; k += 64) {
+      const __m512bh x0 = as_bh(_mm512_loadu_si512(x + k)), x1 = as_bh(_mm512_loadu_si512(x + k + 32));
+      for (int r = 0; r < R; ++r) {
+        const bf16* p = wr + r * ldw + k;
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + ahead), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p + 32) + ahead), _MM_HINT_T0);
+        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], as_bh(_mm512_loadu_si512(p)), x0);
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], as_bh(_mm512_loadu_si512(p + 32)), x1);
+      }
+    }
+    if (full < part) {
+      const __m512bh xv = as_bh(_mm512_loadu_si512(x + full));
+      for (int r = 0; r < R; ++r) acc[r][0] = _mm512_dpbf16_ps(acc[r][0], as_bh(_mm512_loadu_si512(wr + r * ldw + full)), xv);
+    }
+    if (part < K) {
+      const __m512bh xv = as_bh(_mm512_loadu_si512(x + part));
+      for (int r = 0; r < R; ++r)
+        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], as_bh(_mm512_maskz_loadu_epi16(tail, wr + r * ldw + part)), xv);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+      y[(n + r) * ystride] = accumulate ? y[(n + r) * ystride] + s : s;
+    }
+  };
+  index_t n = 0;
+  for (; n + 4 <= N; n += 4) row_block.template operator()<4>(n);
+  for (; n < N; ++n) row_block.template operator()<1>(n);
+}
+
+// One MR x 32 tile of Y from packed operands: a [kp][MR] pairs of bf16 of X (one 32-bit word
+// each), b [kp][32] pairs of bf16 of Wᵀ; each step broadcasts a pair of X and multiplies it with
+// 16 column pairs in each of the two vectors of b.
+template <index_t MR>
+[[gnu::noinline]] void gemm_nt_bf16_tile(index_t kp, const std::uint32_t* a, const std::uint32_t* b, float* c,
+                                         index_t ldc, bool accumulate) {
+  __m512 acc0[MR], acc1[MR];
+  SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+    acc0[r] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
+    acc1[r] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+  }
+  for (index_t p = 0; p < kp; ++p, a += MR, b += 32) {
+    const __m512bh b0 = as_bh(_mm512_loadu_si512(b)), b1 = as_bh(_mm512_loadu_si512(b + 16));
+    SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+      const __m512bh av = as_bh(_mm512_set1_epi32(static_cast<int>(a[r])));
+      acc0[r] = _mm512_dpbf16_ps(acc0[r], av, b0);
+      acc1[r] = _mm512_dpbf16_ps(acc1[r], av, b1);
+    }
+  }
+  SEQMIX_UNROLL for (index_t r = 0; r < MR; ++r) {
+    _mm512_storeu_ps(c + r * ldc, acc0[r]);
+    _mm512_storeu_ps(c + r * ldc + 16, acc1[r]);
+  }
+}
+
+// Blocked and packed as gemm_nt (GotoBLAS order), over pairs of k: X is rounded to bf16 once,
+// each packed element is a 32-bit word holding the pair (k even, k odd), zero past K.
+inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const bf16, 2> W, tensor_view<float, 2> Y,
+                                bool accumulate) {
+  constexpr index_t MR = 12, NR = 32;
+  constexpr index_t KP = 192;     // pairs of k per block: a B panel KP x NR words is 24 KB, in L1
+  constexpr index_t MC = 8 * MR;  // an A block MC x KP words: 72 KB, in L2
+  constexpr index_t NC = 512;     // a B slice KP x NC words: 384 KB, in L2
+  const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0), pairs = (K + 1) / 2;
+  const index_t ldw = W.stride(0), ldy = Y.stride(0);
+  // X as bf16 rows of 2·pairs (zero-padded), read as 32-bit pairs.
+  std::vector<std::uint32_t> xb(static_cast<std::size_t>(M * pairs));
+  for (index_t i = 0; i < M; ++i) {
+    bf16* row = reinterpret_cast<bf16*>(xb.data() + i * pairs);
+    to_bf16(X.data() + i * X.stride(0), row, K);
+  }
+  auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };
+  const index_t kmax = std::min(KP, pairs);
+  std::vector<std::uint32_t> bp(static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
+      ap(static_cast<std::size_t>(round_up(std::min(MC, M), MR) * kmax));
+  alignas(64) float edge[MR * NR];
+  const bf16* w = W.data();
+  float* y = Y.data();
+  for (index_t jc = 0; jc < N; jc += NC) {
+    const index_t nc = std::min(NC, N - jc);
+    for (index_t pc = 0; pc < pairs; pc += KP) {
+      const index_t kp = std::min(KP, pairs - pc);
+      const bool acc = accumulate || pc > 0;
+      for (index_t j0 = 0; j0 < nc; j0 += NR) {
+        std::uint32_t* dst = bp.data() + j0 * kp;
+        const index_t nr = std::min(NR, nc - j0);
+        for (index_t j = 0; j < NR; ++j) {
+          const bf16* src = j < nr ? w + (jc + j0 + j) * ldw : nullptr;
+          for (index_t p = 0; p < kp; ++p) {
+            const index_t k = 2 * (pc + p);
+            const std::uint32_t lo = src ? src[k].bits : 0u, hi = src && k + 1 < K ? src[k + 1].bits : 0u;
+            dst[p * NR + j] = lo | hi << 16;
+          }
+        }
+      }
+      for (index_t ic = 0; ic < M; ic += MC) {
+        const index_t mc = std::min(MC, M - ic);
+        for (index_t i0 = 0; i0 < mc; i0 += MR) {
+          std::uint32_t* dst = ap.data() + i0 * kp;
+          const index_t mr = std::min(MR, mc - i0);
+          for (index_t i = 0; i < MR; ++i) {
+            if (i >= mr) {
+              for (index_t p = 0; p < kp; ++p) dst[p * MR + i] = 0u;
+              continue;
+            }
+            const std::uint32_t* src = xb.data() + (ic + i0 + i) * pairs + pc;
+            for (index_t p = 0; p < kp; ++p) dst[p * MR + i] = src[p];
+          }
+        }
+        for (index_t j0 = 0; j0 < nc; j0 += NR) {
+          const index_t nr = std::min(NR, nc - j0);
+          for (index_t i0 = 0; i0 < mc; i0 += MR) {
+            const index_t mr = std::min(MR, mc - i0);
+            float* c = y + (ic + i0) * ldy + jc + j0;
+            if (mr == MR && nr == NR) {
+              gemm_nt_bf16_tile<MR>(kp, ap.data() + i0 * kp, bp.data() + j0 * kp, c, ldy, acc);
+            } else {
+              for (index_t i = 0; i < mr; ++i)
+                for (index_t j = 0; j < nr; ++j) edge[i * NR + j] = acc ? c[i * ldy + j] : 0.0f;
+              gemm_nt_bf16_tile<MR>(kp, ap.data() + i0 * kp, bp.data() + j0 * kp, edge, NR, true);
+              for (index_t i = 0; i < mr; ++i)
+                for (index_t j = 0; j < nr; ++j) c[i * ldy + j] = edge[i * NR + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+#else
+
+// y[n] (+)= W[n, :] · x with W widened to float 256 columns at a time.
+inline void gemv_widening_rows(index_t N, index_t K, const bf16* w, index_t ldw, const float* x, float* y,
+                               index_t ystride, bool accumulate) {
+  constexpr index_t L = lanes<float>, chunk = 256;
+  alignas(64) float wf[chunk];
+  for (index_t n = 0; n < N; ++n) {
+    batch<float> acc(0.0f);
+    float tail = 0.0f;
+    for (index_t k0 = 0; k0 < K; k0 += chunk) {
+      const index_t kc = std::min(chunk, K - k0);
+      for (index_t k = 0; k < kc; ++k) wf[k] = to_float(w[n * ldw + k0 + k]);
+      index_t k = 0;
+      for (; k + L <= kc; k += L) acc = xsimd::fma(load(wf + k), load(x + k0 + k), acc);
+      for (; k < kc; ++k) tail += wf[k] * x[k0 + k];
+    }
+    const float s = reduce_add(acc) + tail;
+    y[n * ystride] = accumulate ? y[n * ystride] + s : s;
+  }
+}
+
+#endif
+
+}  // namespace detail
+
+/// Y (+)= X · Wᵀ for few rows of X (decode): X [M, K] float, W [N, K] bf16, Y [M, N] float, each
+/// with unit column stride. Reads W once per row of X, without packing it.
+inline void gemv_bf16(tensor_view<const float, 2> X, tensor_view<const bf16, 2> W, tensor_view<float, 2> Y,
+                      bool accumulate = false) {
+  const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0);
+  check_shape("gemv_bf16", "W", W.extents(), {N, K});
+  check_shape("gemv_bf16", "Y", Y.extents(), {M, N});
+  require((K <= 1 || (X.stride(1) == 1 && W.stride(1) == 1)), "gemv_bf16", "X and W need unit column stride");
+  if (M == 0 || N == 0) return;
+#if defined(SEQMIX_SIMD_BF16)
+  std::vector<bf16> xb(static_cast<std::size_t>((K + 31) / 32 * 32));  // zero-padded for the last block
+  for (index_t i = 0; i < M; ++i) {
+    to_bf16(X.data() + i * X.stride(0), xb.data(), K);
+    detail::gemv_bf16_rows(N, K, W.data(), W.stride(0), xb.data(), Y.data() + i * Y.stride(0), Y.stride(1), accumulate);
+  }
+#else
+  for (index_t i = 0; i < M; ++i)
+    detail::gemv_widening_rows(N, K, W.data(), W.stride(0), X.data() + i * X.stride(0), Y.data() + i * Y.stride(0),
+                               Y.stride(1), accumulate);
+#endif
+}
+
+/// Y (+)= X · Wᵀ for many rows of X (prefill): shapes and strides as gemv_bf16 (rows of Y need unit
+/// column stride too). Packs W into panels on each call, which pays from a few dozen rows on.
+inline void gemm_nt_bf16(tensor_view<const float, 2> X, tensor_view<const bf16, 2> W, tensor_view<float, 2> Y,
+                         bool accumulate = false) {
+  const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0);
+  check_shape("gemm_nt_bf16", "W", W.extents(), {N, K});
+  check_shape("gemm_nt_bf16", "Y", Y.extents(), {M, N});
+  require((K <= 1 || (X.stride(1) == 1 && W.stride(1) == 1)) && (N <= 1 || Y.stride(1) == 1), "gemm_nt_bf16",
+          "X, W and Y need unit column stride");
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (index_t i = 0; i < M; ++i) std::fill_n(Y.data() + i * Y.stride(0), N, 0.0f);
+    return;
+  }
+#if defined(SEQMIX_SIMD_BF16)
+  detail::gemm_nt_bf16_packed(X, W, Y, accumulate);
+#else
+  detail::gemm_nt_widening<float, bf16>(X, W, Y, accumulate);
+#endif
+}
+
+}  // namespace seqmix::simd
