@@ -118,6 +118,17 @@ class UltraMem : public mixer<UltraMem<T>, T> {
   /// The conv state: the last Kq−1 normalised inputs [B, C, Kq−1] (zeros for a fresh sequence).
   struct State {
     tensor<T, 3> conv;
+    /// forward()'s large temporaries, kept with the state across calls (a prefill's 8 MiB buffers
+    /// would otherwise be mapped and zeroed by the kernel on every call). Not copied: a copy of the
+    /// state starts with none.
+    struct buffers {
+      std::vector<T> xn, xq, q, out;
+      buffers() = default;
+      buffers(const buffers&) {}
+      buffers& operator=(const buffers&) { return *this; }
+      buffers(buffers&&) = default;
+      buffers& operator=(buffers&&) = default;
+    } work;
   };
 
   UltraMem(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
@@ -157,7 +168,7 @@ class UltraMem : public mixer<UltraMem<T>, T> {
 
   /// A zero conv state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {tensor<T, 3>({batch, cfg_.hidden_size, cfg_.query_conv_kernel - 1})};
+    return {tensor<T, 3>({batch, cfg_.hidden_size, cfg_.query_conv_kernel - 1}), {}};
   }
 
   /// y [B,T,C] for x [B,T,C]; the tokens continue the sequences in `state`.
@@ -191,7 +202,7 @@ class UltraMem : public mixer<UltraMem<T>, T> {
 
     // Prenorm, then the causal query conv (it carries the normalised inputs).
     const detail::sequence_rows<T> xr(x);
-    scratch& sb = scratch_of_this_thread();
+    auto& sb = state.work;
     const tensor_view<T, 3> xn(grow(sb.xn, N * C), {B, L, C}, {L * C, C, 1}), xq(grow(sb.xq, N * C), {B, L, C}, {L * C, C, 1});
     parallel_for(th, N, [&](index_t i) {
       nn::rmsnorm_row(xr.view.data() + i * C, w_.prenorm.data(), xn.data() + i * C, C, T(cfg_.rms_eps));
@@ -255,15 +266,6 @@ class UltraMem : public mixer<UltraMem<T>, T> {
     detail::project_to_sequence(w_.combine, tensor_view<const T, 2>(out.data(), {N, h * dv}, {h * dv, 1}), y, name, th);
   }
 
-  // The large temporaries of run(), kept per calling thread across calls (a prefill's 8 MiB
-  // buffers would otherwise be mapped and zeroed by the kernel on every call).
-  struct scratch {
-    std::vector<T> xn, xq, q, out;
-  };
-  static scratch& scratch_of_this_thread() {
-    thread_local scratch s;
-    return s;
-  }
   static T* grow(std::vector<T>& v, index_t n) {
     if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
     return v.data();
