@@ -320,9 +320,23 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
   }
 
   /// The block of spec/hymba.md on rows x [B,R,C] (meta tokens already in x) at positions
-  /// state.position + t; y [B,R,C].
+  /// state.position + t; y [B,R,C]. A long prefill runs in passes of about 1024 token rows: the
+  /// state carries from one to the next, so the result is the same, and the temporaries (in_proj's
+  /// output alone is 28 KiB a row at C = 1024) stay below 32 MiB, reused from the heap instead of
+  /// fresh pages the kernel has to clear on every call. A kv_reuse layer runs its rows in one pass
+  /// (its queries are the shared cache's last positions).
   template <exec::policy P>
   void run(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
+    const index_t B = x.extent(0), L = x.extent(1), step = std::max<index_t>(64, 1024 / std::max<index_t>(B, 1));
+    if (cfg_.kv_reuse || L <= step) return run_pass(policy, x, y, state);
+    for (index_t t0 = 0; t0 < L; t0 += step) {
+      const index_t n = std::min(step, L - t0);
+      run_pass(policy, x.subrange(1, t0, n), y.subrange(1, t0, n), state);
+    }
+  }
+
+  template <exec::policy P>
+  void run_pass(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     const index_t B = x.extent(0), R = x.extent(1), Nt = checked_mul(B, R, name);
     if (Nt == 0) return;
     const index_t I = cfg_.inner(), H = cfg_.num_attention_heads, Hk = cfg_.kv_heads(), D = cfg_.dim(),
