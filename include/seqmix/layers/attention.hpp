@@ -15,8 +15,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// Causal softmax attention layer (fla `Attention`): q = x Wqᵀ, k = x Wkᵀ, v = x Wvᵀ, RoPE on q and
 /// k at absolute positions, attention with scale head_dim^-1/2 over the KV cache (its State), then
 /// o_proj. No qk-norm.
-template <class T = float>
-class Attention : public mixer<Attention<T>, T> {
+template <class T = float, class WeightT = T>
+class Attention : public mixer<Attention<T, WeightT>, T> {
  public:
   static constexpr const char* name = "Attention";
 
@@ -53,7 +53,7 @@ class Attention : public mixer<Attention<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> q_proj, k_proj, v_proj, o_proj;
+    nn::linear<T, WeightT> q_proj, k_proj, v_proj, o_proj;
   };
 
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks.
@@ -74,7 +74,7 @@ class Attention : public mixer<Attention<T>, T> {
     rope_ = {cfg_.dim(), cfg_.rope_theta, cfg_.rope_interleaved ? nn::rope_layout::interleaved : nn::rope_layout::half_split};
   }
 
-  using mixer<Attention<T>, T>::forward;
+  using mixer<Attention<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -121,5 +121,6 @@ class Attention : public mixer<Attention<T>, T> {
 };
 
 static_assert(sequence_mixer<Attention<float>>);
+static_assert(sequence_mixer<Attention<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -10,8 +10,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// DeltaNet layer: q/k/v projections with short causal convolutions and SiLU, L2-normalised q and
 /// k, beta = sigmoid(b_proj x), the delta rule, a per-head RMSNorm (gated by silu(g_proj x) when
 /// use_gate) and the output projection. Defaults are fla's.
-template <class T = float>
-class DeltaNet : public mixer<DeltaNet<T>, T> {
+template <class T = float, class WeightT = T>
+class DeltaNet : public mixer<DeltaNet<T, WeightT>, T> {
  public:
   static constexpr const char* name = "DeltaNet";
 
@@ -49,11 +49,11 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> q_proj, k_proj, v_proj, b_proj;
+    nn::linear<T, WeightT> q_proj, k_proj, v_proj, b_proj;
     nn::causal_conv1d<T> q_conv1d, k_conv1d, v_conv1d;
-    nn::linear<T> g_proj;  // empty without use_gate
+    nn::linear<T, WeightT> g_proj;  // empty without use_gate
     tensor<T, 1> o_norm;   // [head_v_dim]
-    nn::linear<T> o_proj;
+    nn::linear<T, WeightT> o_proj;
   };
 
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks.
@@ -71,7 +71,7 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
     this->check_weights(cfg_, w_);
   }
 
-  using mixer<DeltaNet<T>, T>::forward;
+  using mixer<DeltaNet<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -113,5 +113,6 @@ class DeltaNet : public mixer<DeltaNet<T>, T> {
 };
 
 static_assert(sequence_mixer<DeltaNet<float>>);
+static_assert(sequence_mixer<DeltaNet<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -64,8 +64,9 @@ void check_delta_state(const char* name, const C& c, index_t B, const delta_stat
 template <class T, class C, class W>
 void delta_qkv(const char* name, const C& c, const W& w, tensor_view<const T, 2> x, index_t B, index_t L,
                delta_state<T>& s, tensor<T, 2>& q, tensor<T, 2>& k, tensor<T, 2>& v, int threads) {
-  const nn::qkv_branch<T> qkv{&w.q_proj, &w.k_proj, &w.v_proj, &w.q_conv1d, &w.k_conv1d, &w.v_conv1d,
-                              c.head_k_dim(), T(c.l2norm_eps)};
+  using weight_type = typename std::remove_cvref_t<decltype(w.q_proj)>::weight_type;
+  const nn::qkv_branch<T, weight_type> qkv{&w.q_proj,   &w.k_proj,   &w.v_proj,       &w.q_conv1d,
+                                           &w.k_conv1d, &w.v_conv1d, c.head_k_dim(), T(c.l2norm_eps)};
   qkv(x, B, L, s.conv_q, s.conv_k, s.conv_v, q, k, v, name, threads);
 }
 

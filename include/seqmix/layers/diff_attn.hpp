@@ -15,8 +15,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// Differential attention layer: q/k/v projections into 2H component heads of head_dim d
 /// (values: Hkv heads of 2d), interleaved RoPE, two softmax maps per head subtracted with the
 /// learned λ, per-head RMSNorm (subln) times (1 − λ_init), out_proj. State: the KV cache.
-template <class T = float>
-class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
+template <class T = float, class WeightT = T>
+class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T, WeightT>, T> {
  public:
   static constexpr const char* name = "MultiheadDiffAttn";
 
@@ -53,7 +53,7 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> q_proj, k_proj, v_proj, out_proj;
+    nn::linear<T, WeightT> q_proj, k_proj, v_proj, out_proj;
     tensor<T, 1> lambda_q1, lambda_k1, lambda_q2, lambda_k2;  // [d]
     tensor<T, 1> subln;                                       // subln.weight [2d]
   };
@@ -83,7 +83,7 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
     rope_ = {cfg_.head_dim(), cfg_.rope_theta, nn::rope_layout::interleaved};
   }
 
-  using mixer<MultiheadDiffAttn<T>, T>::forward;
+  using mixer<MultiheadDiffAttn<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -138,5 +138,6 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T>, T> {
 };
 
 static_assert(sequence_mixer<MultiheadDiffAttn<float>>);
+static_assert(sequence_mixer<MultiheadDiffAttn<float, bf16>>);
 
 }  // namespace seqmix::layers

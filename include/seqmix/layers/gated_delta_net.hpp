@@ -11,8 +11,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// Gated DeltaNet layer: q/k/v projections with short causal convolutions and SiLU, L2-normalised
 /// q and k, beta = sigmoid(b_proj x), log decay g = -exp(A_log) · softplus(a_proj x + dt_bias),
 /// the gated delta rule, a per-head RMSNorm gated by silu(g_proj x) and the output projection.
-template <class T = float>
-class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
+template <class T = float, class WeightT = T>
+class GatedDeltaNet : public mixer<GatedDeltaNet<T, WeightT>, T> {
  public:
   static constexpr const char* name = "GatedDeltaNet";
 
@@ -53,12 +53,12 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> q_proj, k_proj, v_proj, a_proj, b_proj;
+    nn::linear<T, WeightT> q_proj, k_proj, v_proj, a_proj, b_proj;
     tensor<T, 1> A_log, dt_bias;  // [HV]
     nn::causal_conv1d<T> q_conv1d, k_conv1d, v_conv1d;
-    nn::linear<T> g_proj;  // empty without use_gate
+    nn::linear<T, WeightT> g_proj;  // empty without use_gate
     tensor<T, 1> o_norm;   // [head_v_dim]
-    nn::linear<T> o_proj;
+    nn::linear<T, WeightT> o_proj;
   };
 
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks. A_log
@@ -83,7 +83,7 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
     this->check_weights(cfg_, w_);
   }
 
-  using mixer<GatedDeltaNet<T>, T>::forward;
+  using mixer<GatedDeltaNet<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -133,5 +133,6 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T>, T> {
 };
 
 static_assert(sequence_mixer<GatedDeltaNet<float>>);
+static_assert(sequence_mixer<GatedDeltaNet<float, bf16>>);
 
 }  // namespace seqmix::layers

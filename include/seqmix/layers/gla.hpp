@@ -10,8 +10,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// Gated Linear Attention layer: q/k/v/g projections, low-rank log-sigmoid key gates, the GLA op,
 /// a per-head RMSNorm fused with a swish output gate, and the output projection. No short conv,
 /// no feature map, num_kv_heads = num_heads (the configuration of the reference cases).
-template <class T = float>
-class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
+template <class T = float, class WeightT = T>
+class GatedLinearAttention : public mixer<GatedLinearAttention<T, WeightT>, T> {
  public:
   static constexpr const char* name = "GatedLinearAttention";
 
@@ -45,10 +45,10 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> q_proj, k_proj, v_proj, g_proj;
-    nn::linear<T> gk_down, gk_up;  // gk_proj.0 (low rank), gk_proj.1 (with bias)
+    nn::linear<T, WeightT> q_proj, k_proj, v_proj, g_proj;
+    nn::linear<T, WeightT> gk_down, gk_up;  // gk_proj.0 (low rank), gk_proj.1 (with bias)
     tensor<T, 1> g_norm;           // g_norm_swish_gate.weight [head_v_dim]
-    nn::linear<T> o_proj;
+    nn::linear<T, WeightT> o_proj;
   };
 
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks.
@@ -73,7 +73,7 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
 
   GatedLinearAttention(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) { this->check_weights(cfg_, w_); }
 
-  using mixer<GatedLinearAttention<T>, T>::forward;
+  using mixer<GatedLinearAttention<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -121,5 +121,6 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T>, T> {
 };
 
 static_assert(sequence_mixer<GatedLinearAttention<float>>);
+static_assert(sequence_mixer<GatedLinearAttention<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -9,8 +9,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Mamba-1 layer: in_proj to (x, z), causal depthwise conv + silu on x, x_proj to (dt, B, C),
 /// the low-rank dt_proj, the selective scan with D skip and z gate, and out_proj.
-template <class T = float>
-class Mamba : public mixer<Mamba<T>, T> {
+template <class T = float, class WeightT = T>
+class Mamba : public mixer<Mamba<T, WeightT>, T> {
  public:
   static constexpr const char* name = "Mamba";
 
@@ -40,14 +40,14 @@ class Mamba : public mixer<Mamba<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> in_proj;        // [2·d_inner, d_model]
+    nn::linear<T, WeightT> in_proj;        // [2·d_inner, d_model]
     nn::causal_conv1d<T> conv1d;  // [d_inner, 1, d_conv]
-    nn::linear<T> x_proj;         // [dt_rank + 2·d_state, d_inner]
-    nn::linear<T> dt_proj;        // [d_inner, dt_rank] (its bias is dt_bias below)
+    nn::linear<T, WeightT> x_proj;         // [dt_rank + 2·d_state, d_inner]
+    nn::linear<T, WeightT> dt_proj;        // [d_inner, dt_rank] (its bias is dt_bias below)
     tensor<T, 1> dt_bias;         // dt_proj.bias [d_inner]: added inside the softplus
     tensor<T, 2> A_log;           // [d_inner, d_state]
     tensor<T, 1> D;               // [d_inner]
-    nn::linear<T> out_proj;       // [d_model, d_inner]
+    nn::linear<T, WeightT> out_proj;       // [d_model, d_inner]
   };
 
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks. The
@@ -81,7 +81,7 @@ class Mamba : public mixer<Mamba<T>, T> {
     for (index_t i = 0; i < A_.size(); ++i) A_.data()[i] = -std::exp(w_.A_log.data()[i]);
   }
 
-  using mixer<Mamba<T>, T>::forward;
+  using mixer<Mamba<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -136,5 +136,6 @@ class Mamba : public mixer<Mamba<T>, T> {
 };
 
 static_assert(sequence_mixer<Mamba<float>>);
+static_assert(sequence_mixer<Mamba<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -12,8 +12,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
 /// Mamba-2 layer: one in_proj split into (z, xBC, dt), a causal depthwise conv + silu over xBC,
 /// the SSD scan with dt bias / softplus and D skip, the gated group RMSNorm and out_proj.
-template <class T = float>
-class Mamba2 : public mixer<Mamba2<T>, T> {
+template <class T = float, class WeightT = T>
+class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
  public:
   static constexpr const char* name = "Mamba2";
 
@@ -57,11 +57,11 @@ class Mamba2 : public mixer<Mamba2<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> in_proj;        // [d_in_proj, d_model]
+    nn::linear<T, WeightT> in_proj;        // [d_in_proj, d_model]
     nn::causal_conv1d<T> conv1d;  // [conv_dim, 1, d_conv]
     tensor<T, 1> dt_bias, A_log, D;  // [nheads]
     tensor<T, 1> norm;            // norm.weight [d_inner] (empty without rmsnorm)
-    nn::linear<T> out_proj;       // [d_model, d_inner]
+    nn::linear<T, WeightT> out_proj;       // [d_model, d_inner]
   };
 
   /// The weight table (names, shapes, init): drives load, save, init and the shape checks. The
@@ -93,7 +93,7 @@ class Mamba2 : public mixer<Mamba2<T>, T> {
     for (index_t i = 0; i < A_.size(); ++i) A_.data()[i] = -std::exp(w_.A_log.data()[i]);
   }
 
-  using mixer<Mamba2<T>, T>::forward;
+  using mixer<Mamba2<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -155,5 +155,6 @@ class Mamba2 : public mixer<Mamba2<T>, T> {
 };
 
 static_assert(sequence_mixer<Mamba2<float>>);
+static_assert(sequence_mixer<Mamba2<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -22,8 +22,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 ///   uv = suv_eff ⊙ (h W_fcᵀ); h_mlp = (u ⊙ silu(v)) W_projᵀ; h ← update(h, h_mlp, mlp_alpha).
 /// Folded at construction (raw weights are kept for save()): suv_eff into the rows of c_fc, the
 /// softmax scale into the query's sqk, the alphas' scale and abs() into per-channel learning rates.
-template <class T = float>
-class NGPTBlock : public mixer<NGPTBlock<T>, T> {
+template <class T = float, class WeightT = T>
+class NGPTBlock : public mixer<NGPTBlock<T, WeightT>, T> {
  public:
   static constexpr const char* name = "NGPTBlock";
 
@@ -80,7 +80,7 @@ class NGPTBlock : public mixer<NGPTBlock<T>, T> {
 
   /// Upstream state_dict entries (model.py names): see each_weight.
   struct weights {
-    nn::linear<T> query, key, value, att_c_proj, c_fc, mlp_c_proj;
+    nn::linear<T, WeightT> query, key, value, att_c_proj, c_fc, mlp_c_proj;
     tensor<T, 1> attn_alpha, mlp_alpha, sqk, suv;
   };
 
@@ -110,10 +110,11 @@ class NGPTBlock : public mixer<NGPTBlock<T>, T> {
     // suv_eff = suv · (suv_init_value / suv_init_scaling) · √C into the rows of c_fc: one rounding
     // of each product (formed in double).
     const double su = cfg_.suv_init_value / cfg_.suv_init_scaling * std::sqrt(double(C));
-    fc_.weight = tensor<T, 2>({8 * C, C});
+    fc_.weight = tensor<WeightT, 2>({8 * C, C});
     for (index_t j = 0; j < 8 * C; ++j) {
       const double s = double(w_.suv(j)) * su;
-      for (index_t i = 0; i < C; ++i) fc_.weight(j, i) = static_cast<T>(s * double(w_.c_fc.weight(j, i)));
+      for (index_t i = 0; i < C; ++i)
+        fc_.weight(j, i) = static_cast<WeightT>(static_cast<T>(s * double(static_cast<T>(w_.c_fc.weight(j, i)))));
     }
     const double sa = cfg_.alpha_init_value / cfg_.alpha_scaling(), sq = cfg_.sqk_init_value / cfg_.sqk_scaling(),
                  ss = cfg_.attention_scale();
@@ -128,7 +129,7 @@ class NGPTBlock : public mixer<NGPTBlock<T>, T> {
     }
   }
 
-  using mixer<NGPTBlock<T>, T>::forward;
+  using mixer<NGPTBlock<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -207,11 +208,12 @@ class NGPTBlock : public mixer<NGPTBlock<T>, T> {
  private:
   config cfg_;
   weights w_;
-  nn::linear<T> fc_;                     // c_fc with suv_eff folded into its rows
+  nn::linear<T, WeightT> fc_;            // c_fc with suv_eff folded into its rows
   std::vector<T> lr_attn_, lr_mlp_;      // |alpha · alpha_init_value / alpha_init_scaling|
   std::vector<T> sqk_q_, sqk_k_;         // sqk · sqk_init_value / sqk_init_scaling (· softmax scale for q)
 };
 
 static_assert(sequence_mixer<NGPTBlock<float>>);
+static_assert(sequence_mixer<NGPTBlock<float, bf16>>);
 
 }  // namespace seqmix::layers

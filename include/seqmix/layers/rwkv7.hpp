@@ -16,8 +16,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// residual (v) and gate (g) paths, the normalised removal key kk, the RWKV-7 op, a per-head
 /// GroupNorm, the r·k bonus term and the output projection. Layer 0 produces `v_first` (its v);
 /// later layers mix their v towards it; both through the model's cross_layer values (docs/layers.md).
-template <class T = float>
-class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
+template <class T = float, class WeightT = T>
+class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
  public:
   static constexpr const char* name = "RWKV7TimeMix";
 
@@ -58,10 +58,10 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
   struct weights {
     tensor<T, 1> x_r, x_w, x_k, x_v, x_a, x_g;
     tensor<T, 1> w0, a0, v0;  // v0 absent at layer 0
-    nn::linear<T> w1, w2, a1, a2, v1, v2, g1, g2;
+    nn::linear<T, WeightT> w1, w2, a1, a2, v1, v2, g1, g2;
     tensor<T, 1> k_k, k_a;
     tensor<T, 2> r_k;  // [H, N]
-    nn::linear<T> receptance, key, value, output;
+    nn::linear<T, WeightT> receptance, key, value, output;
     tensor<T, 1> ln_w, ln_b;  // ln_x.weight, ln_x.bias [C]
   };
 
@@ -113,7 +113,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
     this->check_weights(cfg_, w_);
   }
 
-  using mixer<RWKV7TimeMix<T>, T>::forward;
+  using mixer<RWKV7TimeMix<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -241,7 +241,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
  private:
   // out = up(f(down(x))): a low-rank path (LoRA factors stored as torch-layout linears).
   template <class F>
-  static void lora(const nn::linear<T>& down, const nn::linear<T>& up, const tensor<T, 2>& x, tensor<T, 2>& out,
+  static void lora(const nn::linear<T, WeightT>& down, const nn::linear<T, WeightT>& up, const tensor<T, 2>& x, tensor<T, 2>& out,
                    int threads, F f) {
     tensor<T, 2> low({x.extent(0), down.out_features()});
     down(x, low, name, threads);
@@ -254,5 +254,6 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T>, T> {
 };
 
 static_assert(sequence_mixer<RWKV7TimeMix<float>>);
+static_assert(sequence_mixer<RWKV7TimeMix<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -20,8 +20,8 @@ struct sequence_rows {
 };
 
 /// y [B, L, C] = rows [B·L, K] · projᵀ, through a temporary when y is strided.
-template <class T>
-void project_to_sequence(const nn::linear<T>& proj, tensor_view<const T, 2> rows, tensor_view<T, 3> y,
+template <class T, class W>
+void project_to_sequence(const nn::linear<T, W>& proj, tensor_view<const T, 2> rows, tensor_view<T, 3> y,
                          std::string_view who, int threads) {
   const index_t B = y.extent(0), L = y.extent(1), C = y.extent(2);
   if (y.is_contiguous()) return proj(rows, y.template reshape<2>({B * L, C}), who, threads);

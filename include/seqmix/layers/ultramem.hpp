@@ -27,8 +27,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 ///   pooled[e] = Σ_{k: map[v_k] = e} w_k memories[h, v_k / E]; out_h = Σ_e pooled[e] · vep[e];
 ///   y = concat_h(out_h) W_combineᵀ.
 /// The normalised keys and the cores' rank-1 factors are computed at construction.
-template <class T = float>
-class UltraMem : public mixer<UltraMem<T>, T> {
+template <class T = float, class WeightT = T>
+class UltraMem : public mixer<UltraMem<T, WeightT>, T> {
  public:
   static constexpr const char* name = "UltraMem";
 
@@ -79,14 +79,15 @@ class UltraMem : public mixer<UltraMem<T>, T> {
   struct weights {
     tensor<T, 1> prenorm;                 // prenorm.weight [C]
     nn::causal_conv1d<T> query_conv;      // query_conv.weight [C, 1, Kq] (kept [C, Kq]), .bias [C]
-    nn::linear<T> to_queries;             // [2dk, C]
+    nn::linear<T> to_queries;             // [2dk, C]; float even with bf16 weights: the top-m selection
+                                          // is discrete, and bf16 activations would move tokens across it
     tensor<T, 1> query_ln, key_ln;        // [2dk], [dk]
     tensor<T, 4> keys;                    // [2, r, n, dk]
     tensor<T, 3> core;                    // [h, r, r]
     tensor<T, 3> memories;                // [h, n²/E, dv]
     tensor<T, 3> value_expansion_proj;    // [E, dv, dv]
     tensor<T, 1> rand_proj_mapping;       // [n²] projector ids (int64 in checkpoints; exact in T)
-    nn::linear<T> combine;                // combine_values_to_out.weight [C, h·dv]
+    nn::linear<T, WeightT> combine;                // combine_values_to_out.weight [C, h·dv]
   };
 
   /// The weight table. init(): norms ones; linears and the conv as torch's default; keys and core
@@ -161,7 +162,7 @@ class UltraMem : public mixer<UltraMem<T>, T> {
     R_ = kernels::ultramem::retrieval<T>(kn.view(), w_.core.view(), cfg_.topk, act_);
   }
 
-  using mixer<UltraMem<T>, T>::forward;
+  using mixer<UltraMem<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -279,5 +280,6 @@ class UltraMem : public mixer<UltraMem<T>, T> {
 };
 
 static_assert(sequence_mixer<UltraMem<float>>);
+static_assert(sequence_mixer<UltraMem<float, bf16>>);
 
 }  // namespace seqmix::layers

@@ -24,6 +24,7 @@
 #include "../io/weights.hpp"
 #include "../nn/conv1d.hpp"
 #include "../nn/linear.hpp"
+#include "../tensor/bf16.hpp"
 #include "../tensor/tensor.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
@@ -64,6 +65,11 @@ struct weight_spec {
   bool present = true;     ///< false: not part of this configuration (the member stays empty)
   bool transposed = false; ///< 2-d only: stored [in, out], kept [out, in]
 };
+
+/// The element types of the weight members of a layer computing in T: T itself, or bf16 (the
+/// projections of a layer built with bf16 weights).
+template <class E, class T>
+concept weight_element = std::same_as<E, T> || std::same_as<E, bf16>;
 
 namespace detail {
 
@@ -132,13 +138,13 @@ template <class T>
 struct weight_loader {
   const io::weight_source& src;
 
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, tensor<T, R>& m) const {
-    if (!s.present) return void(m = tensor<T, R>());
-    m = detail::to_member<R>(s, src.load<T, FR>(s.name, s.shape));
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, tensor<E, R>& m) const {
+    if (!s.present) return void(m = tensor<E, R>());
+    m = detail::to_member<R>(s, src.load<E, FR>(s.name, s.shape));
   }
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, std::optional<tensor<T, R>>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, std::optional<tensor<E, R>>& m) const {
     if (!s.present) return void(m.reset());
     m.emplace();
     (*this)(s, *m);
@@ -151,12 +157,12 @@ struct weight_saver {
   io::safetensors_writer& out;
   const std::string& prefix;
 
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, const tensor<T, R>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, const tensor<E, R>& m) const {
     if (s.present) out.add(prefix + s.name, detail::to_stored(s, m));
   }
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, const std::optional<tensor<T, R>>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, const std::optional<tensor<E, R>>& m) const {
     if (s.present && m) (*this)(s, *m);
   }
 };
@@ -167,13 +173,13 @@ template <class T>
 struct weight_checker {
   std::string_view who;
 
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, const tensor<T, R>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, const tensor<E, R>& m) const {
     if (!s.present) return require(m.size() == 0, who, "weight '" + s.name + "' is given but not used by this config");
     check_shape(who, "weight '" + s.name + "'", m.extents(), detail::member_shape<R>(s));
   }
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, const std::optional<tensor<T, R>>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, const std::optional<tensor<E, R>>& m) const {
     require(m.has_value() == s.present, who,
             "weight '" + s.name + (s.present ? "' is required by this config" : "' is given but not used by this config"));
     if (m) (*this)(s, *m);
@@ -185,14 +191,13 @@ template <class T>
 struct finite_checker {
   std::string_view who;
 
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, const tensor<T, R>& m) const {
-    for (index_t i = 0; i < m.size(); ++i)
-      if (!std::isfinite(m.data()[i]))
-        throw error(std::string(who) + ": weight '" + s.name + "' has a non-finite value at element " + std::to_string(i));
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, const tensor<E, R>& m) const {
+    if (const index_t i = io::detail::first_non_finite(m.data(), m.size()); i >= 0)
+      throw error(std::string(who) + ": weight '" + s.name + "' has a non-finite value at element " + std::to_string(i));
   }
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, const std::optional<tensor<T, R>>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, const std::optional<tensor<E, R>>& m) const {
     if (m) (*this)(s, *m);
   }
 };
@@ -203,10 +208,10 @@ template <class T>
 struct weight_initializer {
   std::uint64_t seed;
 
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, tensor<T, R>& m) const {
-    if (!s.present) return void(m = tensor<T, R>());
-    tensor<T, FR> t(s.shape);
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, tensor<E, R>& m) const {
+    if (!s.present) return void(m = tensor<E, R>());
+    tensor<E, FR> t(s.shape);
     std::mt19937_64 rng(detail::weight_seed(seed, s.name));
     auto u = [&] { return double(rng() >> 11) * 0x1p-53; };
     index_t fan_in = 1;
@@ -223,12 +228,12 @@ struct weight_initializer {
         case init_rule::kind::constant: v = r.lo; break;
         case init_rule::kind::values: v = r.value(i, u()); break;
       }
-      t.data()[i] = static_cast<T>(v);
+      t.data()[i] = static_cast<E>(static_cast<T>(v));  // bf16: rounded from T
     }
     m = detail::to_member<R>(s, std::move(t));
   }
-  template <std::size_t FR, std::size_t R>
-  void operator()(const weight_spec<FR>& s, std::optional<tensor<T, R>>& m) const {
+  template <weight_element<T> E, std::size_t FR, std::size_t R>
+  void operator()(const weight_spec<FR>& s, std::optional<tensor<E, R>>& m) const {
     if (!s.present) return void(m.reset());
     m.emplace();
     (*this)(s, *m);

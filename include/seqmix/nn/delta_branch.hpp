@@ -14,9 +14,9 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 // The q, k, v branch shared by DeltaNet and Gated DeltaNet: projection, short causal conv with
 // SiLU (conv state carried), and the L2 norm of q and k per head (eps inside the square root).
 // Leaves q, k [B·L, key_dim] and v [B·L, value_dim].
-template <class T>
+template <class T, class W = T>
 struct qkv_branch {
-  const nn::linear<T>*proj_q, *proj_k, *proj_v;
+  const nn::linear<T, W>*proj_q, *proj_k, *proj_v;
   const nn::causal_conv1d<T>*conv_q, *conv_k, *conv_v;
   index_t head_k_dim;
   T l2norm_eps;
@@ -25,7 +25,7 @@ struct qkv_branch {
                   tensor<T, 3>& state_v, tensor<T, 2>& q, tensor<T, 2>& k, tensor<T, 2>& v, const char* who,
                   int threads) const {
     const index_t N = B * L;
-    auto branch = [&](const nn::linear<T>& proj, const nn::causal_conv1d<T>& conv, tensor<T, 3>& st, tensor<T, 2>& out) {
+    auto branch = [&](const nn::linear<T, W>& proj, const nn::causal_conv1d<T>& conv, tensor<T, 3>& st, tensor<T, 2>& out) {
       const index_t C = proj.out_features();
       tensor<T, 2> lin({N, C});
       proj(x, lin, who, threads);

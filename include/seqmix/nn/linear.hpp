@@ -23,6 +23,8 @@ template <class T, class W = T>
 struct linear {
   static_assert(std::is_same_v<W, T> || (std::is_same_v<W, bf16> && std::is_same_v<T, float>),
                 "nn::linear: the weights are T, or bf16 with float activations");
+  using weight_type = W;
+
   tensor<W, 2> weight;
   std::optional<tensor<T, 1>> bias;
 
