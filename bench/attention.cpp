@@ -82,7 +82,7 @@ void diff_op(const char* policy_name, P policy, const char* phase, index_t T, in
 
 // Layers at hidden 1024: Attention with 8 query heads of 128 and 2 KV heads (Llama-like GQA);
 // MultiheadDiffAttn with 8 differential heads (d = 64) and 2 KV heads. decode: one token after 4096.
-template <class Layer, class P>
+template <class Layer, class WT, class P>
 void layer(const char* prefix, const typename Layer::config& c,
            double proj_flops, double op_flops_per_pair, P policy, const char* policy_name, const char* phase, index_t T,
            index_t cached, int threads) {
@@ -92,7 +92,7 @@ void layer(const char* prefix, const typename Layer::config& c,
   if (cached > 0) args.push_back({"cache", cached});
   args.insert(args.end(), {{"C", C}, {"threads", threads}});
   const double np = cached == 0 ? pairs_causal(T) : pairs(cached, T, 0);
-  add(name(std::string(prefix) + policy_name + "/" + phase, args), double(B * T),
+  add(with_weights<WT>(name(std::string(prefix) + policy_name + "/" + phase, args)), double(B * T),
       double(B * T) * proj_flops + np * op_flops_per_pair, [=](benchmark::State& state) {
         const Layer l = Layer::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, C}, -1, 1, 10);
@@ -111,29 +111,32 @@ void layer(const char* prefix, const typename Layer::config& c,
       });
 }
 
-using attention_layer = layers::Attention<float>;
-using diff_layer = layers::MultiheadDiffAttn<float>;
-
-attention_layer::config attention_config() {
-  attention_layer::config c;
+template <class WT>
+typename layers::Attention<float, WT>::config attention_config() {
+  typename layers::Attention<float, WT>::config c;
   c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.head_dim = 128;
   return c;
 }
-diff_layer::config diff_config() {
-  diff_layer::config c;
+template <class WT>
+typename layers::MultiheadDiffAttn<float, WT>::config diff_config() {
+  typename layers::MultiheadDiffAttn<float, WT>::config c;
   c.hidden_size = 1024, c.num_heads = 8, c.num_kv_heads = 2, c.depth = 3;
   return c;
 }
+template <class WT, class P>
+void layers_with(P policy, const char* policy_name, const char* phase, index_t T, index_t cached, int threads) {
+  const double a_proj = 2.0 * 1024 * (2 * 8 * 128 + 2 * 2 * 128);  // q, o: 1024x1024; k, v: 256x1024
+  layer<layers::Attention<float, WT>, WT>("attention/layer/", attention_config<WT>(), a_proj, 4.0 * 128 * 8, policy,
+                                          policy_name, phase, T, cached, threads);
+  const double d_proj = 2.0 * 1024 * (2 * 1024 + 2 * 256);  // q, out: 1024x1024; k, v: 256x1024
+  layer<layers::MultiheadDiffAttn<float, WT>, WT>("diff_attn/layer/", diff_config<WT>(), d_proj, 8 * 12.0 * 64,
+                                                  policy, policy_name, phase, T, cached, threads);
+}
+// Float and bf16 weights side by side.
 template <class P>
 void layers_for(P policy, const char* policy_name, const char* phase, index_t T, index_t cached, int threads) {
-  const auto ac = attention_config();
-  const double a_proj = 2.0 * 1024 * (2 * 8 * 128 + 2 * 2 * 128);  // q, o: 1024x1024; k, v: 256x1024
-  layer<attention_layer>("attention/layer/", ac, a_proj, 4.0 * 128 * 8, policy, policy_name, phase, T,
-                         cached, threads);
-  const auto dc = diff_config();
-  const double d_proj = 2.0 * 1024 * (2 * 1024 + 2 * 256);  // q, out: 1024x1024; k, v: 256x1024
-  layer<diff_layer>("diff_attn/layer/", dc, d_proj, 8 * 12.0 * 64, policy, policy_name, phase, T, cached,
-                    threads);
+  layers_with<float>(policy, policy_name, phase, T, cached, threads);
+  layers_with<bf16>(policy, policy_name, phase, T, cached, threads);
 }
 
 const bool registered = [] {

@@ -4,8 +4,10 @@
 
 #include <benchmark/benchmark.h>
 
+#include <seqmix/tensor/bf16.hpp>
 #include <seqmix/tensor/random.hpp>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -16,6 +18,15 @@ inline std::string name(const std::string& prefix, const std::vector<std::pair<c
   std::string s = prefix;
   for (const auto& [k, v] : args) s += "/" + std::string(k) + ":" + std::to_string(v);
   return s;
+}
+
+/// The weights argument of a layer row, "weights:f32" or "weights:bf16", inserted before its
+/// threads argument: "gla/layer/.../V:128/weights:bf16/threads:1".
+template <class W>
+std::string with_weights(std::string row) {
+  const char* tag = std::is_same_v<W, bf16> ? "/weights:bf16" : "/weights:f32";
+  const auto at = row.rfind("/threads:");
+  return at == std::string::npos ? row + tag : row.insert(at, tag);
 }
 
 /// Registers fn(state) under `name`; fn runs the timed loop and returns nothing. `tokens` and

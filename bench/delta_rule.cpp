@@ -53,32 +53,32 @@ void run_layer(benchmark::State& state, const Net& net, const P& policy, index_t
 }
 
 // GatedDeltaNet: hidden 1024, 8 heads of head_dim 64, expand_v 2 (K 64, V 128), conv 4.
-template <class P>
+template <class WT, class P>
 void gdn_layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
-  using L = layers::GatedDeltaNet<float>;
-  L::config c;
+  using L = layers::GatedDeltaNet<float, WT>;
+  typename L::config c;
   c.hidden_size = 1024, c.head_dim = 64, c.num_heads = 8, c.expand_v = 2;
   const index_t D = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), HV = c.v_heads(), W = c.conv_size;
   const double proj = 2.0 * D * (2 * kd + 2 * vd + 2 * HV) + 2.0 * vd * D + 2.0 * W * (2 * kd + vd);  // per token
   policy.threads = threads;
-  add(name(std::string("gated_delta_net/layer/") + policy_name + "/" + phase,
-           {{"B", 1}, {"T", T}, {"D", D}, {"H", HV}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("gated_delta_net/layer/") + policy_name + "/" + phase,
+           {{"B", 1}, {"T", T}, {"D", D}, {"H", HV}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}})),
       double(T), T * proj + op_flops(1, T, HV, c.head_k_dim(), c.head_v_dim()), [=](benchmark::State& state) {
         run_layer(state, L::init(c, 1), policy, T, D);
       });
 }
 
 // DeltaNet: hidden 1024, 8 heads (K = V = 128), conv 4, no output gate.
-template <class P>
+template <class WT, class P>
 void dn_layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
-  using L = layers::DeltaNet<float>;
-  L::config c;
+  using L = layers::DeltaNet<float, WT>;
+  typename L::config c;
   c.hidden_size = 1024, c.num_heads = 8;
   const index_t D = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), H = c.num_heads, W = c.conv_size;
   const double proj = 2.0 * D * (2 * kd + vd + H) + 2.0 * vd * D + 2.0 * W * (2 * kd + vd);
   policy.threads = threads;
-  add(name(std::string("delta_net/layer/") + policy_name + "/" + phase,
-           {{"B", 1}, {"T", T}, {"D", D}, {"H", H}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("delta_net/layer/") + policy_name + "/" + phase,
+           {{"B", 1}, {"T", T}, {"D", D}, {"H", H}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}})),
       double(T), T * proj + op_flops(1, T, H, c.head_k_dim(), c.head_v_dim()), [=](benchmark::State& state) {
         run_layer(state, L::init(c, 1), policy, T, D);
       });
@@ -105,12 +105,16 @@ const bool registered = [] {
     op(false, "recurrent", exec::recurrent{}, "decode", 1, D, 1);
   }
   for (int threads : {1, 2}) {
-    gdn_layer("automatic", exec::automatic{}, "prefill", 2048, threads);
-    dn_layer("automatic", exec::automatic{}, "prefill", 2048, threads);
+    gdn_layer<float>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    gdn_layer<bf16>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    dn_layer<float>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    dn_layer<bf16>("automatic", exec::automatic{}, "prefill", 2048, threads);
   }
   for (int threads : {1, 2}) {
-    gdn_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
-    dn_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+    gdn_layer<float>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    gdn_layer<bf16>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    dn_layer<float>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    dn_layer<bf16>("recurrent", exec::recurrent{}, "decode", 1, threads);
   }
   return true;
 }();

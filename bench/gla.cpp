@@ -29,17 +29,18 @@ void op(const char* policy_name, P policy, const char* phase, index_t T, int thr
 }
 
 // Layer: hidden 1024, 8 heads (head_k_dim 64, head_v_dim 128), low-rank gates of rank 16.
-template <class P>
+template <class WT, class P>
 void layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
-  using L = layers::GatedLinearAttention<float>;
-  L::config c;
+  using L = layers::GatedLinearAttention<float, WT>;
+  typename L::config c;
   c.hidden_size = 1024, c.num_heads = 8;
   const index_t B = 1, D = c.hidden_size, kd = c.key_dim(), vd = c.value_dim(), r = c.gate_low_rank_dim;
   const double proj = 2.0 * D * (2 * kd + 2 * vd + r) + 2.0 * r * kd + 2.0 * vd * D;  // per token
   const double flops = B * T * proj + op_flops(B, T, c.num_heads, c.head_k_dim(), c.head_v_dim());
   policy.threads = threads;
-  add(name(std::string("gla/layer/") + policy_name + "/" + phase,
-           {{"B", B}, {"T", T}, {"D", D}, {"H", c.num_heads}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("gla/layer/") + policy_name + "/" + phase,
+                           {{"B", B}, {"T", T}, {"D", D}, {"H", c.num_heads}, {"K", c.head_k_dim()}, {"V", c.head_v_dim()},
+                            {"threads", threads}})),
       double(B * T), flops, [=](benchmark::State& state) {
         const L gla = L::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, D}, -1, 1, 10);
@@ -58,7 +59,8 @@ const bool registered = [] {
     op("recurrent", exec::recurrent{}, "prefill", 2048, threads);
     op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
     op("parallel", exec::parallel{}, "prefill", 2048, threads);
-    layer("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
+    layer<float>("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
+    layer<bf16>("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
   }
   // Short prefills: where each policy wins (the exec::automatic rule, docs/policy.md).
   for (index_t T : {16, 64, 256}) {
@@ -67,7 +69,10 @@ const bool registered = [] {
     op("parallel", exec::parallel{}, "prefill", T, 1);
   }
   for (int threads : {1, 2}) op("recurrent", exec::recurrent{}, "decode", 1, threads);
-  for (int threads : {1, 2}) layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+  for (int threads : {1, 2}) {
+    layer<float>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    layer<bf16>("recurrent", exec::recurrent{}, "decode", 1, threads);
+  }
   return true;
 }();
 

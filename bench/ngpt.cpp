@@ -121,7 +121,7 @@ struct plain_block {
 // (query, key) pair 4·C (q·k and p·v over the H heads of hd, as ggml counts flash attention); a
 // causal prefill has T²/2 pairs. Norms, RoPE, softmax and silu are not counted (the same count for
 // the plain block, so its rows compare by time).
-template <class Layer, class P>
+template <class Layer, class WT, class P>
 void layer(const char* family, const typename Layer::config& cfg, P policy, const char* policy_name, const char* phase,
            index_t T, index_t cached, int threads) {
   const index_t B = 1, C = 1024, H = 16;
@@ -133,7 +133,8 @@ void layer(const char* family, const typename Layer::config& cfg, P policy, cons
   for (index_t t = 0; t < T; ++t) pairs += double(cached + t + 1);
   if (cached == 0) pairs = double(T) * double(T) / 2;
   const double flops = double(B * T) * 2.0 * double(C) * double(16 * C) + pairs * 4.0 * double(C);
-  add(name(std::string(family) + policy_name + "/" + phase, args), double(B * T), flops, [=](benchmark::State& state) {
+  add(with_weights<WT>(name(std::string(family) + policy_name + "/" + phase, args)), double(B * T), flops,
+      [=](benchmark::State& state) {
     const Layer l = Layer::init(cfg, 1);
     auto unit = [&](index_t n, unsigned seed) {  // unit-norm rows, as nGPT hidden states
       auto x = uniform_tensor<float, 3>({B, n, C}, -1, 1, seed);
@@ -160,14 +161,21 @@ void layer(const char* family, const typename Layer::config& cfg, P policy, cons
   });
 }
 
-using ngpt_layer = layers::NGPTBlock<float>;
+template <class WT, class P>
+void ngpt_layer(P policy, const char* policy_name, const char* phase, index_t T, index_t cached, int threads) {
+  using L = layers::NGPTBlock<float, WT>;
+  typename L::config nc;
+  nc.hidden_size = 1024, nc.num_heads = 16;
+  layer<L, WT>("ngpt/layer/", nc, policy, policy_name, phase, T, cached, threads);
+}
 
+// The nGPT block with float and bf16 weights, and the plain block.
 template <class P>
 void both(P policy, const char* policy_name, const char* phase, index_t T, index_t cached, int threads) {
-  ngpt_layer::config nc;
-  nc.hidden_size = 1024, nc.num_heads = 16;
-  layer<ngpt_layer>("ngpt/layer/", nc, policy, policy_name, phase, T, cached, threads);
-  layer<plain_block>("ngpt/plain/", plain_block::config{1024, 16}, policy, policy_name, phase, T, cached, threads);
+  ngpt_layer<float>(policy, policy_name, phase, T, cached, threads);
+  ngpt_layer<bf16>(policy, policy_name, phase, T, cached, threads);
+  layer<plain_block, float>("ngpt/plain/", plain_block::config{1024, 16}, policy, policy_name, phase, T, cached,
+                            threads);
 }
 
 const bool registered = [] {

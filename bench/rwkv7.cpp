@@ -52,18 +52,18 @@ void op(const char* policy_name, P policy, const char* phase, index_t T, int thr
 
 // Layer: C 512 (8 heads of 64, the op benchmark's shape), LoRA ranks of the RWKV-7 0.1B model,
 // layer 1 (so the value-residual path runs too).
-template <class P>
+template <class WT, class P>
 void layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
-  using L = layers::RWKV7TimeMix<float>;
-  L::config c;
+  using L = layers::RWKV7TimeMix<float, WT>;
+  typename L::config c;
   c.hidden_size = 512, c.head_size = 64, c.layer_id = 1;
   c.decay_lora = 64, c.aaa_lora = 64, c.mv_lora = 32, c.gate_lora = 128;
   const index_t B = 1, C = c.hidden_size, H = c.n_head(), N = c.head_size;
   const double lora = 2.0 * 2.0 * C * double(c.decay_lora + c.aaa_lora + c.mv_lora + c.gate_lora);
   const double flops = B * T * (4 * 2.0 * C * C + lora) + op_flops(B, T, H, N, N);  // + elementwise work, not counted
   policy.threads = threads;
-  add(name(std::string("rwkv7/layer/") + policy_name + "/" + phase,
-           {{"B", B}, {"T", T}, {"D", C}, {"H", H}, {"K", N}, {"V", N}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("rwkv7/layer/") + policy_name + "/" + phase,
+           {{"B", B}, {"T", T}, {"D", C}, {"H", H}, {"K", N}, {"V", N}, {"threads", threads}})),
       double(B * T), flops, [=](benchmark::State& state) {
         unsigned seed = 1;
         const L tmix = L::init(c, seed++);
@@ -84,7 +84,8 @@ const bool registered = [] {
     op("recurrent", exec::recurrent{}, "prefill", 2048, threads);
     op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
     op("parallel", exec::parallel{}, "prefill", 2048, threads);
-    layer("automatic", exec::automatic{}, "prefill", 2048, threads);
+    layer<float>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    layer<bf16>("automatic", exec::automatic{}, "prefill", 2048, threads);
   }
   op("chunkwise", exec::chunkwise<16>{}, "prefill", 2048, 1);
   op("recurrent", exec::recurrent{}, "prefill", 256, 1);  // inputs fit in L3: the kernel without DRAM traffic
@@ -95,7 +96,10 @@ const bool registered = [] {
     op("parallel", exec::parallel{}, "prefill", T, 1);
   }
   for (int threads : {1, 2}) op("recurrent", exec::recurrent{}, "decode", 1, threads);
-  for (int threads : {1, 2}) layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+  for (int threads : {1, 2}) {
+    layer<float>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    layer<bf16>("recurrent", exec::recurrent{}, "decode", 1, threads);
+  }
   return true;
 }();
 

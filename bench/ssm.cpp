@@ -83,16 +83,16 @@ void conv(index_t T, int threads) {
 }
 
 // Mamba layer: d_model 768 (d_inner 1536, d_state 16, dt_rank 48), the mamba-130m block.
-template <class P>
+template <class WT, class P>
 void mamba_layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
-  using L = layers::Mamba<float>;
-  L::config c;
+  using L = layers::Mamba<float, WT>;
+  typename L::config c;
   c.hidden_size = 768;
   const index_t B = 1, dm = c.hidden_size, di = c.d_inner(), N = c.d_state, R = c.rank();
   const double proj = 2.0 * dm * 2 * di + 2.0 * di * (R + 2 * N) + 2.0 * R * di + 2.0 * di * dm + 2.0 * di * c.d_conv;
   policy.threads = threads;
-  add(name(std::string("mamba/layer/") + policy_name + "/" + phase,
-           {{"B", B}, {"T", T}, {"D", dm}, {"d_inner", di}, {"N", N}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("mamba/layer/") + policy_name + "/" + phase,
+           {{"B", B}, {"T", T}, {"D", dm}, {"d_inner", di}, {"N", N}, {"threads", threads}})),
       double(B * T), B * T * proj + scan_flops(B, T, di, N), [=](benchmark::State& state) {
         const L m = L::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, dm}, -1, 1, 9);
@@ -108,16 +108,16 @@ void mamba_layer(const char* policy_name, P policy, const char* phase, index_t T
 
 // Mamba2 layer: d_model 768 (d_inner 1536, 24 heads of 64, d_state 128, one group), the
 // mamba2-130m block.
-template <class P>
+template <class WT, class P>
 void mamba2_layer(const char* policy_name, P policy, const char* phase, index_t T, int threads) {
-  using L = layers::Mamba2<float>;
-  L::config c;
+  using L = layers::Mamba2<float, WT>;
+  typename L::config c;
   c.hidden_size = 768;
   const index_t B = 1, dm = c.hidden_size, di = c.d_inner(), H = c.nheads(), N = c.d_state;
   const double proj = 2.0 * dm * c.d_in_proj() + 2.0 * c.conv_dim() * c.d_conv + 2.0 * di * dm;
   policy.threads = threads;
-  add(name(std::string("mamba2/layer/") + policy_name + "/" + phase,
-           {{"B", B}, {"T", T}, {"D", dm}, {"H", H}, {"P", c.headdim}, {"N", N}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("mamba2/layer/") + policy_name + "/" + phase,
+           {{"B", B}, {"T", T}, {"D", dm}, {"H", H}, {"P", c.headdim}, {"N", N}, {"threads", threads}})),
       double(B * T), B * T * proj + ssd_flops(B, T, H, c.headdim, N), [=](benchmark::State& state) {
         const L m = L::init(c, 1);
         const auto x = uniform_tensor<float, 3>({B, T, dm}, -1, 1, 9);
@@ -141,8 +141,10 @@ const bool registered = [] {
     ssd_op("chunkwise", exec::chunkwise<64>{}, "prefill", 2048, threads);
     ssd_op("parallel", exec::parallel{}, "prefill", 2048, threads);
     conv(2048, threads);
-    mamba_layer("automatic", exec::automatic{}, "prefill", 2048, threads);
-    mamba2_layer("automatic", exec::automatic{}, "prefill", 2048, threads);
+    mamba_layer<float>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    mamba_layer<bf16>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    mamba2_layer<float>("automatic", exec::automatic{}, "prefill", 2048, threads);
+    mamba2_layer<bf16>("automatic", exec::automatic{}, "prefill", 2048, threads);
   }
   scan_op("automatic", exec::automatic{}, "prefill", 2048, 1);
   ssd_op("automatic", exec::automatic{}, "prefill", 2048, 1);
@@ -163,8 +165,10 @@ const bool registered = [] {
     ssd_op("recurrent", exec::recurrent{}, "decode", 1, threads);
   }
   for (int threads : {1, 2}) {
-    mamba_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
-    mamba2_layer("recurrent", exec::recurrent{}, "decode", 1, threads);
+    mamba_layer<float>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    mamba_layer<bf16>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    mamba2_layer<float>("recurrent", exec::recurrent{}, "decode", 1, threads);
+    mamba2_layer<bf16>("recurrent", exec::recurrent{}, "decode", 1, threads);
   }
   return true;
 }();

@@ -56,26 +56,31 @@ void op(int threads) {
       });
 }
 
-using layer_t = layers::UltraMem<float>;
+template <class WT>
+using layer_t = layers::UltraMem<float, WT>;
 
-layer_t::config layer_config() {
-  layer_t::config c;
+template <class WT>
+typename layer_t<WT>::config layer_config() {
+  typename layer_t<WT>::config c;
   c.hidden_size = C, c.num_keys = n, c.dim_qk = dk, c.core_rank = r, c.core_heads = h, c.topk = m, c.dim_values = dv;
   c.value_expansion = E, c.query_conv_kernel = Kq;
   return c;
 }
 
-const layer_t& shared_layer() {
-  static const layer_t l = layer_t::init(layer_config(), 1);  // 128 MiB of memories, built once
+template <class WT>
+const layer_t<WT>& shared_layer() {
+  static const layer_t<WT> l = layer_t<WT>::init(layer_config<WT>(), 1);  // 128 MiB of memories, built once
   return l;
 }
 
+template <class WT>
 void layer(const char* phase, index_t T, int threads) {
   const index_t B = 1;
-  add(name(std::string("ultramem/layer/") + (T == 1 ? "recurrent/" : "chunkwise/") + phase,
-           {{"B", B}, {"T", T}, {"C", C}, {"n", n}, {"h", h}, {"m", m}, {"E", E}, {"dv", dv}, {"threads", threads}}),
+  add(with_weights<WT>(name(std::string("ultramem/layer/") + (T == 1 ? "recurrent/" : "chunkwise/") + phase,
+                            {{"B", B}, {"T", T}, {"C", C}, {"n", n}, {"h", h}, {"m", m}, {"E", E}, {"dv", dv},
+                             {"threads", threads}})),
       double(T), layer_flops * double(T), [=](benchmark::State& state) {
-        const layer_t& l = shared_layer();
+        const layer_t<WT>& l = shared_layer<WT>();
         // Decode reads rows of a table far larger than the caches: a fresh token each step.
         const index_t steps = 256;
         const auto x = uniform_tensor<float, 3>({B, T == 1 ? steps : T, C}, -1, 1, 10);
@@ -115,8 +120,12 @@ void ffn(index_t T, int threads) {
 
 const bool registered = [] {
   for (int threads : {1, 2}) op(threads);
-  for (int threads : {1, 2}) layer("prefill", 2048, threads);
-  layer("decode", 1, 1);
+  for (int threads : {1, 2}) {
+    layer<float>("prefill", 2048, threads);
+    layer<bf16>("prefill", 2048, threads);
+  }
+  layer<float>("decode", 1, 1);
+  layer<bf16>("decode", 1, 1);
   for (int threads : {1, 2}) ffn(2048, threads);
   return true;
 }();
