@@ -290,6 +290,19 @@ TEST_CASE("HymbaBlock: the meta snapshot is the state after the meta tokens", "[
   SEQMIX_CHECK_WITHIN(y2, y_tail, t);
   SEQMIX_CHECK_WITHIN(s2.ssm, r.ssm, t);
   SEQMIX_CHECK_WITHIN(s2.kv.keys(), r.kv.keys(), t);
+  // restart() gives either start again in the same storage.
+  const auto x9 = inputs(3, 9, 64, 6);
+  auto fresh = l.make_state(3);
+  const auto y9 = l.forward(exec::chunkwise<64>{}, x9, fresh);
+  l.restart(s2);
+  SEQMIX_CHECK_IDENTICAL(l.forward(exec::chunkwise<64>{}, x9, s2), y9);
+  SEQMIX_CHECK_IDENTICAL(s2.kv.keys(), fresh.kv.keys());
+  SEQMIX_CHECK_IDENTICAL(s2.ssm, fresh.ssm);
+  l.restart(s2, false);
+  CHECK(s2.position == 0);
+  CHECK(s2.meta_pending);
+  auto fresh2 = l.make_state_without_snapshot(3);
+  SEQMIX_CHECK_IDENTICAL(l.forward(exec::recurrent{}, x9, s2), l.forward(exec::recurrent{}, x9, fresh2));
   // No snapshot without meta tokens, with them in x, or with kv_reuse (its meta rows read the
   // layer before's cache).
   CHECK_FALSE(block::init(small_config(8, 0), 1).has_snapshot());

@@ -8,8 +8,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <memory>
-#include <new>
 #include <vector>
 
 #include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
@@ -163,6 +161,18 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
     index_t position = 0;
     bool meta_pending = false;
     cross_layer<T>* cross = nullptr;
+    /// forward()'s temporaries, kept with the state across calls (a 1024-row prefill pass at
+    /// C = 1024 takes 63 MB: fresh buffers would be zero-filled and page-cleared by the kernel on
+    /// every call, about 13% of a prefill). Not copied: a copy of the state starts with none. Not
+    /// counted by bytes().
+    struct buffers {
+      std::vector<T> scratch;
+      buffers() = default;
+      buffers(const buffers&) {}
+      buffers& operator=(const buffers&) { return *this; }
+      buffers(buffers&&) = default;
+      buffers& operator=(buffers&&) = default;
+    } work;
 
     index_t batch() const { return ssm.extent(0); }
     index_t length() const { return position; }
@@ -199,8 +209,22 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
   /// snapshot the sequences start after the M meta tokens; otherwise (kv_reuse) they run first.
   State make_state(index_t batch, const state_options<T>& options = {}) const {
     State s = make_state_without_snapshot(batch, options);
-    if (!snap_.ready) return s;
-    const index_t M = cfg_.num_meta_tokens, Hk = cfg_.kv_heads(), D = cfg_.dim(), I = cfg_.inner();
+    if (snap_.ready) restart(s);
+    return s;
+  }
+
+  /// Starts `s` again as make_state() would (from the snapshot when the block has one and
+  /// `snapshot` is true, else at position 0 as make_state_without_snapshot()), keeping its
+  /// storage: the KV cache's slots and forward()'s buffers, so a server reuses one state per slot
+  /// without allocating. `s` keeps its batch and cross-layer values.
+  void restart(State& s, bool snapshot = true) const {
+    check_state(s, s.batch(), false);
+    if (!cfg_.kv_reuse) s.kv.reset();
+    std::fill_n(s.conv.data(), s.conv.size(), T(0));
+    std::fill_n(s.ssm.data(), s.ssm.size(), T(0));
+    s.position = 0, s.meta_pending = cfg_.prepends();
+    if (!snap_.ready || !snapshot) return;
+    const index_t M = cfg_.num_meta_tokens, Hk = cfg_.kv_heads(), D = cfg_.dim(), I = cfg_.inner(), batch = s.batch();
     const auto bcast = [&](const tensor<T, 4>& t) {
       return tensor_view<const T, 4>(t.data(), {batch, M, Hk, D}, {0, Hk * D, D, 1});
     };
@@ -210,7 +234,6 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
       std::copy_n(snap_.ssm.data(), I * cfg_.ssm_state_size, s.ssm.view().ptr(b, 0, 0));
     }
     s.position = M, s.meta_pending = false;
-    return s;
   }
 
   /// A state at position 0: with meta tokens prepended, the next forward() runs them first (what
@@ -280,7 +303,7 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
     tensor<T, 2> y;         // [M, C]
   };
 
-  void check_state(const State& s, index_t B) const {
+  void check_state(const State& s, index_t B, bool check_length = true) const {
     const index_t I = cfg_.inner();
     check_shape(name, "state.conv", s.conv.extents(), {B, I, cfg_.conv_kernel_size - 1});
     check_shape(name, "state.ssm", s.ssm.extents(), {B, I, cfg_.ssm_state_size});
@@ -292,7 +315,7 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
     const auto m = cfg_.mask();
     require(s.kv.visibility().window == m.window && s.kv.visibility().sink == m.sink, name,
             "state.kv was made for another window or meta-token count");
-    require(s.kv.length() == s.position, name,
+    require(!check_length || s.kv.length() == s.position, name,
             "state.kv holds " + std::to_string(s.kv.length()) + " positions, state.position is " +
                 std::to_string(s.position));
   }
@@ -346,9 +369,9 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
                   xw = Rk + 2 * Ns, P0 = state.position;
     const int th = policy.threads;
     const detail::sequence_rows<T> rows(x);
-    // The pass's temporaries, carved from this thread's workspace: z [Nt, Wz], attn, u, ys,
-    // delta [Nt, I] and xdbl [Nt, xw] (every element is written before it is read).
-    T* ws = workspace(checked_mul(Nt, Wz + 4 * I + xw, name));  // each part below is smaller: no overflow
+    // The pass's temporaries, carved from the state's buffer: z [Nt, Wz], attn, u, ys, delta
+    // [Nt, I] and xdbl [Nt, xw] (every element is written before it is read).
+    T* ws = grow(state.work.scratch, checked_mul(Nt, Wz + 4 * I + xw, name));  // each part below is smaller
     const index_t wz = Nt * Wz, wi = Nt * I;
     const tensor_view<T, 2> z(ws, {Nt, Wz});
     const tensor_view<T, 3> attn(ws + wz, {B, R, I}), u(ws + wz + wi, {B, R, I}), ys(ws + wz + 2 * wi, {B, R, I});
@@ -433,23 +456,9 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
     return c;
   }
 
-  /// This thread's scratch memory for run_pass, grown to at least n elements and kept for the
-  /// thread's next calls: a prefill pass at C = 1024 takes 63 MB of temporaries, which as fresh
-  /// allocations cost a zero fill and, above glibc's mmap threshold, page clearing on every call
-  /// (about 13% of a prefill). 64-byte aligned, not initialized.
-  static T* workspace(index_t n) {
-    struct aligned_delete {
-      void operator()(T* p) const { ::operator delete[](p, std::align_val_t(64)); }
-    };
-    thread_local std::unique_ptr<T[], aligned_delete> buf;
-    thread_local index_t size = 0;
-    if (n > size) {
-      buf.reset();
-      size = 0;
-      buf.reset(static_cast<T*>(::operator new[](std::size_t(n) * sizeof(T), std::align_val_t(64))));
-      size = n;
-    }
-    return buf.get();
+  static T* grow(std::vector<T>& v, index_t n) {
+    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
+    return v.data();
   }
 
   config cfg_;
