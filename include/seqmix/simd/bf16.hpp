@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "../error.hpp"
@@ -125,8 +126,10 @@ template <index_t MR>
   }
 }
 
-// Blocked and packed as gemm_nt (GotoBLAS order), over pairs of k: X is rounded to bf16 once,
-// each packed element is a 32-bit word holding the pair (k even, k odd), zero past K.
+// Blocked and packed as gemm_nt (GotoBLAS order), over pairs of k: each packed element is a
+// 32-bit word holding the pair (k even, k odd), zero past K. X is rounded to bf16 as its blocks are
+// packed (again for each slice of NC outputs: a vector conversion costs far less than a bf16 copy
+// of all of X, whose fresh pages the kernel would fault in and clear on every call).
 inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const bf16, 2> W, tensor_view<float, 2> Y,
                                 bool accumulate) {
   constexpr index_t MR = 12, NR = 32;
@@ -135,17 +138,12 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
   constexpr index_t NC = 512;     // a B slice KP x NC words: 384 KB, in L2
   const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0), pairs = (K + 1) / 2;
   const index_t ldw = W.stride(0), ldy = Y.stride(0);
-  // X as bf16 rows of 2·pairs (zero-padded), read as 32-bit pairs.
-  std::vector<std::uint32_t> xb(static_cast<std::size_t>(M * pairs));
-  for (index_t i = 0; i < M; ++i) {
-    bf16* row = reinterpret_cast<bf16*>(xb.data() + i * pairs);
-    to_bf16(X.data() + i * X.stride(0), row, K);
-  }
   auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };
   const index_t kmax = std::min(KP, pairs);
   std::vector<std::uint32_t> bp(static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
       ap(static_cast<std::size_t>(round_up(std::min(MC, M), MR) * kmax));
   alignas(64) float edge[MR * NR];
+  alignas(64) bf16 row[2 * KP];  // one row of an A block
   const bf16* w = W.data();
   float* y = Y.data();
   for (index_t jc = 0; jc < N; jc += NC) {
@@ -175,8 +173,10 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
               for (index_t p = 0; p < kp; ++p) dst[p * MR + i] = 0u;
               continue;
             }
-            const std::uint32_t* src = xb.data() + (ic + i0 + i) * pairs + pc;
-            for (index_t p = 0; p < kp; ++p) dst[p * MR + i] = src[p];
+            const index_t k0 = 2 * pc, n = std::min(2 * kp, K - k0);
+            row[2 * kp - 1] = bf16();  // the pad of an odd K
+            to_bf16(X.data() + (ic + i0 + i) * X.stride(0) + k0, row, n);
+            for (index_t p = 0; p < kp; ++p) std::memcpy(dst + p * MR + i, row + 2 * p, 4);  // a pair as one word
           }
         }
         for (index_t j0 = 0; j0 < nc; j0 += NR) {
