@@ -310,6 +310,9 @@ TEST_CASE("HymbaBlock: the meta snapshot is the state after the meta tokens", "[
   np.prepend_meta_tokens = false;
   CHECK_FALSE(block::init(np, 1).has_snapshot());
   CHECK_FALSE(block::init(small_config(8, 4, true), 1).has_snapshot());
+  auto c2 = block::init(small_config(8, 4, true), 1);
+  REQUIRE_THROWS_WITH(c2.take_snapshot_from(block::init(small_config(0, 4), 1)), Catch::Contains("HymbaBlock: the producer has other"));
+  REQUIRE_THROWS_WITH(block::init(small_config(8, 4), 1).take_snapshot_from(l), Catch::Contains("take_snapshot_from is for kv_reuse"));
   REQUIRE_THROWS_WITH(l.forward_with_meta(exec::recurrent{}, x.view(), y.view(), s2),
                       Catch::Contains("HymbaBlock: forward_with_meta needs a state that has not run its meta tokens"));
 }
@@ -366,6 +369,32 @@ TEST_CASE("HymbaBlock: KV sharing through cross_layer, no copy, split equals one
     // run's within rounding, so compare with the tolerance of two blocks.
     SEQMIX_CHECK_WITHIN(y2, y, 2 * tol(cons, L + 4));
     SEQMIX_CHECK_WITHIN(sc2.ssm, sc.ssm, 2 * tol(cons, L + 4));
+  }
+  // A consumer with its own snapshot (taken against the producer's): the same outputs, and on a
+  // ring cache its first call attends only its own tokens.
+  for (const index_t W : {0, 8}) {
+    INFO("window " << W);
+    const auto prod = block::init(small_config(W, 4), 3);
+    const auto plain = block::init(small_config(W, 4, true), 4);
+    auto cons = block::init(small_config(W, 4, true), 4);
+    cons.take_snapshot_from(prod);
+    REQUIRE(cons.has_snapshot());
+    const auto x = inputs(2, 90, 64, 8);
+    layers::cross_layer<float> c1, c2;
+    auto p1 = prod.make_state(2, {.cross = &c1}), q1 = plain.make_state(2, {.cross = &c1});
+    auto p2 = prod.make_state(2, {.cross = &c2}), q2 = cons.make_state(2, {.cross = &c2});
+    CHECK(q2.position == 4);
+    tensor<float, 3> y1({2, 90, 64}), y2({2, 90, 64});
+    for (index_t t0 = 0; t0 < 90; t0 += 30) {  // 4 + 30 rows in the plain consumer's first call
+      const auto h1 = prod.forward(exec::chunkwise<64>{}, tensor<float, 3>(x.view().subrange(1, t0, 30)), p1);
+      const auto h2 = prod.forward(exec::chunkwise<64>{}, tensor<float, 3>(x.view().subrange(1, t0, 30)), p2);
+      plain.forward(exec::chunkwise<64>{}, h1.view(), y1.view().subrange(1, t0, 30), q1);
+      cons.forward(exec::recurrent{}, h2.view(), y2.view().subrange(1, t0, 30), q2);
+    }
+    SEQMIX_CHECK_WITHIN(y2, y1, tol(cons, 94));
+    SEQMIX_CHECK_WITHIN(q2.ssm, q1.ssm, tol(cons, 94));
+    for (index_t m = 0; m < 4; ++m)
+      for (index_t c = 0; c < 64; ++c) CHECK(std::abs(cons.meta_outputs()(m, c)) < 1e3f);
   }
   // Errors: no shared cache, a cache of another length or window.
   const auto cons = block::init(small_config(8, 4, true), 4);

@@ -197,8 +197,34 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
 
-  /// Whether make_state() starts from the meta-token snapshot (meta tokens prepended and no
-  /// kv_reuse: a consumer's meta positions read the producer's cache, so it runs them itself).
+  /// kv_reuse: takes this block's meta snapshot against `producer`, the block whose KV cache it
+  /// reads (its meta positions attend the producer's meta keys, which the producer's own snapshot
+  /// holds). Afterwards make_state() starts after the meta tokens here too, so the pair never runs
+  /// them again, and a consumer of a windowed (ring) cache does not have to attend M + T rows in
+  /// its first call.
+  void take_snapshot_from(const HymbaBlock& producer) {
+    require(cfg_.kv_reuse && cfg_.prepends(), name, "take_snapshot_from is for kv_reuse blocks with meta tokens prepended");
+    require(producer.snap_.ready && !producer.cfg_.kv_reuse, name, "the producer has no meta snapshot");
+    const index_t M = cfg_.num_meta_tokens, C = cfg_.hidden_size, Hk = cfg_.kv_heads(), D = cfg_.dim();
+    const auto pm = producer.cfg_.mask(), m = cfg_.mask();
+    require(producer.cfg_.num_meta_tokens == M && producer.cfg_.kv_heads() == Hk && producer.cfg_.dim() == D &&
+                pm.window == m.window && pm.sink == m.sink,
+            name, "the producer has other meta tokens, KV heads, head size or window");
+    kernels::attention::kv_cache<T> cache({1, Hk, D, Hk, D}, M, m);
+    cache.append(producer.snap_.k, producer.snap_.v);
+    cross_layer<T> cross;
+    cross.shared_kv = &cache;
+    State s = make_state_without_snapshot(1, {.capacity = M, .cross = &cross});
+    s.meta_pending = false;
+    tensor<T, 3> y({1, M, C});
+    run(exec::chunkwise<64>{}, w_.meta_token.view().template reshape<3>({1, M, C}), y.view(), s);
+    snap_.conv = std::move(s.conv), snap_.ssm = std::move(s.ssm);
+    snap_.y = tensor<T, 2>(y.view().template reshape<2>({M, C}));
+    snap_.ready = true;
+  }
+
+  /// Whether make_state() starts from the meta-token snapshot (meta tokens prepended; a kv_reuse
+  /// block once take_snapshot_from() gave it one, else it runs its meta tokens in its first call).
   bool has_snapshot() const { return snap_.ready; }
   /// The block's outputs at the M meta positions [M, C] (the same for every sequence); empty
   /// without a snapshot.
@@ -228,7 +254,7 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
     const auto bcast = [&](const tensor<T, 4>& t) {
       return tensor_view<const T, 4>(t.data(), {batch, M, Hk, D}, {0, Hk * D, D, 1});
     };
-    s.kv.append(bcast(snap_.k), bcast(snap_.v));
+    if (!cfg_.kv_reuse) s.kv.append(bcast(snap_.k), bcast(snap_.v));
     for (index_t b = 0; b < batch; ++b) {
       std::copy_n(snap_.conv.data(), I * (cfg_.conv_kernel_size - 1), s.conv.view().ptr(b, 0, 0));
       std::copy_n(snap_.ssm.data(), I * cfg_.ssm_state_size, s.ssm.view().ptr(b, 0, 0));
