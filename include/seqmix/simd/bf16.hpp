@@ -59,44 +59,39 @@ namespace detail {
 inline __m512bh as_bh(__m512i v) { return reinterpret_cast<const __m512bh&>(v); }
 
 // y[n] (+)= W[n, :] · x for n in [0, N): x already bf16, zero-padded to a multiple of 32.
-// Four rows at a time, two accumulators each: eight independent vdpbf16ps chains hide its latency
-// and x is loaded once for the four rows. Decode streams W from memory once, and the hardware
-// prefetcher alone leaves about a quarter of the bandwidth unused here (29 against 37 GB/s on
-// 4096 x 4096, Zen 4): each row is prefetched 1 KiB ahead.
+// Eight rows at a time: eight independent vdpbf16ps chains hide its latency and x is loaded once
+// for the eight. Decode streams W from memory once, and the hardware prefetcher alone leaves a
+// fifth of the time on the table here (Zen 4, 4096 x 4096: 1.43 ms without, 1.15 ms with): each
+// row is prefetched 1 KiB ahead.
 inline void gemv_bf16_rows(index_t N, index_t K, const bf16* w, index_t ldw, const bf16* x, float* y,
                            index_t ystride, bool accumulate) {
   constexpr std::uintptr_t ahead = 1024;  // bytes; an address hint only, never dereferenced
-  const index_t full = K / 64 * 64, part = K / 32 * 32;
-  const __mmask32 tail = static_cast<__mmask32>((std::uint64_t(1) << (K - part)) - 1);
+  const index_t full = K / 32 * 32;
+  const __mmask32 tail = static_cast<__mmask32>((std::uint64_t(1) << (K - full)) - 1);
   auto row_block = [&]<int R>(index_t n) {
-    __m512 acc[R][2];
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    __m512 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
     const bf16* wr = w + n * ldw;
-    for (index_t k = 0; k < full; k += 64) {
-      const __m512bh x0 = as_bh(_mm512_loadu_si512(x + k)), x1 = as_bh(_mm512_loadu_si512(x + k + 32));
+    for (index_t k = 0; k < full; k += 32) {
+      const __m512bh xv = as_bh(_mm512_loadu_si512(x + k));
       for (int r = 0; r < R; ++r) {
         const bf16* p = wr + r * ldw + k;
         _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p) + ahead), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(reinterpret_cast<std::uintptr_t>(p + 32) + ahead), _MM_HINT_T0);
-        acc[r][0] = _mm512_dpbf16_ps(acc[r][0], as_bh(_mm512_loadu_si512(p)), x0);
-        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], as_bh(_mm512_loadu_si512(p + 32)), x1);
+        acc[r] = _mm512_dpbf16_ps(acc[r], as_bh(_mm512_loadu_si512(p)), xv);
       }
     }
-    if (full < part) {
+    if (full < K) {
       const __m512bh xv = as_bh(_mm512_loadu_si512(x + full));
-      for (int r = 0; r < R; ++r) acc[r][0] = _mm512_dpbf16_ps(acc[r][0], as_bh(_mm512_loadu_si512(wr + r * ldw + full)), xv);
-    }
-    if (part < K) {
-      const __m512bh xv = as_bh(_mm512_loadu_si512(x + part));
       for (int r = 0; r < R; ++r)
-        acc[r][1] = _mm512_dpbf16_ps(acc[r][1], as_bh(_mm512_maskz_loadu_epi16(tail, wr + r * ldw + part)), xv);
+        acc[r] = _mm512_dpbf16_ps(acc[r], as_bh(_mm512_maskz_loadu_epi16(tail, wr + r * ldw + full)), xv);
     }
     for (int r = 0; r < R; ++r) {
-      const float s = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+      const float s = _mm512_reduce_add_ps(acc[r]);
       y[(n + r) * ystride] = accumulate ? y[(n + r) * ystride] + s : s;
     }
   };
   index_t n = 0;
+  for (; n + 8 <= N; n += 8) row_block.template operator()<8>(n);
   for (; n + 4 <= N; n += 4) row_block.template operator()<4>(n);
   for (; n < N; ++n) row_block.template operator()<1>(n);
 }
