@@ -334,6 +334,14 @@ TEST_CASE("HymbaBlock: a local layer's state is bounded, a global layer's grows"
   a.forward(exec::chunkwise<64>{}, x.view(), s);
   CHECK(s.bytes() == before);
   CHECK(s.kv.slots() < 300);
+  // forward()'s buffers: one pass's worth, released on request; a copy starts without them.
+  const index_t row = 3 * 128 + 2 * 64 + 4 * 128 + 8 + 2 * 16;  // z, attn, u, ys, delta, xdbl
+  CHECK(s.buffer_bytes() == row * 600 * index_t(sizeof(float)));
+  CHECK(block::State(s).buffer_bytes() == 0);
+  s.release_buffers();
+  CHECK(s.buffer_bytes() == 0);
+  a.forward(exec::recurrent{}, inputs(1, 1, 64, 5), s);
+  CHECK(s.buffer_bytes() == row * index_t(sizeof(float)));
 }
 
 TEST_CASE("HymbaBlock: KV sharing through cross_layer, no copy, split equals one pass", "[hymba][layer]") {

@@ -176,6 +176,11 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
 
     index_t batch() const { return ssm.extent(0); }
     index_t length() const { return position; }
+    /// Bytes of forward()'s buffers (up to (7I + 2·Hkv·hd + R + 2N)·min(T, 1024)·sizeof(T) after a
+    /// call of T tokens: 63 MB after a long prefill at C = 1024), and their release: a model that
+    /// keeps one state per layer frees them after the prefill (decode needs a row's worth).
+    index_t buffer_bytes() const { return index_t(work.scratch.capacity() * sizeof(T)); }
+    void release_buffers() { work.scratch = std::vector<T>(); }
     /// Bytes the state holds (KV slots as allocated, conv and SSM state): what a sequence costs.
     index_t bytes() const {
       const auto& s = kv.dims();
