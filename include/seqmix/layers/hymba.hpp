@@ -237,7 +237,8 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
 
   /// A state for `batch` sequences with room for `options.capacity` tokens (default
   /// cfg().max_length, meta tokens included; a local layer's cache holds O(window) of them). With a
-  /// snapshot the sequences start after the M meta tokens; otherwise (kv_reuse) they run first.
+  /// snapshot the sequences start after the M meta tokens; otherwise (a kv_reuse block before
+  /// take_snapshot_from) they run in the first call.
   State make_state(index_t batch, const state_options<T>& options = {}) const {
     State s = make_state_without_snapshot(batch, options);
     if (snap_.ready) restart(s);
@@ -268,7 +269,7 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
   }
 
   /// A state at position 0: with meta tokens prepended, the next forward() runs them first (what
-  /// make_state() saves; for comparisons and benchmarks, and the kv_reuse layers' only form).
+  /// make_state() saves; for forward_with_meta, comparisons and benchmarks).
   State make_state_without_snapshot(index_t batch, const state_options<T>& options = {}) const {
     require(batch >= 0, name, "batch must not be negative");
     State s;
