@@ -27,8 +27,9 @@ namespace {
 using hymba = layers::HymbaBlock<float>;
 constexpr index_t C = 1024, I = 2048, H = 16, Hkv = 4, D = I / H, N = 16, K = 4, R = 64, W = 1024, M = 128, T = 2048;
 
-hymba::config layer_config(index_t window, index_t max_length = 4096) {
-  hymba::config c;
+template <class L = hymba>
+typename L::config layer_config(index_t window, index_t max_length = 4096) {
+  typename L::config c;
   c.hidden_size = C, c.intermediate_size = I, c.num_attention_heads = H, c.num_key_value_heads = Hkv;
   c.conv_kernel_size = K, c.time_step_rank = R, c.ssm_state_size = N, c.attention_window_size = window;
   c.num_meta_tokens = M, c.max_length = max_length;
@@ -62,21 +63,24 @@ double layer_flops(index_t first, index_t rows, index_t window) {
   return projection_flops(rows) + out_flops(rows) + ssm_flops(rows) + attention_flops(first, rows, window);
 }
 
-const hymba& shared_layer(index_t window, index_t max_length) {
-  static std::map<std::pair<index_t, index_t>, std::unique_ptr<hymba>> cache;
+// The block with float (WT = float) or bf16 weights, built once per shape.
+template <class WT = float>
+const layers::HymbaBlock<float, WT>& shared_layer(index_t window, index_t max_length) {
+  using L = layers::HymbaBlock<float, WT>;
+  static std::map<std::pair<index_t, index_t>, std::unique_ptr<L>> cache;
   auto& p = cache[{window, max_length}];
-  if (!p) p = std::make_unique<hymba>(hymba::init(layer_config(window, max_length), 1));
+  if (!p) p = std::make_unique<L>(L::init(layer_config<L>(window, max_length), 1));
   return *p;
 }
 
-template <class P>
+template <class WT, class P>
 void prefill(const char* policy_name, P policy, int threads, bool snapshot) {
   policy.threads = threads;
   const std::string phase = snapshot ? "/prefill" : "/prefill_meta";
   const double flops = snapshot ? layer_flops(M, T, W) : layer_flops(0, M + T, W);
-  add(name(std::string("hymba/layer/") + policy_name + phase, shape_args(threads)), double(T), flops,
+  add(with_weights<WT>(name(std::string("hymba/layer/") + policy_name + phase, shape_args(threads))), double(T), flops,
       [=](benchmark::State& state) {
-        const auto& l = shared_layer(W, 4096);
+        const auto& l = shared_layer<WT>(W, 4096);
         const auto x = uniform_tensor<float, 3>({1, T, C}, -1, 1, 2);
         tensor<float, 3> y({1, T, C});
         auto s = l.make_state(1);  // one state, restarted for each sequence (its storage reused)
@@ -172,10 +176,11 @@ std::string decode_name(const char* family, index_t cached, index_t window) {
          "/window:" + (window > 0 ? std::to_string(window) : std::string("none")) + "/threads:1";
 }
 
+template <class WT>
 void decode(index_t cached, index_t window) {
   const double flops = layer_flops(cached, 1, window);
-  add(decode_name("hymba/layer", cached, window), 1, flops, [=](benchmark::State& state) {
-    const auto& l = shared_layer(window, 16384 + 64);
+  add(with_weights<WT>(decode_name("hymba/layer", cached, window)), 1, flops, [=](benchmark::State& state) {
+    const auto& l = shared_layer<WT>(window, 16384 + 64);
     auto s = l.make_state_without_snapshot(1, {.capacity = cached + 64});
     s.meta_pending = false;
     fill(s.kv, cached, Hkv, D);
@@ -194,7 +199,7 @@ void decode(index_t cached, index_t window) {
 void attention_decode(index_t cached) {
   using attention = layers::Attention<float>;
   const double flops = 2.0 * C * C * 2.5 + 4.0 * double(cached + 1) * C;  // q, o: C·C; k, v: C·C/4 each
-  add(decode_name("hymba/attention_layer", cached, 0), 1, flops, [=](benchmark::State& state) {
+  add(with_weights<float>(decode_name("hymba/attention_layer", cached, 0)), 1, flops, [=](benchmark::State& state) {
     attention::config c;
     c.hidden_size = C, c.num_heads = H, c.num_kv_heads = Hkv, c.max_length = cached + 64;
     const auto l = attention::init(c, 1);
@@ -248,16 +253,18 @@ void stack() {
 
 const bool registered = [] {
   for (int threads : {1, 2}) {
-    prefill("chunkwise", exec::chunkwise<64>{}, threads, true);
+    prefill<float>("chunkwise", exec::chunkwise<64>{}, threads, true);
+    prefill<bf16>("chunkwise", exec::chunkwise<64>{}, threads, true);
     parts(threads);
   }
   // No exec::parallel row: the parallel selective scan is quadratic in T (kernels/ssm; 25 s at
   // T = 2048 in one run), which would only time that kernel.
-  prefill("recurrent", exec::recurrent{}, 1, true);
-  prefill("chunkwise", exec::chunkwise<64>{}, 1, false);
+  prefill<float>("recurrent", exec::recurrent{}, 1, true);
+  prefill<float>("chunkwise", exec::chunkwise<64>{}, 1, false);
   for (index_t cached : {1024, 16384}) {
-    decode(cached, W);
-    decode(cached, 0);
+    decode<float>(cached, W);
+    decode<bf16>(cached, W);
+    decode<float>(cached, 0);
     attention_decode(cached);
   }
   stack();

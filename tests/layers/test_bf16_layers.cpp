@@ -120,4 +120,5 @@ TEST_CASE("layers with bf16 weights run as the float layer with the same weights
   check_family<diff_attn>(config<diff_attn>(), 8);
   check_family<ngpt>(config<ngpt>(), 10);
   check_family<ultramem>(config<ultramem>(), 12);
+  check_family<hymba>(config<hymba>(), 13);
 }

@@ -32,8 +32,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 /// depend on the prompt: the block runs them once at construction and make_state() starts every
 /// sequence from that snapshot (KV entries, conv and SSM state); forward() then returns the rows
 /// of x only, and meta_outputs() the M meta rows.
-template <class T = float>
-class HymbaBlock : public mixer<HymbaBlock<T>, T> {
+template <class T = float, class WeightT = T>
+class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
  public:
   static constexpr const char* name = "HymbaBlock";
 
@@ -114,12 +114,13 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
-    nn::linear<T> in_proj;        // [3I + 2·Hkv·hd, C] (+ bias); [3I, C] with kv_reuse
-    nn::linear<T> out_proj;       // [C, I] (+ bias)
+    nn::linear<T, WeightT> in_proj;  // [3I + 2·Hkv·hd, C] (+ bias); [3I, C] with kv_reuse
+    nn::linear<T> out_proj;          // [C, I] (+ bias); float even with bf16 weights: the fused
+                                     // head combination (kernels::hymba) reads it as T
     tensor<T, 1> norm1, norm2;    // pre_avg_layernorm1/2.weight [I]
     nn::causal_conv1d<T> conv1d;  // mamba.conv1d [I, 1, K] (+ bias)
-    nn::linear<T> x_proj;         // mamba.x_proj.0 [R + 2N, I]
-    nn::linear<T> dt_proj;        // mamba.dt_proj.0 [I, R] (its bias is dt_bias)
+    nn::linear<T, WeightT> x_proj;   // mamba.x_proj.0 [R + 2N, I]
+    nn::linear<T, WeightT> dt_proj;  // mamba.dt_proj.0 [I, R] (its bias is dt_bias)
     tensor<T, 1> dt_bias;         // mamba.dt_proj.0.bias [I]: added after the matmul, inside the softplus
     tensor<T, 2> A_log;           // mamba.A_log.0 [I, N]
     tensor<T, 1> D;               // mamba.D.0 [I]
@@ -197,7 +198,7 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
     if (cfg_.prepends() && !cfg_.kv_reuse) take_snapshot();
   }
 
-  using mixer<HymbaBlock<T>, T>::forward;
+  using mixer<HymbaBlock<T, WeightT>, T>::forward;
 
   const config& cfg() const { return cfg_; }
   const weights& params() const { return w_; }
@@ -501,5 +502,6 @@ class HymbaBlock : public mixer<HymbaBlock<T>, T> {
 };
 
 static_assert(sequence_mixer<HymbaBlock<float>>);
+static_assert(sequence_mixer<HymbaBlock<float, bf16>>);
 
 }  // namespace seqmix::layers
