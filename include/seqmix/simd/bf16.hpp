@@ -130,7 +130,7 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
   constexpr index_t MR = 12, NR = 32;
   constexpr index_t KP = 192;     // pairs of k per block: a B panel KP x NR words is 24 KB, in L1
   constexpr index_t MC = 8 * MR;  // an A block MC x KP words: 72 KB, in L2
-  constexpr index_t NC = 512;     // a B slice KP x NC words: 384 KB, in L2
+  constexpr index_t NC = 2048;    // a B slice KP x NC words: 1.5 MB, in L3 (as gemm_nt)
   const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0), pairs = (K + 1) / 2;
   const index_t ldw = W.stride(0), ldy = Y.stride(0);
   auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };

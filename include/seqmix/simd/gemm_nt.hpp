@@ -1,6 +1,6 @@
 // Large dense products Y (+)= X · Wᵀ for the layers' projections (X [M, K] activations, W [N, K]
 // weights as torch stores them, Y [M, N]), blocked and packed in the manner of GotoBLAS / BLIS:
-// a KC × NC slice of Wᵀ is packed into column panels of NR columns (kept in L2, one panel in L1
+// a KC × NC slice of Wᵀ is packed into column panels of NR columns (kept in L3, one panel in L1
 // while it is used), a MC × KC block of X into row panels of MR rows, and an MR × NR register
 // tile accumulates over KC. The tile is 12 × 2 vectors with 32 vector registers (24
 // accumulators), 6 × 2 with 16, so each step loads 2 vectors of Wᵀ and broadcasts MR values of X
@@ -51,7 +51,9 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
   constexpr index_t NR = 2 * lanes<T>;
   constexpr index_t KC = 256;      // a B panel KC x NR: 32 KB of floats with AVX-512
   constexpr index_t MC = 8 * MR;   // an A block MC x KC: 96 KB, in L2
-  constexpr index_t NC = 512;      // a B slice KC x NC: 512 KB, in L2
+  // A B slice KC x NC: 2 MB, in L3 — each B panel is read from it once per A block and then stays
+  // in L1, while a smaller slice would repack the A block for every slice (NC = 512 cost 7-10%).
+  constexpr index_t NC = 2048;
   const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0);
   check_shape("gemm_nt", "W", W.extents(), {N, K});
   check_shape("gemm_nt", "Y", Y.extents(), {M, N});
