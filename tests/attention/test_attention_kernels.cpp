@@ -302,6 +302,51 @@ TEST_CASE("attention: a windowed cache is a ring of O(window) slots", "[attentio
   }
 }
 
+TEST_CASE("attention: set_step grows a ring for a long shared call and shrinks it back", "[attention][op][cache]") {
+  // A producer appends 300 tokens in one call, a reader then attends all 300 from the cache
+  // (Hymba's KV sharing): with the default step the ring has dropped the early windows and the
+  // call is refused; after set_step(300) before the append it matches the reference. Shrinking
+  // back keeps the newest window, and decoding on matches the reference still.
+  const op::case_type c{1, 0, 300, 4, 2, 2, 16, 16, {40, 3}, 2, 100000};
+  const auto p = op::make(c, 31);
+  const auto want = suite::run(test::reference{}, p).o;
+  auto o = test::nan_tensor<float, 4>({1, 300, 4, 16});
+  attn::kv_cache<float> ring({1, 2, 16, 2, 16}, 100000, c.m);
+  ring.append(p.d->k, p.d->v);
+  REQUIRE_THROWS_WITH(attn::attend(exec::recurrent{}, p.in[0], o.view(), ring), Catch::Contains("no longer holds the keys"));
+  attn::kv_cache<float> cache({1, 2, 16, 2, 16}, 100000, c.m);
+  cache.append(p.d->k.view().subrange(1, 0, 50), p.d->v.view().subrange(1, 0, 50));
+  const auto before = cache.slots();
+  cache.set_step(250);  // grows, keeping the 50 positions
+  CHECK(cache.slots() > before);
+  cache.append(p.d->k.view().subrange(1, 50, 250), p.d->v.view().subrange(1, 50, 250));
+  auto check = [&](const auto& policy) {
+    o = test::nan_tensor<float, 4>({1, 300, 4, 16});
+    attn::attend(policy, p.in[0], o.view(), cache);
+    SEQMIX_CHECK_WITHIN(o, want, suite::tol(p));
+  };
+  check(exec::recurrent{});
+  check(exec::chunkwise<64>{2});
+  cache.set_step(1);  // shrinks to the window: the newest 39 + 1 positions and the sink
+  CHECK(cache.slots() == 64 + 64);  // one block for the 3 sink positions, one for the ring of 40
+  const auto pos = cache.positions();
+  REQUIRE(pos.size() >= 3 + 39);
+  CHECK(pos[0] == 0);
+  CHECK(pos.back() == 299);
+  const auto kept = cache.keys(), vals = cache.values();
+  for (std::size_t i = 0; i < pos.size(); ++i)
+    for (index_t h = 0; h < 2; ++h)
+      for (index_t d = 0; d < 16; ++d) {
+        CHECK(kept(0, index_t(i), h, d) == p.d->k(0, pos[i], h, d));
+        CHECK(vals(0, index_t(i), h, d) == p.d->v(0, pos[i], h, d));
+      }
+  // The last query again, from the shrunk cache.
+  auto last = test::nan_tensor<float, 4>({1, 1, 4, 16});
+  attn::attend(exec::recurrent{}, p.in[0].subrange(1, 299, 1), last.view(), cache);
+  const tensor<float, 4> want_last(want.view().subrange(1, 299, 1));
+  SEQMIX_CHECK_WITHIN(last, want_last, suite::tol(p));
+}
+
 TEST_CASE("attention: T = 8192 with large logits stays finite and matches the reference", "[attention][op][long]") {
   // Scores of ±80 before the 1/sqrt(32) scale (attention_op::long_case). Checked against the
   // reference on the first and last 16 queries (the reference costs O(T²)), and policies against

@@ -404,6 +404,34 @@ TEST_CASE("HymbaBlock: KV sharing through cross_layer, no copy, split equals one
     for (index_t m = 0; m < 4; ++m)
       for (index_t c = 0; c < 64; ++c) CHECK(std::abs(cons.meta_outputs()(m, c)) < 1e3f);
   }
+  // A sharing pair of local layers in calls longer than the ring's default step (300 and 200
+  // tokens, window 8): the producer's ring grows for the call and shrinks back on the next short
+  // one; the same outputs as chunks of 20.
+  {
+    const auto prod = block::init(small_config(8, 4), 3);
+    auto cons = block::init(small_config(8, 4, true), 4);
+    cons.take_snapshot_from(prod);
+    const auto x = inputs(2, 501, 64, 9);
+    layers::cross_layer<float> c1, c2;
+    auto p1 = prod.make_state(2, {.cross = &c1}), q1 = cons.make_state(2, {.cross = &c1});
+    auto p2 = prod.make_state(2, {.cross = &c2}), q2 = cons.make_state(2, {.cross = &c2});
+    const index_t decode_slots = p1.kv.slots();
+    REQUIRE(p1.kv.is_ring());
+    auto y1 = test::nan_tensor<float, 3>({2, 501, 64}), y2 = test::nan_tensor<float, 3>({2, 501, 64});
+    auto both = [&](block::State& ps, block::State& q, index_t t0, index_t n, tensor<float, 3>& y) {
+      tensor<float, 3> h({2, n, 64});
+      prod.forward(exec::chunkwise<64>{}, x.view().subrange(1, t0, n), h.view(), ps);
+      cons.forward(exec::chunkwise<64>{}, h.view(), y.view().subrange(1, t0, n), q);
+    };
+    both(p1, q1, 0, 300, y1);
+    CHECK(p1.kv.slots() > decode_slots);
+    both(p1, q1, 300, 200, y1);
+    both(p1, q1, 500, 1, y1);  // a decode step: the ring is back to its bounded size
+    CHECK(p1.kv.slots() == decode_slots);
+    for (index_t t0 = 0; t0 < 501; t0 += 20) both(p2, q2, t0, std::min<index_t>(20, 501 - t0), y2);
+    SEQMIX_CHECK_WITHIN(y1, y2, 2 * tol(cons, 505));
+    SEQMIX_CHECK_WITHIN(q1.ssm, q2.ssm, 2 * tol(cons, 505));
+  }
   // Errors: no shared cache, a cache of another length or window.
   const auto cons = block::init(small_config(8, 4, true), 4);
   const auto x = inputs(1, 3, 64, 1);

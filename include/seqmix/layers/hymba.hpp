@@ -386,6 +386,10 @@ class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
   template <exec::policy P>
   void run(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     const index_t B = x.extent(0), L = x.extent(1), step = std::max<index_t>(64, 1024 / std::max<index_t>(B, 1));
+    // A cache the next kv_reuse block reads attends all L of its queries after this call: a ring
+    // keeps the window plus L slots until the next call (which shrinks it back for decode).
+    if (!cfg_.kv_reuse && state.cross && cfg_.mask().window > 0)
+      state.kv.set_step(std::max(kernels::attention::block_keys, L));
     if (cfg_.kv_reuse || L <= step) return run_pass(policy, x, y, state);
     for (index_t t0 = 0; t0 < L; t0 += step) {
       const index_t n = std::min(step, L - t0);

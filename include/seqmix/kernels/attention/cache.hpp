@@ -70,9 +70,44 @@ class kv_cache {
   const mask& visibility() const { return mask_; }
   bool is_ring() const { return ring_; }
   index_t step() const { return step_; }
+  /// Whether every key the last `n` positions' windows see is still stored (always in a linear
+  /// cache; in a ring, when n <= slots - (window - 1) or nothing past the sink was dropped yet).
+  bool holds_windows_of(index_t n) const {
+    return !ring_ || len_ - ring_slots_ <= mask_.sink || n <= ring_slots_ - (mask_.window - 1);
+  }
   /// Key/value rows stored per head (the memory bound).
   index_t slots() const { return slots_; }
   index_t blocks() const { return slots_ / block_keys; }
+
+  /// Makes a ring buffer room for a kernel to append and attend `n` tokens at once (window - 1 + n
+  /// slots, rounded up to 64), growing or shrinking it and keeping every stored position the next
+  /// token's window needs. For a layer whose cache another layer reads after a call of n tokens
+  /// (Hymba's KV sharing): the reader attends all n queries from it. A linear cache keeps its
+  /// storage; `n` only becomes its step.
+  void set_step(index_t n) {
+    require(n > 0, "kv_cache", "step must be positive");
+    if (n == step_) return;
+    kv_cache c(s_, capacity_, mask_, n);
+    if (c.slots_ == slots_ && c.ring_ == ring_) {  // same layout: nothing moves
+      step_ = n;
+      return;
+    }
+    std::vector<T> row(std::size_t(std::max(s_.key_dim, s_.value_dim)));
+    for (const index_t p : positions()) {
+      if (c.ring_ && p >= mask_.sink && p < len_ - c.ring_slots_) continue;  // outside every later window
+      for (index_t b = 0; b < s_.batch; ++b) {
+        for (index_t h = 0; h < s_.key_heads; ++h) {
+          const index_t sl = slot(p);
+          const T* src = key_block(b, h, sl / block_keys) + sl % block_keys;
+          for (index_t d = 0; d < s_.key_dim; ++d) row[std::size_t(d)] = src[d * block_keys];
+          c.write_key(b, h, p, row.data());
+        }
+        for (index_t h = 0; h < s_.value_heads; ++h) c.write_value(b, h, p, v_.data() + value_offset(b, h, slot(p)));
+      }
+    }
+    c.len_ = len_;
+    *this = std::move(c);
+  }
 
   /// Forgets every token (the storage is kept).
   void reset() { len_ = 0; }

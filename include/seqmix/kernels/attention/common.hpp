@@ -39,8 +39,9 @@ head_map check_args(const char* who, const tensor_view<const T, 4>& q, const ten
     require(L <= cache.length(), who,
             "attending " + std::to_string(L) + " queries needs as many cached positions, the cache holds " +
                 std::to_string(cache.length()));
-    require(!cache.is_ring() || L <= cache.step(), who,
-            "a ring-buffer cache attends at most its step (" + std::to_string(cache.step()) + ") cached queries at once");
+    require(!cache.is_ring() || cache.holds_windows_of(L), who,
+            "a ring-buffer cache of step " + std::to_string(cache.step()) + " no longer holds the keys of its last " +
+                std::to_string(L) + " queries (kv_cache::set_step makes room for longer calls)");
   }
   return hm;
 }
