@@ -162,26 +162,17 @@ class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
     index_t position = 0;
     bool meta_pending = false;
     cross_layer<T>* cross = nullptr;
-    /// forward()'s temporaries, kept with the state across calls (a 1024-row prefill pass at
-    /// C = 1024 takes 63 MB: fresh buffers would be zero-filled and page-cleared by the kernel on
-    /// every call, about 13% of a prefill). Not copied: a copy of the state starts with none. Not
-    /// counted by bytes().
-    struct buffers {
-      std::vector<T> scratch;
-      buffers() = default;
-      buffers(const buffers&) {}
-      buffers& operator=(const buffers&) { return *this; }
-      buffers(buffers&&) = default;
-      buffers& operator=(buffers&&) = default;
-    } work;
+    /// forward()'s temporaries (a 1024-row prefill pass at C = 1024 takes 63 MB); not copied,
+    /// not counted by bytes().
+    scratch<T> work;
 
     index_t batch() const { return ssm.extent(0); }
     index_t length() const { return position; }
     /// Bytes of forward()'s buffers (up to (7I + 2·Hkv·hd + R + 2N)·min(T, 1024)·sizeof(T) after a
     /// call of T tokens: 63 MB after a long prefill at C = 1024), and their release: a model that
     /// keeps one state per layer frees them after the prefill (decode needs a row's worth).
-    index_t buffer_bytes() const { return index_t(work.scratch.capacity() * sizeof(T)); }
-    void release_buffers() { work.scratch = std::vector<T>(); }
+    index_t buffer_bytes() const { return work.bytes(); }
+    void release_buffers() { work.release(); }
     /// Bytes the state holds (KV slots as allocated, conv and SSM state): what a sequence costs.
     index_t bytes() const {
       const auto& s = kv.dims();
@@ -408,7 +399,7 @@ class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
     const detail::sequence_rows<T> rows(x);
     // The pass's temporaries, carved from the state's buffer: z [Nt, Wz], attn, u, ys, delta
     // [Nt, I] and xdbl [Nt, xw] (every element is written before it is read).
-    T* ws = grow(state.work.scratch, checked_mul(Nt, Wz + 4 * I + xw, name));  // each part below is smaller
+    T* ws = state.work.get(checked_mul(Nt, Wz + 4 * I + xw, name));  // each part below is smaller
     const index_t wz = Nt * Wz, wi = Nt * I;
     const tensor_view<T, 2> z(ws, {Nt, Wz});
     const tensor_view<T, 3> attn(ws + wz, {B, R, I}), u(ws + wz + wi, {B, R, I}), ys(ws + wz + 2 * wi, {B, R, I});
@@ -491,11 +482,6 @@ class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
             "the shared KV cache holds " + std::to_string(c.length()) + " positions, this call ends at position " +
                 std::to_string(end));
     return c;
-  }
-
-  static T* grow(std::vector<T>& v, index_t n) {
-    if (v.size() < std::size_t(n)) v.resize(std::size_t(n));
-    return v.data();
   }
 
   config cfg_;

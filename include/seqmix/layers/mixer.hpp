@@ -23,6 +23,7 @@
 #include "concept.hpp"
 #include "config_fields.hpp"
 #include "cross_layer.hpp"
+#include "scratch.hpp"
 #include "sequence_rows.hpp"
 #include "weight_table.hpp"
 

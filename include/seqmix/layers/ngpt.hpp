@@ -101,8 +101,12 @@ class NGPTBlock : public mixer<NGPTBlock<T, WeightT>, T> {
     f(weight_spec<1>{"suv", {8 * C}, init_rule::constant(c.suv_init_scaling)}, w.suv);
   }
 
-  /// The KV cache: keys after RoPE, normalization and sqk; raw values.
-  using State = kernels::attention::kv_cache<T>;
+  /// The KV cache (keys after RoPE, normalization and sqk; raw values) and forward()'s
+  /// temporaries (12·C floats a token: 100 MB for a 2048-token prefill at C = 1024, not copied).
+  struct State : kernels::attention::kv_cache<T> {
+    using kernels::attention::kv_cache<T>::kv_cache;
+    scratch<T> work;
+  };
 
   NGPTBlock(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     this->check_weights(cfg_, w_);
@@ -158,7 +162,9 @@ class NGPTBlock : public mixer<NGPTBlock<T, WeightT>, T> {
 
     const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;
-    tensor<T, 2> q({N, C}), k({N, C}), v({N, C}), o({N, C});
+    // q, k, v, o [N, C] and uv [N, 8C], carved from the state's scratch (each written before read).
+    T* ws = state.work.get(checked_mul(N, 12 * C, name));
+    const tensor_view<T, 2> q(ws, {N, C}), k(ws + N * C, {N, C}), v(ws + 2 * N * C, {N, C}), o(ws + 3 * N * C, {N, C});
     w_.query(xr.view, q, name, th), w_.key(xr.view, k, name, th), w_.value(xr.view, v, name, th);
 
     // RoPE (model.py's table), per-head norm and sqk (with the softmax scale folded into q's).
@@ -171,33 +177,33 @@ class NGPTBlock : public mixer<NGPTBlock<T, WeightT>, T> {
         kernels::ngpt::rope_norm_head(kr + h * D, m, sqk_k_.data() + h * D, D);
       }
     });
-    auto heads = [&](tensor<T, 2>& t) { return t.view().template reshape<4>({B, L, H, D}); };
+    auto heads = [&](const tensor_view<T, 2>& t) { return t.template reshape<4>({B, L, H, D}); };
     kernels::attention::forward(policy, heads(q), heads(k), heads(v), heads(o), state, {T(1)});
 
     auto seq = [&](tensor_view<T, 2> t, index_t width) { return t.template reshape<3>({B, L, width}); };
     // h_att into q's storage, then h ← update(x, h_att).
-    w_.att_c_proj(o.view(), q.view(), name, th);
+    w_.att_c_proj(o, q, name, th);
     const auto x3 = xr.view.template reshape<3>({B, L, C});
-    kernels::ngpt::update<T>(th, x3, seq(q.view(), C), lr_attn_.data(), seq(k.view(), C), nullptr,
+    kernels::ngpt::update<T>(th, x3, seq(q, C), lr_attn_.data(), seq(k, C), nullptr,
                              index_t(1) << 62, name);  // h in k's storage, kept cached for c_fc
 
     // MLP: uv = h W_fc'ᵀ (suv folded), u ⊙ silu(v) into u's columns, then mlp_c_proj.
-    tensor<T, 2> uv({N, 8 * C});
-    fc_(k.view(), uv.view(), name, th);
+    const tensor_view<T, 2> uv(ws + 4 * N * C, {N, 8 * C});
+    fc_(k, uv, name, th);
     const index_t F = 4 * C;
     parallel_for(th, N, [&](index_t n) {
       T* r = uv.data() + n * 8 * C;
       simd::transform(r, r + F, r, F, [](auto a, auto b) { return a * simd::silu(b); });
     });
     const tensor_view<const T, 2> xm(uv.data(), {N, F}, {8 * C, 1});
-    w_.mlp_c_proj(xm, o.view(), name, th);
+    w_.mlp_c_proj(xm, o, name, th);
 
     // h ← update(h, h_mlp) into y (a temporary when y is not unit-stride along C).
     if (C <= 1 || y.stride(2) == 1) {
-      kernels::ngpt::update<T>(th, seq(k.view(), C), seq(o.view(), C), lr_mlp_.data(), y, nullptr,
+      kernels::ngpt::update<T>(th, seq(k, C), seq(o, C), lr_mlp_.data(), y, nullptr,
                                kernels::ngpt::options<T>{}.stream_min_bytes, name);
     } else {
-      kernels::ngpt::update<T>(th, seq(k.view(), C), seq(o.view(), C), lr_mlp_.data(), seq(v.view(), C), nullptr,
+      kernels::ngpt::update<T>(th, seq(k, C), seq(o, C), lr_mlp_.data(), seq(v, C), nullptr,
                                index_t(1) << 62, name);
       for (index_t b = 0; b < B; ++b)
         for (index_t t = 0; t < L; ++t)

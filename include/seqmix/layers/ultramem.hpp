@@ -119,16 +119,9 @@ class UltraMem : public mixer<UltraMem<T, WeightT>, T> {
   /// The conv state: the last Kq−1 normalised inputs [B, C, Kq−1] (zeros for a fresh sequence).
   struct State {
     tensor<T, 3> conv;
-    /// forward()'s large temporaries, kept with the state across calls (a prefill's 8 MiB buffers
-    /// would otherwise be mapped and zeroed by the kernel on every call). Not copied: a copy of the
-    /// state starts with none.
+    /// forward()'s large temporaries (8 MiB for a 1024-token prefill); not copied.
     struct buffers {
-      std::vector<T> xn, xq, q, out;
-      buffers() = default;
-      buffers(const buffers&) {}
-      buffers& operator=(const buffers&) { return *this; }
-      buffers(buffers&&) = default;
-      buffers& operator=(buffers&&) = default;
+      scratch<T> xn, xq, q, out;
     } work;
   };
 
@@ -204,7 +197,7 @@ class UltraMem : public mixer<UltraMem<T, WeightT>, T> {
     // Prenorm, then the causal query conv (it carries the normalised inputs).
     const detail::sequence_rows<T> xr(x);
     auto& sb = state.work;
-    const tensor_view<T, 3> xn(grow(sb.xn, N * C), {B, L, C}, {L * C, C, 1}), xq(grow(sb.xq, N * C), {B, L, C}, {L * C, C, 1});
+    const tensor_view<T, 3> xn(sb.xn.get(N * C), {B, L, C}, {L * C, C, 1}), xq(sb.xq.get(N * C), {B, L, C}, {L * C, C, 1});
     parallel_for(th, N, [&](index_t i) {
       nn::rmsnorm_row(xr.view.data() + i * C, w_.prenorm.data(), xn.data() + i * C, C, T(cfg_.rms_eps));
     });
@@ -212,7 +205,7 @@ class UltraMem : public mixer<UltraMem<T, WeightT>, T> {
 
     // Queries: q = LN(xq W_qᵀ) ⊙ query_ln over 2dk.
     const index_t Q = 2 * dk;
-    const tensor_view<T, 2> q(grow(sb.q, N * Q), {N, Q}, {Q, 1});
+    const tensor_view<T, 2> q(sb.q.get(N * Q), {N, Q}, {Q, 1});
     w_.to_queries(tensor_view<const T, 2>(xq.data(), {N, C}, {C, 1}), q, name, th);
     parallel_for(th, N, [&](index_t i) {
       T* row = q.data() + i * Q;
@@ -230,7 +223,7 @@ class UltraMem : public mixer<UltraMem<T, WeightT>, T> {
     // [E·dv, dv] while its pooled rows are in cache.
     const tensor_view<const T, 2> q_row(q.data(), {N, dk}, {Q, 1}), q_col(q.data() + dk, {N, dk}, {Q, 1});
     const index_t hm = h * m, ED = E * dv;
-    const tensor_view<T, 2> out(grow(sb.out, N * h * dv), {N * h, dv}, {dv, 1});
+    const tensor_view<T, 2> out(sb.out.get(N * h * dv), {N * h, dv}, {dv, 1});
     const tensor_view<const T, 2> vep(w_.value_expansion_proj.data(), {ED, dv}, {dv, 1});
     const T* mem = w_.memories.data();
     const index_t head_stride = cfg_.physical_values() * dv;
