@@ -10,6 +10,51 @@
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
+namespace detail {
+
+/// Mamba-2's config (upstream keys of mamba_ssm's Mamba2), shared by Mamba2 and BiMamba2;
+/// `Layer::name` names the errors.
+template <class Layer>
+struct mamba2_config {
+  index_t hidden_size = 0;  ///< upstream d_model
+  index_t d_state = 128;
+  index_t d_conv = 4;
+  index_t expand = 2;
+  index_t headdim = 64;
+  index_t ngroups = 1;
+  bool rmsnorm = true;            ///< false: y · silu(z) without a norm (and no norm.weight)
+  bool norm_before_gate = false;
+  double norm_eps = 1e-5;
+  double dt_min = 0;              ///< upstream dt_limit (default: no clamp)
+  double dt_max = std::numeric_limits<double>::infinity();
+  bool conv_bias = true;
+  bool bias = false;              ///< in_proj / out_proj biases
+
+  index_t d_inner() const { return expand * hidden_size; }
+  index_t nheads() const { return d_inner() / headdim; }
+  index_t conv_dim() const { return d_inner() + 2 * ngroups * d_state; }
+  index_t d_in_proj() const { return 2 * d_inner() + 2 * ngroups * d_state + nheads(); }
+
+  void validate() const {
+    require_positive(Layer::name, "hidden_size (d_model)", hidden_size, "d_state", d_state, "d_conv", d_conv, "expand", expand,
+                     "headdim", headdim, "ngroups", ngroups);
+    require(d_inner() % headdim == 0, Layer::name, "config d_inner (expand·d_model) must be a multiple of headdim");
+    require(nheads() % ngroups == 0, Layer::name, "config nheads must be a multiple of ngroups");
+    require(!(dt_min > dt_max), Layer::name, "config dt_min must not exceed dt_max");
+  }
+  static auto fields() {
+    return std::tuple{config_field{"d_model", &mamba2_config::hidden_size}, config_field{"d_state", &mamba2_config::d_state},
+                      config_field{"d_conv", &mamba2_config::d_conv}, config_field{"expand", &mamba2_config::expand},
+                      config_field{"headdim", &mamba2_config::headdim}, config_field{"ngroups", &mamba2_config::ngroups},
+                      config_field{"rmsnorm", &mamba2_config::rmsnorm},
+                      config_field{"norm_before_gate", &mamba2_config::norm_before_gate},
+                      config_field{"norm_eps", &mamba2_config::norm_eps}, config_field{"conv_bias", &mamba2_config::conv_bias},
+                      config_field{"bias", &mamba2_config::bias}};
+  }
+};
+
+}  // namespace detail
+
 /// Mamba-2 layer: one in_proj split into (z, xBC, dt), a causal depthwise conv + silu over xBC,
 /// the SSD scan with dt bias / softplus and D skip, the gated group RMSNorm and out_proj.
 template <class T = float, class WeightT = T>
@@ -17,43 +62,7 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
  public:
   static constexpr const char* name = "Mamba2";
 
-  struct config {
-    index_t hidden_size = 0;  ///< upstream d_model
-    index_t d_state = 128;
-    index_t d_conv = 4;
-    index_t expand = 2;
-    index_t headdim = 64;
-    index_t ngroups = 1;
-    bool rmsnorm = true;            ///< false: y · silu(z) without a norm (and no norm.weight)
-    bool norm_before_gate = false;
-    double norm_eps = 1e-5;
-    double dt_min = 0;              ///< upstream dt_limit (default: no clamp)
-    double dt_max = std::numeric_limits<double>::infinity();
-    bool conv_bias = true;
-    bool bias = false;              ///< in_proj / out_proj biases
-
-    index_t d_inner() const { return expand * hidden_size; }
-    index_t nheads() const { return d_inner() / headdim; }
-    index_t conv_dim() const { return d_inner() + 2 * ngroups * d_state; }
-    index_t d_in_proj() const { return 2 * d_inner() + 2 * ngroups * d_state + nheads(); }
-
-    void validate() const {
-      require_positive(name, "hidden_size (d_model)", hidden_size, "d_state", d_state, "d_conv", d_conv, "expand", expand,
-                       "headdim", headdim, "ngroups", ngroups);
-      require(d_inner() % headdim == 0, name, "config d_inner (expand·d_model) must be a multiple of headdim");
-      require(nheads() % ngroups == 0, name, "config nheads must be a multiple of ngroups");
-      require(!(dt_min > dt_max), name, "config dt_min must not exceed dt_max");
-    }
-    static auto fields() {
-      return std::tuple{config_field{"d_model", &config::hidden_size}, config_field{"d_state", &config::d_state},
-                        config_field{"d_conv", &config::d_conv}, config_field{"expand", &config::expand},
-                        config_field{"headdim", &config::headdim}, config_field{"ngroups", &config::ngroups},
-                        config_field{"rmsnorm", &config::rmsnorm},
-                        config_field{"norm_before_gate", &config::norm_before_gate},
-                        config_field{"norm_eps", &config::norm_eps}, config_field{"conv_bias", &config::conv_bias},
-                        config_field{"bias", &config::bias}};
-    }
-  };
+  using config = detail::mamba2_config<Mamba2>;
 
   /// Upstream state_dict entries: see each_weight.
   struct weights {
