@@ -89,13 +89,13 @@ model_config<T> model_config_from_json(const nlohmann::json& j) {
     detail::require_known_keys(e, {"family", "config", "mlp_size", "prefix"}, who);
     const auto& fam = json_at(e, "family", who);
     require(fam.is_string(), who, "config 'family' is not a string");
-    const std::string name = fam.get<std::string>();
+    const std::string name = fam.template get<std::string>();
     who += " (" + name + ")";
     block_config<T> b;
     if (e.contains("mlp_size")) b.mlp_size = json_value<index_t>(e["mlp_size"], who, "mlp_size");
     if (e.contains("prefix")) {
       require(e["prefix"].is_string(), who, "config 'prefix' is not a string");
-      b.prefix = e["prefix"].get<std::string>();
+      b.prefix = e["prefix"].template get<std::string>();
     }
     const nlohmann::json fields = e.contains("config") ? e["config"] : nlohmann::json::object();
     require(fields.is_object(), who, "config 'config' is not a JSON object");
