@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "support/all_layers.hpp"
 #include "support/compare.hpp"
 
 using namespace seqmix;
@@ -112,6 +113,45 @@ TEST_CASE("a random hybrid model saves and loads back bit for bit", "[models][io
   SEQMIX_CHECK_IDENTICAL(a.prefill(exec::automatic{}, prompt, sa), b.prefill(exec::automatic{}, prompt, sb));
   // Another seed gives another model.
   CHECK(saved(M::init(cfg, 8)) != bytes);
+}
+
+TEST_CASE("a model of every layer family: JSON, save/load, prefill then decode", "[models]") {
+  // The families in the order of tests/support/all_layers.hpp (RWKV-7 layer 0 first, a later RWKV-7
+  // layer last), a Hymba block attending the KV cache of the one before it, MLPs on every other block.
+  namespace al = test::all_layers;
+  model_config<float> cfg;
+  cfg.vocab_size = vocab, cfg.hidden_size = al::width;
+  const auto add = [&]<class L>(std::type_identity<L>, const typename L::config& c) {
+    cfg.layers.push_back(block_config<float>::of<L>(c, cfg.layers.size() % 2 ? 0 : 96));
+  };
+  add(std::type_identity<al::rwkv7>{}, al::rwkv7_config(0));
+  std::apply([&](auto... tag) { (add(tag, al::config<typename decltype(tag)::type>()), ...); },
+             std::tuple<std::type_identity<al::gla>, std::type_identity<al::deltanet>, std::type_identity<al::gdn>,
+                        std::type_identity<al::mamba>, std::type_identity<al::mamba2>, std::type_identity<al::attention>,
+                        std::type_identity<al::diff_attn>, std::type_identity<al::ngpt>, std::type_identity<al::bi_mamba>,
+                        std::type_identity<al::ultramem>, std::type_identity<al::hymba>>{});
+  add(std::type_identity<al::hymba>{}, al::hymba_config(true));
+  add(std::type_identity<al::rwkv7>{}, al::rwkv7_config(1));
+  REQUIRE(cfg.layers.size() == families<float>::size + 2);
+  REQUIRE_NOTHROW(cfg.validate());
+  const auto again = model_config_from_json(to_json(cfg));
+  CHECK(to_json(again) == to_json(cfg));
+  CHECK(to_json(parse_model_config(to_json(cfg).dump())) == to_json(cfg));
+
+  const M a = M::init(cfg, 17);
+  const auto bytes = saved(a);
+  const M m = M::load(io::safetensors::parse(bytes, "model"), again);
+  CHECK(saved(m) == bytes);
+
+  constexpr index_t T = 16, prompt = 11;
+  const auto seq = tokens(T, 4);
+  auto ref = m.make_state();
+  const auto want = m.prefill(exec::recurrent{}, seq, ref);
+  auto s = m.make_state();
+  auto got = m.prefill(exec::chunkwise<64>{.threads = 2}, std::span(seq).first(prompt), s);
+  for (index_t t = prompt; t < T; ++t) got = m.step(exec::recurrent{.threads = 2}, seq[std::size_t(t)], s);
+  // As below, with fifteen blocks.
+  SEQMIX_CHECK_WITHIN(got, want, test::tolerance<float>(double(T) * 15 * 64 * 64));
 }
 
 TEST_CASE("prefill of a prompt then step() equals one prefill of the longer prompt", "[models]") {

@@ -131,7 +131,8 @@ model_config<T> parse_model_config(std::string_view text) {
   return model_config_from_json<T>(j);
 }
 
-/// The JSON of `c`, every layer field written out; model_config_from_json reads it back unchanged.
+/// The JSON of `c`, every layer field written out (a non-finite number as null: the field's
+/// default); model_config_from_json reads it back unchanged.
 template <class T>
 nlohmann::json to_json(const model_config<T>& c) {
   nlohmann::json j{{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
@@ -144,7 +145,14 @@ nlohmann::json to_json(const model_config<T>& c) {
     std::visit(
         [&](const auto& cfg) {
           using Config = std::decay_t<decltype(cfg.value)>;
-          layers::for_each_field<Config>([&](const auto& f) { fields[f.key] = cfg.value.*(f.member); });
+          layers::for_each_field<Config>([&](const auto& f) {
+            const auto& v = cfg.value.*(f.member);
+            // A NaN default means "derived" (diff_attn's lambda_init): null, which reads back as the default.
+            if constexpr (std::is_floating_point_v<std::decay_t<decltype(v)>>) {
+              if (!std::isfinite(v)) return void(fields[f.key] = nullptr);
+            }
+            fields[f.key] = v;
+          });
         },
         b.mixer);
     list.push_back(std::move(e));

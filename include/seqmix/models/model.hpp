@@ -105,7 +105,8 @@ class model {
     return s;
   }
 
-  /// Starts `s` again as a fresh sequence (same capacity; its cross-layer values keep their address).
+  /// Starts `s` again as a fresh sequence with the same capacity (new layer states: the layers'
+  /// in-place restarts that keep the KV storage are not used yet).
   void reset(State& s) const { s = make_state(s.capacity_); }
 
   /// Runs `tokens` through the model after what `s` has seen; returns the logits [vocab] of the last one.
@@ -220,17 +221,23 @@ class model {
       }
     }
     s.position_ += L;
-    return logits(x2.subrange(0, L - 1, 1));
+    return logits(policy, x2.subrange(0, L - 1, 1));
   }
 
-  // Final norm and LM head of one row [1, C].
-  tensor<T, 1> logits(tensor_view<const T, 2> row) const {
+  // Final norm and LM head of one row [1, C]; the vocabulary split over the policy's threads when
+  // the head is large enough to repay them.
+  template <exec::policy P>
+  tensor<T, 1> logits(const P& policy, tensor_view<const T, 2> row) const {
     const index_t C = cfg_.hidden_size, V = cfg_.vocab_size;
     tensor<T, 2> hn({1, C});
     rmsnorm_rows<T>(row, w_.norm, hn.view(), cfg_.rms_norm_eps);
     const tensor<T, 2>& head = cfg_.tie_word_embeddings ? w_.embed : w_.head.weight;
     tensor<T, 1> out({V});
-    for (index_t v = 0; v < V; ++v) out.data()[v] = simd::dot(head.view().ptr(v, 0), hn.data(), C);
+    P split = policy;
+    split.threads = threads_for_work(policy.threads, double(V) * double(C));
+    parallel_ranges(split, V, [&](index_t begin, index_t end) {
+      for (index_t v = begin; v < end; ++v) out.data()[v] = simd::dot(head.view().ptr(v, 0), hn.data(), C);
+    });
     return out;
   }
 
