@@ -306,4 +306,10 @@ TEST_CASE("a missing or misshapen weight raises seqmix::error naming the layer a
   const M m = M::load(file, cfg);
   auto s = m.make_state();
   require_error_naming([&] { (void)m.step(exec::recurrent{}, vocab, s); }, {"token 97", "vocabulary"});
+  // A state of another model; a KV cache too small for the sequence.
+  const M other = M::init(parse_model_config(stacks[0]), 3);
+  auto wrong = other.make_state();
+  require_error_naming([&] { (void)m.step(exec::recurrent{}, 1, wrong); }, {"model layer 0 (gated_delta_net)", "another family"});
+  auto small = m.make_state(/*capacity=*/4);
+  require_error_naming([&] { (void)m.prefill(exec::automatic{}, tokens(9, 1), small); }, {"model layer 2 (attention)"});
 }

@@ -109,7 +109,8 @@ class model {
   /// in-place restarts that keep the KV storage are not used yet).
   void reset(State& s) const { s = make_state(s.capacity_); }
 
-  /// Runs `tokens` through the model after what `s` has seen; returns the logits [vocab] of the last one.
+  /// Runs `tokens` through the model after what `s` has seen; returns the logits [vocab] of the last
+  /// one. After an exception the state is unusable: reset() it.
   template <exec::policy P>
   tensor<T, 1> prefill(const P& policy, std::span<const token_id> tokens, State& s) const {
     exec::check(policy, "model");
@@ -209,8 +210,13 @@ class model {
       rmsnorm_rows<T>(x2, b.w.input_norm, h2, cfg_.rms_norm_eps);
       std::visit(
           [&](const auto& m) {
-            using Lr = std::decay_t<decltype(m)>;
-            m.forward(policy, tensor_view<const T, 3>(h.view()), y.view(), std::get<state_of<Lr>>(s.layers_[i]).value);
+            auto* st = std::get_if<state_of<std::decay_t<decltype(m)>>>(&s.layers_[i]);
+            require(st != nullptr, cfg_.who(i), "the state was made by a model with another family here");
+            try {
+              m.forward(policy, tensor_view<const T, 3>(h.view()), y.view(), st->value);
+            } catch (const error& e) {  // e.g. a KV cache full: say which block
+              throw error(cfg_.who(i) + ": " + e.what());
+            }
           },
           b.mixer);
       add();
