@@ -72,6 +72,7 @@ class Mamba : public mixer<Mamba<T, WeightT>, T> {
   struct State {
     tensor<T, 3> conv;  // [B, d_inner, d_conv - 1]
     tensor<T, 3> ssm;   // [B, d_inner, d_state]
+    scratch<T> work;    // forward()'s temporaries: 5·d_inner + rank + 2·d_state floats a token
     index_t batch() const { return ssm.extent(0); }
   };
 
@@ -88,7 +89,9 @@ class Mamba : public mixer<Mamba<T, WeightT>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {w_.conv1d.make_state(batch), tensor<T, 3>({batch, cfg_.d_inner(), cfg_.d_state})};
+    State s;
+    s.conv = w_.conv1d.make_state(batch), s.ssm = tensor<T, 3>({batch, cfg_.d_inner(), cfg_.d_state});
+    return s;
   }
 
   /// y [B,T,d_model] for x [B,T,d_model]; `state` enters as the state before x and leaves as the
@@ -106,26 +109,30 @@ class Mamba : public mixer<Mamba<T, WeightT>, T> {
     const detail::sequence_rows<T> rows(x);
     const tensor_view<const T, 2> x2 = rows.view;
 
-    tensor<T, 2> xz({Nt, 2 * di});
+    // xz [Nt, 2·di], u, delta, ys [Nt, di] and xdbl [Nt, xw] from the state's scratch (a fresh
+    // allocation is zero-filled by the kernel on every call: ~19% of a prefill); each is written
+    // in full before it is read.
+    T* ws = state.work.get(checked_mul(Nt, 5 * di + xw, name));
+    const tensor_view<T, 2> xz(ws, {Nt, 2 * di});
     w_.in_proj(x2, xz, name, th);
     const tensor_view<const T, 3> xi(xz.data(), {B, L, di}, {L * 2 * di, 2 * di, 1});
     const tensor_view<const T, 3> z(xz.data() + di, {B, L, di}, {L * 2 * di, 2 * di, 1});
-    tensor<T, 3> u({B, L, di});
+    const tensor_view<T, 3> u(ws + 2 * Nt * di, {B, L, di});
     w_.conv1d(xi, u, state.conv, name, th);
 
-    tensor<T, 2> xdbl({Nt, xw}), delta({Nt, di});
-    const auto u2 = u.view().template reshape<2>({Nt, di});
+    const tensor_view<T, 2> delta(ws + 3 * Nt * di, {Nt, di}), xdbl(ws + 4 * Nt * di, {Nt, xw});
+    const auto u2 = u.template reshape<2>({Nt, di});
     w_.x_proj(u2, xdbl, name, th);
     w_.dt_proj(tensor_view<const T, 2>(xdbl.data(), {Nt, R}, {xw, 1}), delta, name, th);
     const tensor_view<const T, 4> Bm(xdbl.data() + R, {B, L, 1, N}, {L * xw, xw, N, 1});
     const tensor_view<const T, 4> Cm(xdbl.data() + R + N, {B, L, 1, N}, {L * xw, xw, N, 1});
 
-    tensor<T, 3> ys({B, L, di});
-    const kernels::ssm::selective_scan::inputs<T> in{u, delta.view().template reshape<3>({B, L, di}), A_, Bm, Cm,
+    const tensor_view<T, 3> ys(ws + 4 * Nt * di + Nt * xw, {B, L, di});
+    const kernels::ssm::selective_scan::inputs<T> in{u, delta.template reshape<3>({B, L, di}), A_, Bm, Cm,
                                                      w_.D, z, w_.dt_bias};
     kernels::ssm::selective_scan::forward(policy, in, ys, state.ssm);
 
-    const auto ys2 = ys.view().template reshape<2>({Nt, di});
+    const auto ys2 = ys.template reshape<2>({Nt, di});
     detail::project_to_sequence<T>(w_.out_proj, ys2, y, name, th);
   }
 

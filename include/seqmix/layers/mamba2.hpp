@@ -93,6 +93,7 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
   struct State {
     tensor<T, 3> conv;  // [B, conv_dim, d_conv - 1]
     tensor<T, 4> ssm;   // [B, nheads, headdim, d_state]
+    scratch<T> work;    // forward()'s temporaries: d_in_proj + conv_dim + d_inner floats a token
     index_t batch() const { return ssm.extent(0); }
   };
 
@@ -109,7 +110,9 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {w_.conv1d.make_state(batch), tensor<T, 4>({batch, cfg_.nheads(), cfg_.headdim, cfg_.d_state})};
+    State s;
+    s.conv = w_.conv1d.make_state(batch), s.ssm = tensor<T, 4>({batch, cfg_.nheads(), cfg_.headdim, cfg_.d_state});
+    return s;
   }
 
   /// y [B,T,d_model] for x [B,T,d_model]; `state` enters as the state before x and leaves as the
@@ -128,10 +131,13 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
     const detail::sequence_rows<T> rows(x);
     const tensor_view<const T, 2> x2 = rows.view;
 
-    // zxbcdt = [z | xBC | dt] per token.
-    tensor<T, 2> zxbcdt({Nt, dip});
+    // zxbcdt = [z | xBC | dt] per token [Nt, dip], xbc [Nt, cd] and ys [Nt, di] from the state's
+    // scratch (fresh buffers would be zero-filled by the kernel on every call); each is written in
+    // full before it is read.
+    T* ws = state.work.get(checked_mul(Nt, dip + cd + di, name));
+    const tensor_view<T, 2> zxbcdt(ws, {Nt, dip});
     w_.in_proj(x2, zxbcdt, name, th);
-    tensor<T, 3> xbc({B, L, cd});
+    const tensor_view<T, 3> xbc(ws + Nt * dip, {B, L, cd});
     w_.conv1d(tensor_view<const T, 3>(zxbcdt.data() + di, {B, L, cd}, {L * dip, dip, 1}), xbc, state.conv, name, th);
 
     const kernels::ssm::ssd::inputs<T> in{
@@ -142,8 +148,8 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
         tensor_view<const T, 4>(xbc.data() + di + G * N, {B, L, G, N}, {L * cd, cd, N, 1}),
         w_.D,
         w_.dt_bias};
-    tensor<T, 2> ys({Nt, di});
-    kernels::ssm::ssd::forward(policy, in, ys.view().template reshape<4>({B, L, H, Pd}), state.ssm,
+    const tensor_view<T, 2> ys(ws + Nt * (dip + cd), {Nt, di});
+    kernels::ssm::ssd::forward(policy, in, ys.template reshape<4>({B, L, H, Pd}), state.ssm,
                                      {true, cfg_.dt_min, cfg_.dt_max});
 
     for (index_t n = 0; n < Nt; ++n) {
