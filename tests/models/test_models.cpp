@@ -248,6 +248,14 @@ TEST_CASE("the sampler draws by the softmax of the kept candidates", "[models][s
     CHECK(count[3] == 0);
     CHECK(std::abs(count[2] / double(draws) - 0.625) < 5 * 0.0034);
   }
+  // Ties go to the lower token id, also when only the top k are sorted.
+  const std::vector<float> tied{1.f, 3.f, 2.f, 3.f, 3.f};
+  sampler first({.top_k = 1}, 2);
+  CHECK(first(std::span<const float>(tied)) == 1);
+  CHECK(argmax(std::span<const float>(tied)) == 1);
+  const std::vector<float> nan{0.f, std::nanf(""), 1.f};
+  sampler any({}, 3);
+  REQUIRE_THROWS_WITH(any(std::span<const float>(nan)), Contains("logit 1 is NaN"));
   REQUIRE_THROWS_AS(sampler({.top_p = 0}), seqmix::error);
   REQUIRE_THROWS_AS(sampler({.temperature = -1}), seqmix::error);
 }

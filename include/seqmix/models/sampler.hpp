@@ -9,6 +9,7 @@
 #include <numeric>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "../error.hpp"
@@ -51,10 +52,14 @@ class sampler {
     if (options_.temperature == 0) return argmax(logits);
     require(!logits.empty(), "sampler", "no logits");
     const std::size_t n = logits.size();
+    for (std::size_t i = 0; i < n; ++i)  // a NaN would break the ordering below
+      if (std::isnan(logits[i])) throw error("sampler: logit " + std::to_string(i) + " is NaN");
     order_.resize(n);
     std::iota(order_.begin(), order_.end(), token_id(0));
-    std::stable_sort(order_.begin(), order_.end(), [&](token_id a, token_id b) { return logits[a] > logits[b]; });
+    // A total order (logit, then id), so sorting only the top k gives the same first k.
+    const auto before = [&](token_id a, token_id b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
     std::size_t keep = options_.top_k > 0 ? std::min<std::size_t>(n, std::size_t(options_.top_k)) : n;
+    std::partial_sort(order_.begin(), order_.begin() + std::ptrdiff_t(keep), order_.end(), before);
     // Softmax in double over the kept candidates (the largest logit first, so exp never overflows).
     prob_.resize(keep);
     const double top = double(logits[order_[0]]);
