@@ -68,6 +68,7 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T, WeightT>, T> {
   /// Recurrent state [B, H, head_k_dim, head_v_dim] (K-major; fla's layer cache is V-major).
   struct State {
     tensor<T, 4> h;
+    scratch<T> work;  // forward()'s temporaries: 3·key_dim + 3·value_dim + gate_low_rank_dim floats a token
     index_t batch() const { return h.extent(0); }
   };
 
@@ -80,7 +81,9 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T, WeightT>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {tensor<T, 4>({batch, cfg_.num_heads, cfg_.head_k_dim(), cfg_.head_v_dim()})};
+    State s;
+    s.h = tensor<T, 4>({batch, cfg_.num_heads, cfg_.head_k_dim(), cfg_.head_v_dim()});
+    return s;
   }
 
   /// y [B,T,hidden] for x [B,T,hidden]; `state` enters as the state before x and leaves as the
@@ -96,17 +99,22 @@ class GatedLinearAttention : public mixer<GatedLinearAttention<T, WeightT>, T> {
     const detail::sequence_rows<T> rows(x);
     const tensor_view<const T, 2> x2 = rows.view;
 
-    tensor<T, 2> q({N, kd}), k({N, kd}), gk({N, kd}), v({N, vd}), g({N, vd}), o({N, vd});
-    tensor<T, 2> gk_low({N, cfg_.gate_low_rank_dim});
+    // q, k, gk [N, kd], v, g, o [N, vd] and gk_low [N, r] from the state's scratch (fresh buffers
+    // would be zero-filled by the kernel on every call); each is written in full before it is read.
+    const index_t r = cfg_.gate_low_rank_dim;
+    T* ws = state.work.get(checked_mul(N, 3 * kd + 3 * vd + r, name));
+    const tensor_view<T, 2> q(ws, {N, kd}), k(ws + N * kd, {N, kd}), gk(ws + 2 * N * kd, {N, kd});
+    const tensor_view<T, 2> v(ws + 3 * N * kd, {N, vd}), g(ws + 3 * N * kd + N * vd, {N, vd}),
+        o(ws + 3 * N * kd + 2 * N * vd, {N, vd}), gk_low(ws + 3 * N * (kd + vd), {N, r});
     const int th = policy.threads;
     w_.q_proj(x2, q, name, th), w_.k_proj(x2, k, name, th), w_.v_proj(x2, v, name, th), w_.g_proj(x2, g, name, th);
     w_.gk_down(x2, gk_low, name, th), w_.gk_up(gk_low, gk, name, th);
     const T inv_norm = T(1 / cfg_.gate_logit_normalizer);
     simd::transform(gk.data(), gk.data(), gk.size(), [inv_norm](auto z) { return simd::logsigmoid(z) * inv_norm; });
 
-    auto heads = [&](const tensor<T, 2>& t, index_t d) { return t.view().template reshape<4>({B, L, H, d}); };
+    auto heads = [&](const tensor_view<T, 2>& t, index_t d) { return t.template reshape<4>({B, L, H, d}); };
     kernels::gla::forward(policy, heads(q, K), heads(k, K), heads(v, V), heads(gk, K),
-                                o.view().template reshape<4>({B, L, H, V}), state.h,
+                                o.template reshape<4>({B, L, H, V}), state.h,
                                 {T(1) / std::sqrt(T(K))});
 
     for (index_t n = 0; n < N * H; ++n)  // rows of head_v_dim: token n / H, head n % H
