@@ -191,6 +191,15 @@ TEST_CASE("a forked state continues identically, and reset() starts a fresh sequ
   for (token_id t : {token_id(3), token_id(50)}) SEQMIX_CHECK_IDENTICAL(m.step(exec::recurrent{}, t, fork), m.step(exec::recurrent{}, t, fresh));
   CHECK(fork.position() == 11 + 5 + 2);
 
+  // Copy-assigned, also over a moved-from state, a fork behaves the same.
+  auto moved = std::move(fork);
+  fork = moved;
+  auto fresh3 = m.make_state();
+  m.prefill(exec::automatic{}, prompt, fresh3), m.prefill(exec::automatic{}, more, fresh3);
+  m.step(exec::recurrent{}, 3, fresh3), m.step(exec::recurrent{}, 50, fresh3);
+  SEQMIX_CHECK_IDENTICAL(m.step(exec::recurrent{}, 7, fork), m.step(exec::recurrent{}, 7, fresh3));
+  SEQMIX_CHECK_IDENTICAL(m.step(exec::recurrent{}, 8, moved), m.step(exec::recurrent{}, 8, fresh));
+
   m.reset(s);
   CHECK(s.position() == 0);
   auto fresh2 = m.make_state();

@@ -41,7 +41,9 @@ template <class T>
 struct mlp_buffers {
   tensor<T, 2> gate, up;
   void fit(index_t rows, index_t width) {
-    if (gate.extent(0) != rows || gate.extent(1) != width) gate = tensor<T, 2>({rows, width}), up = tensor<T, 2>({rows, width});
+    // (a moved-from tensor may keep its extents without storage)
+    if (!gate.data() || gate.extent(0) != rows || gate.extent(1) != width)
+      gate = tensor<T, 2>({rows, width}), up = tensor<T, 2>({rows, width});
   }
 };
 

@@ -26,7 +26,8 @@ class model_state {
   model_state& operator=(const model_state& o) {
     if (this != &o) {
       layers_ = o.layers_, position_ = o.position_, capacity_ = o.capacity_;
-      *cross_ = {};
+      cross_ = std::make_unique<layers::cross_layer<T>>();  // also for a moved-from state
+      mlp_ = {};
       repoint();
     }
     return *this;
@@ -58,7 +59,7 @@ class model_state {
   std::vector<typename families<T>::state> layers_;
   index_t position_ = 0;
   index_t capacity_ = 0;
-  // forward temporaries (not part of the sequence; copied along, they are rebuilt on demand)
+  // forward temporaries (not part of the sequence: a copy starts without them)
   mlp_buffers<T> mlp_;
 };
 
