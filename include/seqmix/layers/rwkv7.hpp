@@ -106,6 +106,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
     tensor<T, 2> shift;
     tensor<T, 4> wkv;
     cross_layer<T>* cross = nullptr;
+    scratch<T> work;  // forward()'s temporaries: 16·C floats a token
     index_t batch() const { return shift.extent(0); }
   };
 
@@ -120,8 +121,11 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& options = {}) const {
-    return {tensor<T, 2>({batch, cfg_.hidden_size}),
-            tensor<T, 4>({batch, cfg_.n_head(), cfg_.head_size, cfg_.head_size}), options.cross};
+    State s;
+    s.shift = tensor<T, 2>({batch, cfg_.hidden_size});
+    s.wkv = tensor<T, 4>({batch, cfg_.n_head(), cfg_.head_size, cfg_.head_size});
+    s.cross = options.cross;
+    return s;
   }
 
   /// y [B,T,C] for x [B,T,C]; `state` enters as the state before x and leaves as the state after it,
@@ -149,8 +153,13 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
     if (M == 0) return;
     const int th = policy.threads;
 
+    // Sixteen [M, C] temporaries from the state's scratch (fresh buffers would be zero-filled by the
+    // kernel on every call); each is written in full before it is read.
+    T* ws = state.work.get(checked_mul(M, 16 * C, name));
+    auto buffer = [&, i = index_t(0)]() mutable { return tensor_view<T, 2>(ws + (i++) * M * C, {M, C}); };
+
     // 1. Token shift and the six lerp mixes: x_mix = x + (x_{t-1} - x_t) * x_mix_coef.
-    tensor<T, 2> xr({M, C}), xw({M, C}), xk({M, C}), xv({M, C}), xa({M, C}), xg({M, C});
+    const auto xr = buffer(), xw = buffer(), xk = buffer(), xv = buffer(), xa = buffer(), xg = buffer();
     for (index_t bi = 0; bi < B; ++bi)
       for (index_t t = 0; t < L; ++t) {
         const index_t m = bi * L + t;
@@ -167,7 +176,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
       for (index_t c = 0; c < C; ++c) state.shift(bi, c) = x(bi, L - 1, c);
 
     // 2-5. Projections and the low-rank paths.
-    tensor<T, 2> r({M, C}), k({M, C}), v({M, C}), w({M, C}), a({M, C}), g({M, C});
+    const auto r = buffer(), k = buffer(), v = buffer(), w = buffer(), a = buffer(), g = buffer();
     w_.receptance(xr, r, name, th), w_.key(xk, k, name, th), w_.value(xv, v, name, th);
     lora(w_.w1, w_.w2, xw, w, th, [](auto z) { using std::tanh; return tanh(z); });
     const T* w0 = w_.w0.data();
@@ -181,7 +190,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
           for (index_t t = 0; t < L; ++t)
             for (index_t c = 0; c < C; ++c) v_first(bi, t, c) = v(bi * L + t, c);
     } else {
-      tensor<T, 2> vg({M, C});
+      const auto vg = buffer();
       lora(w_.v1, w_.v2, xv, vg, th, [](auto z) { return z; });
       for (index_t bi = 0; bi < B; ++bi)
         for (index_t t = 0; t < L; ++t) {
@@ -200,7 +209,7 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
     lora(w_.g1, w_.g2, xg, g, th, [](auto z) { return simd::sigmoid(z); });
 
     // 6-7. kk = normalise_per_head(k * k_k); the op's a = -kk, b = kk * a; k = k * (1 + (a-1) * k_a).
-    tensor<T, 2> aa({M, C}), bb({M, C});
+    const auto aa = buffer(), bb = buffer();
     const T kk_eps = T(cfg_.kk_normalize_eps);
     for (index_t m = 0; m < M; ++m) {
       T *km = k.data() + m * C, *am = a.data() + m * C, *aam = aa.data() + m * C, *bbm = bb.data() + m * C;
@@ -217,12 +226,12 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
     }
 
     // 8. The op.
-    auto heads = [&](const tensor<T, 2>& t) { return t.view().template reshape<4>({B, L, H, N}); };
-    tensor<T, 2> o({M, C});
+    auto heads = [&](const tensor_view<T, 2>& t) { return t.template reshape<4>({B, L, H, N}); };
+    const auto o = buffer();
     kernels::rwkv7::forward(policy,
                             kernels::rwkv7::inputs<T>{.r = heads(r), .w = heads(w), .k = heads(k), .v = heads(v),
                                                       .a = heads(aa), .b = heads(bb)},
-                            o.view().template reshape<4>({B, L, H, N}), state.wkv);
+                            o.template reshape<4>({B, L, H, N}), state.wkv);
 
     // 9-11. Per-head GroupNorm, the bonus (Σ_n r·k·r_k) v, the gate and the output projection.
     const T ln_eps = T(cfg_.ln_x_eps);
@@ -241,8 +250,8 @@ class RWKV7TimeMix : public mixer<RWKV7TimeMix<T, WeightT>, T> {
  private:
   // out = up(f(down(x))): a low-rank path (LoRA factors stored as torch-layout linears).
   template <class F>
-  static void lora(const nn::linear<T, WeightT>& down, const nn::linear<T, WeightT>& up, const tensor<T, 2>& x, tensor<T, 2>& out,
-                   int threads, F f) {
+  static void lora(const nn::linear<T, WeightT>& down, const nn::linear<T, WeightT>& up, tensor_view<const T, 2> x,
+                   tensor_view<T, 2> out, int threads, F f) {
     tensor<T, 2> low({x.extent(0), down.out_features()});
     down(x, low, name, threads);
     simd::transform(low.data(), low.data(), low.size(), f);
