@@ -23,8 +23,8 @@ constexpr index_t C = width;
 
 using any_layer = std::variant<gla, deltanet, gdn, mamba, mamba2, attention, diff_attn, rwkv7, ngpt, bi_mamba, ultramem, hymba>;
 using any_state = std::variant<gla::State, deltanet::State, gdn::State, mamba::State, mamba2::State,
-                               attention::State, ngpt::State, rwkv7::State, bi_mamba::State, ultramem::State,
-                               hymba::State>;  // diff_attn keeps attention's KV cache
+                               attention::State, ngpt::State, rwkv7::State, ultramem::State,
+                               hymba::State>;  // diff_attn keeps attention's KV cache, bi_mamba Mamba2's state
 
 // One layer of each family (tests/support/all_layers.hpp), RWKV-7 layer 0 first: the later
 // RWKV-7 layer reads its v_first. After the Hymba layer, a second one with kv_reuse attends its KV

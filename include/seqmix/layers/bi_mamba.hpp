@@ -99,12 +99,8 @@ class BiMamba2 : public mixer<BiMamba2<T>, T> {
     binary::weights(f, "out_proj", w.out_proj, dm, di, c.bias);
   }
 
-  /// As Mamba2's: conv holds the last d_conv - 1 pre-conv xBC inputs, ssm the SSD state.
-  struct State {
-    tensor<T, 3> conv;  // [B, conv_dim, d_conv - 1]
-    tensor<T, 4> ssm;   // [B, nheads, headdim, d_state]
-    index_t batch() const { return ssm.extent(0); }
-  };
+  /// Mamba2's State (detail::mamba2_state).
+  using State = detail::mamba2_state<T>;
 
   BiMamba2(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     cfg_.validate();
@@ -150,62 +146,18 @@ class BiMamba2 : public mixer<BiMamba2<T>, T> {
 
   /// A zero state for `batch` sequences.
   State make_state(index_t batch, const state_options<T>& = {}) const {
-    return {w_.conv1d.make_state(batch), tensor<T, 4>({batch, cfg_.nheads(), cfg_.headdim, cfg_.d_state})};
+    State s;
+    s.conv = w_.conv1d.make_state(batch), s.ssm = tensor<T, 4>({batch, cfg_.nheads(), cfg_.headdim, cfg_.d_state});
+    return s;
   }
 
   /// y [B,T,d_model] for x [B,T,d_model]; `state` enters as the state before x and leaves as the
-  /// state after it. The steps of Mamba2::forward with the 1-bit projections.
+  /// state after it: Mamba2's forward (detail::mamba2_forward) with the 1-bit projections.
   template <exec::policy P>
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);
-    const index_t Nt = this->check_io(x, y), B = x.extent(0), L = x.extent(1), di = cfg_.d_inner();
-    const index_t H = cfg_.nheads(), Pd = cfg_.headdim, N = cfg_.d_state, G = cfg_.ngroups;
-    const index_t cd = cfg_.conv_dim(), dip = cfg_.d_in_proj(), dm = cfg_.hidden_size;
-    check_shape(name, "state.conv", state.conv.extents(), {B, cd, cfg_.d_conv - 1});
-    check_shape(name, "state.ssm", state.ssm.extents(), {B, H, Pd, N});
-    if (Nt == 0) return;
-    const int th = policy.threads;
-    const detail::sequence_rows<T> rows(x);
-
-    // zxbcdt = [z | xBC | dt] per token.
-    tensor<T, 2> zxbcdt({Nt, dip});
-    w_.in_proj(rows.view, zxbcdt, name, th);
-    tensor<T, 3> xbc({B, L, cd});
-    w_.conv1d(tensor_view<const T, 3>(zxbcdt.data() + di, {B, L, cd}, {L * dip, dip, 1}), xbc, state.conv, name, th);
-
-    const kernels::ssm::ssd::inputs<T> in{
-        tensor_view<const T, 4>(xbc.data(), {B, L, H, Pd}, {L * cd, cd, Pd, 1}),
-        tensor_view<const T, 3>(zxbcdt.data() + di + cd, {B, L, H}, {L * dip, dip, 1}),
-        A_,
-        tensor_view<const T, 4>(xbc.data() + di, {B, L, G, N}, {L * cd, cd, N, 1}),
-        tensor_view<const T, 4>(xbc.data() + di + G * N, {B, L, G, N}, {L * cd, cd, N, 1}),
-        w_.D,
-        w_.dt_bias};
-    tensor<T, 2> ys({Nt, di});
-    kernels::ssm::ssd::forward(policy, in, ys.view().template reshape<4>({B, L, H, Pd}), state.ssm,
-                               {true, cfg_.dt_min, cfg_.dt_max});
-
-    for (index_t n = 0; n < Nt; ++n) {
-      T* row = ys.data() + n * di;
-      const T* z = zxbcdt.data() + n * dip;
-      if (cfg_.rmsnorm)
-        nn::group_rmsnorm_gated_row(row, z, w_.norm.data(), row, di, di / G, T(cfg_.norm_eps), cfg_.norm_before_gate);
-      else
-        simd::transform(row, z, row, di, [](auto a, auto b) { return a * simd::silu(b); });
-    }
-    // y's token rows as one [B·L, d_model] matrix when they are equally spaced (a contiguous y, a
-    // step's [B, 1, C] view), else through a temporary.
-    const index_t rs = L == 1 ? y.stride(0) : y.stride(1);
-    if (dm <= 1 || (y.stride(2) == 1 && (B == 1 || L == 1 || y.stride(0) == L * y.stride(1)))) {
-      w_.out_proj(ys, tensor_view<T, 2>(y.data(), {Nt, dm}, {rs, dm <= 1 ? 1 : y.stride(2)}), name, th);
-    } else {
-      tensor<T, 2> tmp({Nt, dm});
-      w_.out_proj(ys, tmp, name, th);
-      for (index_t b = 0; b < B; ++b)
-        for (index_t t = 0; t < L; ++t)
-          for (index_t c = 0; c < dm; ++c) y(b, t, c) = tmp(b * L + t, c);
-    }
+    detail::mamba2_forward<BiMamba2>(policy, cfg_, w_, A_, x, y, state, this->check_io(x, y));
   }
 
  private:

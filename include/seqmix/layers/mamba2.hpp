@@ -53,6 +53,66 @@ struct mamba2_config {
   }
 };
 
+/// conv: the last d_conv - 1 pre-conv xBC inputs, oldest first (upstream's conv_state[..., 1:]);
+/// ssm: the SSD state, P-major as upstream's ssm_state; work: forward()'s temporaries
+/// (d_in_proj + conv_dim + d_inner floats a token). Mamba2's and BiMamba2's State.
+template <class T>
+struct mamba2_state {
+  tensor<T, 3> conv;  // [B, conv_dim, d_conv - 1]
+  tensor<T, 4> ssm;   // [B, nheads, headdim, d_state]
+  scratch<T> work;
+  index_t batch() const { return ssm.extent(0); }
+};
+
+/// Mamba2's forward after check_io (Nt = B·L tokens) for the weights of either layer (in_proj and
+/// out_proj as float or bf16 nn::linear, or Bi-Mamba's 1-bit nn::binary_linear): one body for
+/// Mamba2 and BiMamba2. Layer::name names the errors.
+template <class Layer, class P, class T, class Config, class Weights>
+void mamba2_forward(const P& policy, const Config& cfg, const Weights& w, const tensor<T, 1>& A,
+                    tensor_view<const T, 3> x, tensor_view<T, 3> y, mamba2_state<T>& state, index_t Nt) {
+  constexpr const char* name = Layer::name;
+  const index_t B = x.extent(0), L = x.extent(1), di = cfg.d_inner();
+  const index_t H = cfg.nheads(), Pd = cfg.headdim, N = cfg.d_state, G = cfg.ngroups;
+  const index_t cd = cfg.conv_dim(), dip = cfg.d_in_proj();
+  check_shape(name, "state.conv", state.conv.extents(), {B, cd, cfg.d_conv - 1});
+  check_shape(name, "state.ssm", state.ssm.extents(), {B, H, Pd, N});
+  if (Nt == 0) return;
+  const int th = policy.threads;
+  const sequence_rows<T> rows(x);
+  const tensor_view<const T, 2> x2 = rows.view;
+
+  // zxbcdt = [z | xBC | dt] per token [Nt, dip], xbc [Nt, cd] and ys [Nt, di] from the state's
+  // scratch (fresh buffers would be zero-filled by the kernel on every call); each is written in
+  // full before it is read.
+  T* ws = state.work.get(checked_mul(Nt, dip + cd + di, name));
+  const tensor_view<T, 2> zxbcdt(ws, {Nt, dip});
+  w.in_proj(x2, zxbcdt, name, th);
+  const tensor_view<T, 3> xbc(ws + Nt * dip, {B, L, cd});
+  w.conv1d(tensor_view<const T, 3>(zxbcdt.data() + di, {B, L, cd}, {L * dip, dip, 1}), xbc, state.conv, name, th);
+
+  const kernels::ssm::ssd::inputs<T> in{
+      tensor_view<const T, 4>(xbc.data(), {B, L, H, Pd}, {L * cd, cd, Pd, 1}),
+      tensor_view<const T, 3>(zxbcdt.data() + di + cd, {B, L, H}, {L * dip, dip, 1}),
+      A,
+      tensor_view<const T, 4>(xbc.data() + di, {B, L, G, N}, {L * cd, cd, N, 1}),
+      tensor_view<const T, 4>(xbc.data() + di + G * N, {B, L, G, N}, {L * cd, cd, N, 1}),
+      w.D,
+      w.dt_bias};
+  const tensor_view<T, 2> ys(ws + Nt * (dip + cd), {Nt, di});
+  kernels::ssm::ssd::forward(policy, in, ys.template reshape<4>({B, L, H, Pd}), state.ssm,
+                                   {true, cfg.dt_min, cfg.dt_max});
+
+  for (index_t n = 0; n < Nt; ++n) {
+    T* row = ys.data() + n * di;
+    const T* z = zxbcdt.data() + n * dip;
+    if (cfg.rmsnorm)
+      nn::group_rmsnorm_gated_row(row, z, w.norm.data(), row, di, di / G, T(cfg.norm_eps), cfg.norm_before_gate);
+    else
+      simd::transform(row, z, row, di, [](auto a, auto b) { return a * simd::silu(b); });
+  }
+  project_to_sequence<T>(w.out_proj, ys, y, name, th);
+}
+
 }  // namespace detail
 
 /// Mamba-2 layer: one in_proj split into (z, xBC, dt), a causal depthwise conv + silu over xBC,
@@ -88,14 +148,8 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
     linear_weights(f, "out_proj", w.out_proj, dm, di, c.bias);
   }
 
-  /// conv: the last d_conv - 1 pre-conv xBC inputs, oldest first (upstream's conv_state[..., 1:]);
-  /// ssm: the SSD state, P-major as upstream's ssm_state.
-  struct State {
-    tensor<T, 3> conv;  // [B, conv_dim, d_conv - 1]
-    tensor<T, 4> ssm;   // [B, nheads, headdim, d_state]
-    scratch<T> work;    // forward()'s temporaries: d_in_proj + conv_dim + d_inner floats a token
-    index_t batch() const { return ssm.extent(0); }
-  };
+  /// The conv and SSD states (detail::mamba2_state).
+  using State = detail::mamba2_state<T>;
 
   Mamba2(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     this->check_weights(cfg_, w_);
@@ -121,46 +175,7 @@ class Mamba2 : public mixer<Mamba2<T, WeightT>, T> {
   void forward(const P& policy, tensor_view<const T, 3> x, tensor_view<T, 3> y, State& state) const {
     exec::check(policy, name);
     const pool_scope scope(policy);  // the policy\'s pool runs every parallel part of the layer
-    const index_t Nt = this->check_io(x, y), B = x.extent(0), L = x.extent(1), di = cfg_.d_inner();
-    const index_t H = cfg_.nheads(), Pd = cfg_.headdim, N = cfg_.d_state, G = cfg_.ngroups;
-    const index_t cd = cfg_.conv_dim(), dip = cfg_.d_in_proj();
-    check_shape(name, "state.conv", state.conv.extents(), {B, cd, cfg_.d_conv - 1});
-    check_shape(name, "state.ssm", state.ssm.extents(), {B, H, Pd, N});
-    if (Nt == 0) return;
-    const int th = policy.threads;
-    const detail::sequence_rows<T> rows(x);
-    const tensor_view<const T, 2> x2 = rows.view;
-
-    // zxbcdt = [z | xBC | dt] per token [Nt, dip], xbc [Nt, cd] and ys [Nt, di] from the state's
-    // scratch (fresh buffers would be zero-filled by the kernel on every call); each is written in
-    // full before it is read.
-    T* ws = state.work.get(checked_mul(Nt, dip + cd + di, name));
-    const tensor_view<T, 2> zxbcdt(ws, {Nt, dip});
-    w_.in_proj(x2, zxbcdt, name, th);
-    const tensor_view<T, 3> xbc(ws + Nt * dip, {B, L, cd});
-    w_.conv1d(tensor_view<const T, 3>(zxbcdt.data() + di, {B, L, cd}, {L * dip, dip, 1}), xbc, state.conv, name, th);
-
-    const kernels::ssm::ssd::inputs<T> in{
-        tensor_view<const T, 4>(xbc.data(), {B, L, H, Pd}, {L * cd, cd, Pd, 1}),
-        tensor_view<const T, 3>(zxbcdt.data() + di + cd, {B, L, H}, {L * dip, dip, 1}),
-        A_,
-        tensor_view<const T, 4>(xbc.data() + di, {B, L, G, N}, {L * cd, cd, N, 1}),
-        tensor_view<const T, 4>(xbc.data() + di + G * N, {B, L, G, N}, {L * cd, cd, N, 1}),
-        w_.D,
-        w_.dt_bias};
-    const tensor_view<T, 2> ys(ws + Nt * (dip + cd), {Nt, di});
-    kernels::ssm::ssd::forward(policy, in, ys.template reshape<4>({B, L, H, Pd}), state.ssm,
-                                     {true, cfg_.dt_min, cfg_.dt_max});
-
-    for (index_t n = 0; n < Nt; ++n) {
-      T* row = ys.data() + n * di;
-      const T* z = zxbcdt.data() + n * dip;
-      if (cfg_.rmsnorm)
-        nn::group_rmsnorm_gated_row(row, z, w_.norm.data(), row, di, di / G, T(cfg_.norm_eps), cfg_.norm_before_gate);
-      else
-        simd::transform(row, z, row, di, [](auto a, auto b) { return a * simd::silu(b); });
-    }
-    detail::project_to_sequence<T>(w_.out_proj, ys, y, name, th);
+    detail::mamba2_forward<Mamba2>(policy, cfg_, w_, A_, x, y, state, this->check_io(x, y));
   }
 
  private:

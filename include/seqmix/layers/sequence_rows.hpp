@@ -19,10 +19,11 @@ struct sequence_rows {
         view((x.is_contiguous() ? x : copy.view()).template reshape<2>({x.extent(0) * x.extent(1), x.extent(2)})) {}
 };
 
-/// y [B, L, C] = rows [B·L, K] · projᵀ, through a temporary when y is strided.
-template <class T, class W>
-void project_to_sequence(const nn::linear<T, W>& proj, tensor_view<const T, 2> rows, tensor_view<T, 3> y,
-                         std::string_view who, int threads) {
+/// y [B, L, C] = rows [B·L, K] · projᵀ, through a temporary when y is strided. `proj` is any
+/// projection called as proj(x [N, K], y [N, C], who, threads) (nn::linear, nn::binary_linear).
+template <class T, class Proj>
+void project_to_sequence(const Proj& proj, tensor_view<const T, 2> rows, tensor_view<T, 3> y, std::string_view who,
+                         int threads) {
   const index_t B = y.extent(0), L = y.extent(1), C = y.extent(2);
   if (y.is_contiguous()) return proj(rows, y.template reshape<2>({B * L, C}), who, threads);
   tensor<T, 3> tmp({B, L, C});
