@@ -196,6 +196,27 @@ TEST_CASE("tensor: large tensors (huge pages, coloured) are aligned, zeroed, cop
   CHECK(copy(n - 1) == 3.0f);
 }
 
+TEST_CASE("tensor: a moved-from tensor is empty and can be copied and assigned again", "[tensor]") {
+  tensor<float, 2> a({3, 4}, 2.f);
+  tensor<float, 2> b(std::move(a));
+  CHECK(b.size() == 12);
+  CHECK(b(2, 3) == 2.f);
+  CHECK(a.size() == 0);  // NOLINT(bugprone-use-after-move): the moved-from state is specified
+  CHECK(a.extents() == std::array<index_t, 2>{0, 0});
+  const tensor<float, 2> copy(a);  // copying the moved-from tensor reads nothing
+  CHECK(copy.size() == 0);
+  tensor<float, 2> c({1, 1});
+  c = std::move(b);
+  CHECK(c.size() == 12);
+  CHECK(b.size() == 0);  // NOLINT(bugprone-use-after-move)
+  a = c;                 // a moved-from tensor takes a new value
+  CHECK(a(1, 2) == 2.f);
+  auto& same = c;
+  c = std::move(same);  // self-move keeps the value
+  CHECK(c.size() == 12);
+  CHECK(c(0, 0) == 2.f);
+}
+
 TEST_CASE("tensor: copy from strided views", "[tensor]") {
   tensor<float, 2> src({3, 4});
   for (index_t i = 0; i < 12; ++i) src.data()[i] = static_cast<float>(i);

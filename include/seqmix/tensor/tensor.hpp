@@ -9,6 +9,7 @@
 #include <memory>
 #include <new>
 #include <string>
+#include <utility>
 
 #if defined(__linux__)
 #include <sys/mman.h>
@@ -90,12 +91,18 @@ class tensor {
   }
 
   tensor(const tensor& o) : tensor(o.extents_) { std::copy_n(o.data(), size(), data()); }
-  tensor(tensor&&) noexcept = default;
+  /// A moved-from tensor is empty (all extents 0, size 0, no storage): it can be copied, assigned
+  /// and destroyed (a defaulted move left its extents with no storage behind them).
+  tensor(tensor&& o) noexcept
+      : extents_(std::exchange(o.extents_, shape_type{})), size_(std::exchange(o.size_, 0)), data_(std::move(o.data_)) {}
   tensor& operator=(const tensor& o) {
     if (this != &o) *this = tensor(o);
     return *this;
   }
-  tensor& operator=(tensor&&) noexcept = default;
+  tensor& operator=(tensor&& o) noexcept {
+    extents_ = std::exchange(o.extents_, shape_type{}), size_ = std::exchange(o.size_, 0), data_ = std::move(o.data_);
+    return *this;
+  }
 
   T* data() { return data_.get(); }
   const T* data() const { return data_.get(); }
