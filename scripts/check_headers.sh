@@ -43,7 +43,7 @@ fi
 
 # Whole translation units, for the native target and the x86-64 baseline (each target has its own
 # simd/ code paths): they instantiate the templates, which a header on its own does not.
-units=(tests/layers/test_layer_concept.cpp tests/refs/test_refs.cpp examples/gla_demo.cpp)
+units=(tests/layers/test_layer_concept.cpp tests/refs/test_refs.cpp tests/models/test_models.cpp examples/gla_demo.cpp)
 for arch in -march=native -march=x86-64; do
   for unit in "${units[@]}"; do
     [[ -f $unit ]] || continue

@@ -1,5 +1,6 @@
-// seqmix: sequence-mixing layers for LLMs on CPUs. Umbrella header: the core vocabulary, every op
-// and every layer. (kernels/<family>/ref.hpp, the test oracles, are included separately;
+// seqmix: sequence-mixing layers for LLMs on CPUs. Umbrella header: the core vocabulary, every op,
+// every layer and the model container (models/; models/json_config.hpp, which needs nlohmann_json,
+// is included separately). (kernels/<family>/ref.hpp, the test oracles, are included separately;
 // the reference-case runner lives in tools/refcheck/, outside the library.)
 #pragma once
 
@@ -51,3 +52,4 @@
 #include "layers/ngpt.hpp"
 #include "layers/rwkv7.hpp"
 #include "layers/ultramem.hpp"
+#include "models/generate.hpp"
