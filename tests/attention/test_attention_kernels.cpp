@@ -8,7 +8,10 @@
 #include <seqmix/kernels/attention/ref.hpp>
 #include <seqmix/simd/softmax.hpp>
 
+#include <algorithm>
+#include <cstdio>
 #include <memory>
+#include <type_traits>
 
 #include "support/op_suite.hpp"
 
@@ -20,9 +23,10 @@ namespace {
 /// What both attention adapters share: the inputs are q, k, v of the L new tokens (views into the
 /// data's q and its k, v of all P + L positions, the P of the cache prefix first); the state is the
 /// KV cache, holding the prefix at the start; the reference reads every key up to the last query's
-/// position and appends the new ones to the cache as the op does. `extra` is the case.
-template <class T, class Data, class Case>
-struct cache_op : test::op_base<T, Data, std::array<tensor_view<const T, 4>, 3>, 4, attn::kv_cache<T>, Case> {
+/// position and appends the new ones to the cache as the op does. `extra` is the case. Store: the
+/// cache's storage type (T, or bf16 for T = float).
+template <class T, class Data, class Case, class Store = T>
+struct cache_op : test::op_base<T, Data, std::array<tensor_view<const T, 4>, 3>, 4, attn::kv_cache<Store>, Case> {
   using typename cache_op::op_base::problem, typename cache_op::op_base::result;
   // With more threads than (batch, value head) tasks, a linear cache's queries are split into parts
   // of equal causal cost (kernels/attention/common.hpp) whose cuts are not tile boundaries, so the
@@ -33,11 +37,11 @@ struct cache_op : test::op_base<T, Data, std::array<tensor_view<const T, 4>, 3>,
   }
   static problem fused(problem p) { return test::fused(p, [](auto& in) { return std::tie(in[0], in[1], in[2]); }); }
   /// Outputs [B, L, heads, dv] and a cache of the given shape holding the prefix.
-  static result start_with(const problem& p, index_t heads, index_t dv, const typename attn::kv_cache<T>::shape& s,
+  static result start_with(const problem& p, index_t heads, index_t dv, const typename attn::kv_cache<Store>::shape& s,
                            index_t capacity, attn::mask m = {}, index_t step = attn::block_keys) {
     const Case& c = p.extra;
     result r{test::nan_tensor<T, 4>({c.B, c.L, heads, dv}),
-             attn::kv_cache<T>(s, capacity > 0 ? capacity : c.P + c.L, m, step)};
+             attn::kv_cache<Store>(s, capacity > 0 ? capacity : c.P + c.L, m, step)};
     r.state.append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
     return r;
   }
@@ -70,8 +74,10 @@ struct qkv {
   tensor<T, 4> q, k, v;
 };
 
-template <class T>
-struct attention_op : cache_op<T, qkv<T>, attention_case> {
+/// S = bf16: the cache stores bf16, and make() rounds k and v to bf16 values, so the reference on
+/// the same k and v is the exact attention of what the cache holds.
+template <class T, class S = T>
+struct attention_op : cache_op<T, qkv<T>, attention_case, S> {
   using typename attention_op::cache_op::problem, typename attention_op::cache_op::result;
   using case_type = attention_case;
 
@@ -116,6 +122,8 @@ struct attention_op : cache_op<T, qkv<T>, attention_case> {
           for (index_t h = 0; h < c.Hq; ++h) d->q(0, t, h, e) = sign * d->k(0, c.P + j, 0, e);
         }
       }
+    if constexpr (std::is_same_v<S, bf16>)
+      for (auto* x : {&d->k, &d->v}) std::transform(x->data(), x->data() + x->size(), x->data(), [](T a) { return to_float(bf16(a)); });
     return attention_op::inputs_of(d, c);
   }
   static index_t reduction(const problem& p) { return p.extra.Dk + p.extra.P + p.extra.L; }
@@ -200,6 +208,57 @@ struct diff_attn_op : cache_op<T, diff_data<T>, diff_case> {
 
 using op = attention_op<float>;
 using suite = test::op_suite<op>;
+using op_bf16 = attention_op<float, bf16>;
+using suite_bf16 = test::op_suite<op_bf16>;
+
+/// Bound of |o_bf16 − o_f32| for query (b, t, h) of problem p (k, v as given, not rounded): bf16
+/// rounding moves each key and value element by at most u = 2^-8 of itself, so every score
+/// s_j = scale·q·k_j by at most Δ = scale·u·max_j Σ_d |q_d·k_jd| (over the keys the query may
+/// see); each softmax weight then moves by at most a factor e^(±2Δ), so Σ_j p_j·v_j by at most
+/// max|v|·(e^(2Δ) − 1), and the rounded values add u·max|v|.
+double bf16_bound(const op::problem& p, index_t b, index_t t, index_t h) {
+  const auto& c = p.extra;
+  const double u = 0x1p-8, scale = 1 / std::sqrt(double(c.Dk));
+  const index_t kh = h / (c.Hq / c.Hk), vh = h / (c.Hq / c.Hv);
+  double dot = 0, vmax = 0;
+  for (index_t j = 0; j <= c.P + t; ++j) {
+    double a = 0;
+    for (index_t d = 0; d < c.Dk; ++d) a += std::abs(double(p.in[0](b, t, h, d)) * double(p.d->k(b, j, kh, d)));
+    dot = std::max(dot, a);
+    for (index_t e = 0; e < c.Dv; ++e) vmax = std::max(vmax, std::abs(double(p.d->v(b, j, vh, e))));
+  }
+  return vmax * (std::expm1(2 * scale * u * dot) + u);
+}
+
+/// The op with a bf16 cache against the op with a float cache on the same (unrounded) inputs: every
+/// output within bf16_bound plus twice the float tolerance (each is within it of its exact value).
+/// Returns the largest error in units of u·max|v| (u = 2^-8).
+template <class P>
+double check_bf16_against_f32(const P& policy, const op::problem& p) {
+  const auto& c = p.extra;
+  attn::kv_cache<float> cf({c.B, c.Hk, c.Dk, c.Hv, c.Dv}, c.capacity > 0 ? c.capacity : c.P + c.L, c.m, c.step);
+  attn::kv_cache<bf16> cb({c.B, c.Hk, c.Dk, c.Hv, c.Dv}, c.capacity > 0 ? c.capacity : c.P + c.L, c.m, c.step);
+  for (auto* cache : {&cf}) cache->append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
+  cb.append(p.d->k.view().subrange(1, 0, c.P), p.d->v.view().subrange(1, 0, c.P));
+  auto of = test::nan_tensor<float, 4>({c.B, c.L, c.Hq, c.Dv}), ob = test::nan_tensor<float, 4>({c.B, c.L, c.Hq, c.Dv});
+  const auto& [q, k, v] = p.in;
+  attn::forward(policy, q, k, v, of, cf);
+  attn::forward(policy, q, k, v, ob, cb);
+  REQUIRE(test::all_finite(ob));
+  double worst = 0, vmax = 0;
+  for (index_t i = 0; i < p.d->v.size(); ++i) vmax = std::max(vmax, std::abs(double(p.d->v.data()[i])));
+  for (index_t b = 0; b < c.B; ++b)
+    for (index_t t = 0; t < c.L; ++t)
+      for (index_t h = 0; h < c.Hq; ++h) {
+        const double bound = bf16_bound(p, b, t, h) + 2 * suite::tol(p);
+        for (index_t e = 0; e < c.Dv; ++e) {
+          const double err = std::abs(double(ob(b, t, h, e)) - double(of(b, t, h, e)));
+          if (!(err <= bound)) FAIL_CHECK("b " << b << " t " << t << " h " << h << " e " << e << ": " << err << " > " << bound);
+          worst = std::max(worst, err / (0x1p-8 * vmax));
+        }
+      }
+  return worst;
+}
 
 }  // namespace
 
@@ -424,4 +483,121 @@ TEST_CASE("diff_attn: bad shapes raise seqmix::error", "[diff_attn][op][errors]"
   tensor<float, 4> o({1, 4, 1, 16});
   REQUIRE_THROWS_WITH((attn::differential<exec::recurrent, float>({}, q_odd, p.in[1], p.in[2], o, cache, p.d->params())),
                       Catch::Contains("even number of component heads"));
+}
+
+// ---- bf16 KV cache: kv_cache<bf16> stores keys and values rounded to bf16, the kernels widen them ----
+
+TEST_CASE("attention, bf16 cache: policies match the reference on bf16 keys and values", "[attention][op][bf16]") {
+  suite_bf16::against_reference();
+}
+
+TEST_CASE("attention, bf16 cache: policies agree, splits, fused inputs, empty, long", "[attention][op][bf16]") {
+  suite_bf16::policies_agree();
+  suite_bf16::splits();  // includes decode token by token after a prefill
+  suite_bf16::fused();
+  suite_bf16::empty();
+  suite_bf16::long_sequences();
+}
+
+TEST_CASE("attention, bf16 cache: within the bound of bf16 rounding of the float cache", "[attention][op][bf16]") {
+  for (const auto& c : op::cases()) {
+    INFO(c);
+    const auto p = op::make(c, 7);
+    check_bf16_against_f32(exec::recurrent{}, p);
+    check_bf16_against_f32(exec::chunkwise<16>{}, p);
+    check_bf16_against_f32(exec::parallel{2}, p);
+  }
+  // A ring (window and sink, capacity far beyond it) and a decode after a long prefill.
+  for (const index_t step : {1, 64}) {
+    const op::case_type c{2, 0, 500, 4, 2, 2, 16, 16, {40, 3}, 2, 100000, step};
+    INFO(c);
+    check_bf16_against_f32(exec::chunkwise<64>{2}, op::make(c, 9));
+  }
+  const op::case_type c{1, 1000, 20, 8, 2, 2, 64, 64};
+  INFO(c);
+  check_bf16_against_f32(exec::recurrent{}, op::make(c, 5));
+}
+
+TEST_CASE("attention, bf16 cache: decode after a prefill and through a ring", "[attention][op][bf16][cache]") {
+  // Prefill 300 tokens (chunkwise), then decode 40 one by one, against the reference on the
+  // rounded keys and values; the same through a ring of window 40 and sink 3.
+  for (const attn::mask m : {attn::mask{}, attn::mask{40, 3}}) {
+    INFO("window " << m.window);
+    const auto p = op_bf16::make({2, 0, 340, 4, 2, 2, 32, 32, m, 2, 100000}, 17);
+    auto r = op_bf16::start(p);
+    CHECK(r.state.is_ring() == (m.window > 0));
+    op_bf16::run(exec::chunkwise<64>{}, p, r, test::tokens{0, 300});
+    for (index_t t = 300; t < 340; ++t) op_bf16::run(exec::recurrent{}, p, r, test::tokens{t, 1});
+    SEQMIX_CHECK_WITHIN(r.o, suite_bf16::run(test::reference{}, p).o, suite_bf16::tol(p));
+    if (m.window > 0) CHECK(r.state.slots() <= 64 + (40 - 1 + 64 + 63) / 64 * 64);
+  }
+}
+
+TEST_CASE("attention, bf16 cache: contents are the rounded keys and values", "[attention][op][bf16][cache]") {
+  const auto p = op::make({2, 20, 45, 4, 2, 2, 16, 24, {}, 3, 100}, 3);  // k, v not rounded
+  attn::kv_cache<bf16> cache({2, 2, 16, 2, 24}, 100);
+  cache.append(p.d->k.view().subrange(1, 0, 20), p.d->v.view().subrange(1, 0, 20));
+  auto o = test::nan_tensor<float, 4>({2, 45, 4, 24});
+  attn::forward(exec::chunkwise<16>{}, p.in[0], p.in[1], p.in[2], o, cache);
+  REQUIRE(test::all_finite(o));
+  auto rounded = [](const tensor<float, 4>& x) {
+    tensor<float, 4> r(x.extents());
+    std::transform(x.data(), x.data() + x.size(), r.data(), [](float a) { return to_float(bf16(a)); });
+    return r;
+  };
+  CHECK(cache.length() == 65);
+  SEQMIX_CHECK_IDENTICAL(cache.keys(), rounded(p.d->k));
+  SEQMIX_CHECK_IDENTICAL(cache.values(), rounded(p.d->v));
+  static_assert(std::is_same_v<decltype(cache.keys()), tensor<float, 4>>);
+  // Rolled back and run again token by token: the same cache.
+  cache.truncate(20);
+  attn::forward(exec::recurrent{}, p.in[0], p.in[1], p.in[2], o, cache);
+  SEQMIX_CHECK_IDENTICAL(cache.keys(), rounded(p.d->k));
+  SEQMIX_CHECK_IDENTICAL(cache.values(), rounded(p.d->v));
+  // set_step re-lays a ring and keeps the rounded values bit for bit.
+  attn::kv_cache<bf16> ring({2, 2, 16, 2, 24}, 100000, {16, 2});
+  ring.append(p.d->k, p.d->v);
+  ring.set_step(100);
+  const auto pos = ring.positions();
+  const auto kept = ring.keys(), vals = ring.values(), rk = rounded(p.d->k), rv = rounded(p.d->v);
+  REQUIRE(pos.size() >= 2 + 15);
+  for (std::size_t i = 0; i < pos.size(); ++i)
+    for (index_t h = 0; h < 2; ++h) {
+      for (index_t d = 0; d < 16; ++d) CHECK(kept(1, index_t(i), h, d) == rk(1, pos[i], h, d));
+      for (index_t d = 0; d < 24; ++d) CHECK(vals(1, index_t(i), h, d) == rv(1, pos[i], h, d));
+    }
+}
+
+TEST_CASE("attention, bf16 cache: shape errors name the op", "[attention][op][bf16][errors]") {
+  attn::kv_cache<bf16> cache({1, 2, 16, 2, 16}, 4);
+  tensor<float, 4> q({1, 5, 4, 16}), k({1, 5, 2, 16}), v({1, 5, 2, 16}), o({1, 5, 4, 16}), k_bad({1, 5, 3, 16});
+  REQUIRE_THROWS_WITH((attn::forward(exec::recurrent{}, q, k_bad, v, o, cache)),
+                      Catch::Contains("attention: k has shape [1, 5, 3, 16], expected [1, 5, 2, 16]"));
+  REQUIRE_THROWS_WITH((attn::forward(exec::chunkwise<64>{}, q, k, v, o, cache)),
+                      Catch::Contains("KV cache capacity 4 exceeded (holds 0 tokens, appending 5)"));
+}
+
+TEST_CASE("attention, bf16 cache: error against the float cache (measurement)", "[.][bf16-error]") {
+  // Decode after 4096 cached tokens, q, k, v uniform in [-1, 1]: the largest and the RMS difference
+  // of the outputs, in units of u·max|v| (u = 2^-8), and the bound of bf16_bound.
+  for (const index_t D : {64, 128}) {
+    const op::case_type c{1, 4096, 16, 8, 2, 2, D, D};
+    const auto p = op::make(c, 1);
+    attn::kv_cache<float> cf({1, 2, D, 2, D}, 4096 + 16);
+    attn::kv_cache<bf16> cb({1, 2, D, 2, D}, 4096 + 16);
+    const auto kp = p.d->k.view().subrange(1, 0, 4096), vp = p.d->v.view().subrange(1, 0, 4096);
+    cf.append(kp, vp), cb.append(kp, vp);
+    tensor<float, 4> of({1, 16, 8, D}), ob({1, 16, 8, D});
+    attn::forward(exec::recurrent{}, p.in[0], p.in[1], p.in[2], of, cf);
+    attn::forward(exec::recurrent{}, p.in[0], p.in[1], p.in[2], ob, cb);
+    double worst = 0, sq = 0, ref = 0, bound = 0;
+    for (index_t i = 0; i < of.size(); ++i) {
+      const double e = double(ob.data()[i]) - double(of.data()[i]);
+      worst = std::max(worst, std::abs(e)), sq += e * e, ref += double(of.data()[i]) * double(of.data()[i]);
+    }
+    for (index_t t = 0; t < 16; ++t) bound = std::max(bound, bf16_bound(p, 0, t, 0));
+    std::printf("D %ld: max |diff| %.3g (%.3g u), rms diff %.3g, rms(o) %.3g, relative rms %.3g (%.3g u); bound %.3g\n",
+                long(D), worst, worst / 0x1p-8, std::sqrt(sq / double(of.size())), std::sqrt(ref / double(of.size())),
+                std::sqrt(sq / ref), std::sqrt(sq / ref) / 0x1p-8, bound);
+  }
 }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../error.hpp"
@@ -50,6 +51,41 @@ inline void to_bf16(const float* x, bf16* out, index_t n) {
 #else
   for (; i < n; ++i) out[i] = bf16(x[i]);
 #endif
+}
+
+/// lanes<float> bf16 values at p widened to a float batch, exactly: a bf16 is the upper half of a
+/// float, so each 16-bit value is zero-extended to 32 bits and shifted left by 16 (two integer
+/// instructions; no AVX512_BF16 needed). For kernels that stream bf16 data (the bf16 KV cache).
+inline batch<float> load_widen(const bf16* p) {
+#if defined(__AVX512F__)
+  static_assert(sizeof(batch<float>) == 64);
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+#elif defined(__AVX2__)
+  static_assert(sizeof(batch<float>) == 32);
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#elif defined(__SSE2__)
+  static_assert(sizeof(batch<float>) == 16);
+  // Interleaving zeros below each 16-bit value puts it in the upper half of a 32-bit lane.
+  const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  return _mm_castsi128_ps(_mm_unpacklo_epi16(_mm_setzero_si128(), h));
+#else
+  alignas(64) float f[lanes<float>];
+  for (index_t i = 0; i < lanes<float>; ++i) f[i] = to_float(p[i]);
+  return load(f);
+#endif
+}
+
+/// A batch<T> from lanes<T> elements of S at p: a plain load when S is T, widened from bf16
+/// (T = float) otherwise. Lets one kernel read float or bf16 storage.
+template <class T, class S>
+[[gnu::always_inline]] inline batch<T> load_as(const S* p) {
+  if constexpr (std::is_same_v<S, T>) return load(p);
+  else {
+    static_assert(std::is_same_v<T, float> && std::is_same_v<S, bf16>, "load_as: float from bf16 only");
+    return load_widen(p);
+  }
 }
 
 namespace detail {

@@ -17,10 +17,10 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::kernels::attention {
 /// t at position cache.length() + t. q [B,T,Hq,Dk]; query head h reads key head h / (Hq/Hk) and
 /// value head h / (Hq/Hv). T follows from `cache`; exec::automatic resolves by
 /// exec::rules::attention (policy/automatic.hpp).
-template <exec::policy P, class T>
+template <exec::policy P, class S, class T = compute_t<S>>
 void forward(const P& policy, std::type_identity_t<tensor_view<const T, 4>> q,
              std::type_identity_t<tensor_view<const T, 4>> k, std::type_identity_t<tensor_view<const T, 4>> v,
-             std::type_identity_t<tensor_view<T, 4>> o, kv_cache<T>& cache, options<T> opt = {}) {
+             std::type_identity_t<tensor_view<T, 4>> o, kv_cache<S>& cache, std::type_identity_t<options<T>> opt = {}) {
   exec::check(policy, "attention");
   const pool_scope scope(policy.pool);
   if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, k, v, o, cache, opt);
@@ -34,9 +34,9 @@ void forward(const P& policy, std::type_identity_t<tensor_view<const T, 4>> q,
 /// Attention of queries whose keys and values are already in the cache (another layer's shared
 /// cache, e.g. Hymba's KV reuse, or keys appended with kv_cache::append): q [B,T,Hq,Dk] are the
 /// cache's last T positions, length() − T + t; o [B,T,Hq,Dv]. The cache is not modified.
-template <exec::policy P, class T>
+template <exec::policy P, class S, class T = compute_t<S>>
 void attend(const P& policy, std::type_identity_t<tensor_view<const T, 4>> q, std::type_identity_t<tensor_view<T, 4>> o,
-            kv_cache<T>& cache, options<T> opt = {}) {
+            kv_cache<S>& cache, std::type_identity_t<options<T>> opt = {}) {
   exec::check(policy, "attention");
   const pool_scope scope(policy.pool);
   if constexpr (std::same_as<P, exec::recurrent>) recurrent(policy, q, o, cache, opt);

@@ -2,16 +2,20 @@
 // kernels. Keys are stored transposed in blocks of 64 positions ([key_dim][64] per block), so a
 // score tile q·Kᵀ is a run of broadcast-FMAs over contiguous key vectors with no transposition;
 // values are stored as rows ([slot][value_dim]). Each (batch, head) owns its blocks, so a decode
-// step reads one head's keys and values as two contiguous streams. See docs/attention.md.
+// step reads one head's keys and values as two contiguous streams. kv_cache<bf16> stores them as
+// bf16 (rounded to nearest even on write) for float kernels: half the bytes a long-context decode
+// streams. See docs/attention.md.
 #pragma once
 
 #include <algorithm>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../../error.hpp"
 #include "../../simd/transpose.hpp"
+#include "../../tensor/bf16.hpp"
 #include "../../tensor/tensor.hpp"
 #include "args.hpp"
 
@@ -28,8 +32,40 @@ struct block_span {
   bool empty() const { return hi < lo; }
 };
 
-template <class T>
+/// The element type the kernels compute in for a cache storing S: S itself; float for bf16.
+template <class S>
+struct cache_compute {
+  using type = S;
+};
+template <>
+struct cache_compute<bf16> {
+  using type = float;
+};
+template <class S>
+using compute_t = typename cache_compute<S>::type;
+
+/// A computed value as stored (rounded to nearest even for bf16) and a stored value widened (exact).
+template <class S, class T>
+inline S to_storage(T x) {
+  return S(x);
+}
+template <class T, class S>
+inline T from_storage(S x) {
+  if constexpr (std::is_same_v<S, bf16>) return to_float(x);
+  else return x;
+}
+
+/// Keys and values of earlier tokens stored as S (float, double, or bf16 for float kernels); the
+/// kernels and every row passed in or out are compute_t<S>.
+template <class S>
 class kv_cache {
+ public:
+  using value_type = compute_t<S>;  ///< what the kernels compute in, and keys() / values() return
+  using storage_type = S;
+
+ private:
+  using T = value_type;
+
  public:
   struct shape {
     index_t batch = 1, key_heads = 1, key_dim = 0, value_heads = 1, value_dim = 0;
@@ -58,8 +94,8 @@ class kv_cache {
     auto count = [&](index_t heads, index_t dim) {
       return checked_mul(checked_mul(checked_mul(s.batch, heads, "kv_cache"), slots_, "kv_cache"), dim, "kv_cache");
     };
-    k_ = tensor<T, 1>({count(s.key_heads, s.key_dim)});
-    v_ = tensor<T, 1>({count(s.value_heads, s.value_dim)});
+    k_ = tensor<S, 1>({count(s.key_heads, s.key_dim)});
+    v_ = tensor<S, 1>({count(s.value_heads, s.value_dim)});
   }
 
   const shape& dims() const { return s_; }
@@ -98,11 +134,15 @@ class kv_cache {
       for (index_t b = 0; b < s_.batch; ++b) {
         for (index_t h = 0; h < s_.key_heads; ++h) {
           const index_t sl = slot(p);
-          const T* src = key_block(b, h, sl / block_keys) + sl % block_keys;
-          for (index_t d = 0; d < s_.key_dim; ++d) row[std::size_t(d)] = src[d * block_keys];
-          c.write_key(b, h, p, row.data());
+          const S* src = key_block(b, h, sl / block_keys) + sl % block_keys;
+          for (index_t d = 0; d < s_.key_dim; ++d) row[std::size_t(d)] = from_storage<T>(src[d * block_keys]);
+          c.write_key(b, h, p, row.data());  // bf16 -> float -> bf16 is exact
         }
-        for (index_t h = 0; h < s_.value_heads; ++h) c.write_value(b, h, p, v_.data() + value_offset(b, h, slot(p)));
+        for (index_t h = 0; h < s_.value_heads; ++h) {
+          const S* src = v_.data() + value_offset(b, h, slot(p));
+          for (index_t e = 0; e < s_.value_dim; ++e) row[std::size_t(e)] = from_storage<T>(src[e]);
+          c.write_value(b, h, p, row.data());
+        }
       }
     }
     c.len_ = len_;
@@ -199,18 +239,18 @@ class kv_cache {
   }
 
   /// Key block [Dk][64] of (b, key head): element (d, i) is key dim d of slot blk·64 + i.
-  T* key_block(index_t b, index_t kh, index_t blk) { return k_.data() + key_offset(b, kh, blk); }
-  const T* key_block(index_t b, index_t kh, index_t blk) const { return k_.data() + key_offset(b, kh, blk); }
+  S* key_block(index_t b, index_t kh, index_t blk) { return k_.data() + key_offset(b, kh, blk); }
+  const S* key_block(index_t b, index_t kh, index_t blk) const { return k_.data() + key_offset(b, kh, blk); }
   /// Value rows [64][Dv] of block blk of (b, value head).
-  T* value_block(index_t b, index_t vh, index_t blk) { return v_.data() + value_offset(b, vh, blk * block_keys); }
-  const T* value_block(index_t b, index_t vh, index_t blk) const {
+  S* value_block(index_t b, index_t vh, index_t blk) { return v_.data() + value_offset(b, vh, blk * block_keys); }
+  const S* value_block(index_t b, index_t vh, index_t blk) const {
     return v_.data() + value_offset(b, vh, blk * block_keys);
   }
 
   void write_key(index_t b, index_t kh, index_t p, const T* row, index_t stride = 1) {
     const index_t sl = slot(p);
-    T* dst = key_block(b, kh, sl / block_keys) + sl % block_keys;
-    for (index_t d = 0; d < s_.key_dim; ++d) dst[d * block_keys] = row[d * stride];
+    S* dst = key_block(b, kh, sl / block_keys) + sl % block_keys;
+    for (index_t d = 0; d < s_.key_dim; ++d) dst[d * block_keys] = to_storage<S>(row[d * stride]);
   }
   /// Keys of positions p0 .. p0 + n - 1: row t at src + t·row_stride, elements `stride` apart.
   /// Writes each block's rows [Dk][run] contiguously (runs of consecutive slots), transposed in
@@ -220,16 +260,19 @@ class kv_cache {
       const index_t p = p0 + t, sl = slot(p), lane = sl % block_keys;
       index_t run = std::min(n - t, block_keys - lane);
       if (ring_ && p < mask_.sink) run = std::min(run, mask_.sink - p);  // the sink ends mid-block
-      simd::transpose(src + t * row_stride, row_stride, stride, key_block(b, kh, sl / block_keys) + lane, block_keys, run,
-                      s_.key_dim);
+      S* dst = key_block(b, kh, sl / block_keys) + lane;
+      if constexpr (std::is_same_v<S, T>) simd::transpose(src + t * row_stride, row_stride, stride, dst, block_keys, run, s_.key_dim);
+      else  // bf16: rounded one by one (a run is at most 64 keys, small next to attending them)
+        for (index_t d = 0; d < s_.key_dim; ++d)
+          for (index_t i = 0; i < run; ++i) dst[d * block_keys + i] = to_storage<S>(src[(t + i) * row_stride + d * stride]);
       t += run;
     }
   }
   void write_value(index_t b, index_t vh, index_t p, const T* row, index_t stride = 1) {
-    T* dst = v_.data() + value_offset(b, vh, slot(p));
-    if (stride == 1) std::copy_n(row, s_.value_dim, dst);  // vectorized (a run-time stride kept GCC scalar)
-    else
-      for (index_t e = 0; e < s_.value_dim; ++e) dst[e] = row[e * stride];
+    S* dst = v_.data() + value_offset(b, vh, slot(p));
+    if constexpr (std::is_same_v<S, T>)
+      if (stride == 1) return void(std::copy_n(row, s_.value_dim, dst));  // vectorized (a run-time stride kept GCC scalar)
+    for (index_t e = 0; e < s_.value_dim; ++e) dst[e] = to_storage<S>(row[e * stride]);
   }
   /// Records that `n` tokens were written by the kernel (after all heads are written).
   void commit(index_t n) { len_ += n; }
@@ -255,8 +298,8 @@ class kv_cache {
         for (index_t h = 0; h < H; ++h) {
           const index_t sl = slot(pos[std::size_t(i)]);
           for (index_t d = 0; d < D; ++d)
-            out(b, i, h, d) = keys ? key_block(b, h, sl / block_keys)[d * block_keys + sl % block_keys]
-                                   : v_.data()[value_offset(b, h, sl) + d];
+            out(b, i, h, d) = from_storage<T>(keys ? key_block(b, h, sl / block_keys)[d * block_keys + sl % block_keys]
+                                                   : v_.data()[value_offset(b, h, sl) + d]);
         }
     return out;
   }
@@ -267,7 +310,7 @@ class kv_cache {
   index_t step_ = block_keys;
   bool ring_ = false;
   index_t sink_slots_ = 0, ring_slots_ = 0, slots_ = 0;
-  tensor<T, 1> k_, v_;
+  tensor<S, 1> k_, v_;
 };
 
 }  // namespace seqmix::kernels::attention

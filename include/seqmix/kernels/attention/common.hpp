@@ -21,9 +21,9 @@ struct task_step {
 
 /// Validates q [B,T,Hq,Dk], o [B,T,Hq,Dv] and, when given, the new keys k [B,T,Hk,Dk] and values
 /// v [B,T,Hv,Dv] against the cache. Without k and v the queries are the cache's last T positions.
-template <class T>
+template <class T, class S>
 head_map check_args(const char* who, const tensor_view<const T, 4>& q, const tensor_view<const T, 4>* k,
-                    const tensor_view<const T, 4>* v, const tensor_view<T, 4>& o, const kv_cache<T>& cache) {
+                    const tensor_view<const T, 4>* v, const tensor_view<T, 4>& o, const kv_cache<S>& cache) {
   const auto& s = cache.dims();
   const index_t B = q.extent(0), L = q.extent(1);
   const head_map hm{q.extent(2), s.key_heads, s.value_heads};
@@ -52,9 +52,9 @@ head_map check_args(const char* who, const tensor_view<const T, 4>& q, const ten
 /// attend(workspace, task_step), and the tokens are committed at the end. Without them the
 /// queries are the cache's last L positions and are attended in one step. The workspace is made
 /// once per task by make_workspace().
-template <class T, class MakeWorkspace, class Attend>
+template <class T, class S, class MakeWorkspace, class Attend>
 void run_tasks(int threads, index_t step, const head_map& hm, index_t B, index_t L, const tensor_view<const T, 4>* k,
-               const tensor_view<const T, 4>* v, kv_cache<T>& cache, MakeWorkspace&& make_workspace,
+               const tensor_view<const T, 4>* v, kv_cache<S>& cache, MakeWorkspace&& make_workspace,
                Attend&& attend) {
   // Nothing to attend (B = 0 or L = 0, whatever the other extent): no task to run, and none of
   // the products below may be formed (B · heads could overflow for a huge B with L = 0).

@@ -12,12 +12,15 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <limits>
 #include <numbers>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "../../simd/batch.hpp"
+#include "../../simd/bf16.hpp"
 #include "../../simd/math.hpp"
 #include "../../simd/softmax.hpp"
 #include "../../simd/vec.hpp"
@@ -62,6 +65,18 @@ inline void prefetch_l1(const T* p) {
 #endif
 }
 
+// A bf16 cache's walk prefetches the next block's key row (and value row) into L2 as it reads the
+// current one: one block of a head follows the other in memory, so the line is `ahead` elements on.
+// An address hint only (never dereferenced, also past the end). See docs/attention.md.
+template <class S>
+inline void prefetch_next_block(const S* p, index_t ahead) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  asm volatile("prefetcht1 (%0)" : : "r"(reinterpret_cast<std::uintptr_t>(p) + std::uintptr_t(ahead) * sizeof(S)));
+#else
+  __builtin_prefetch(reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) + std::uintptr_t(ahead) * sizeof(S)), 0, 2);
+#endif
+}
+
 enum class visibility { none, partial, full };
 
 // 0, 1, 2, ...: lane indices of a key tile, compared with the mask bounds.
@@ -84,7 +99,9 @@ inline visibility classify(index_t klo, index_t khi, bool dense, index_t pa, ind
   return visibility::partial;
 }
 
-template <class T>
+// T: the compute type (queries, scores, outputs); Store: the cache's storage type (T, or bf16 for
+// T = float: key and value vectors are widened as they are loaded).
+template <class T, class Store = T>
 class flash_block {
  public:
   static constexpr index_t L = simd::lanes<T>, KT = score_vectors * L, MR = tile_rows;
@@ -115,7 +132,7 @@ class flash_block {
   /// head vh, as the cache stands with `len` tokens. After key block i of n it calls
   /// between(i, n) (the caller's prefetches for what comes next).
   template <class Between = void (*)(index_t, index_t)>
-  void attend(const kv_cache<T>& c, index_t b, index_t kh0, index_t vh, index_t len, const mask& m,
+  void attend(const kv_cache<Store>& c, index_t b, index_t kh0, index_t vh, index_t len, const mask& m,
               Between&& between = [](index_t, index_t) {}) {
     if (rows_ == 0) return;
     const index_t pa = pos_[0], pb = pos_[std::size_t(seg_rows_ - 1)];
@@ -126,7 +143,7 @@ class flash_block {
       if (!sp.dense)  // ring blocks: per-slot positions
         for (index_t i = 0; i < block_keys; ++i) kpos[i] = c.position(blk * block_keys + i, len);
       for (index_t sg = 0; sg < segments_; ++sg) keys_of_[std::size_t(sg)] = c.key_block(b, kh0 + sg, blk);
-      const T* V = c.value_block(b, vh, blk);
+      const Store* V = c.value_block(b, vh, blk);
       for (index_t c0 = 0; c0 < block_keys; c0 += KT) {
         // The tile's key positions: lo + i when dense (consecutive, all valid), else kpos.
         index_t lo = sp.lo + c0, hi = lo + KT - 1;
@@ -169,13 +186,13 @@ class flash_block {
   // One key tile at column c0 of the current blocks: K [Dk][block_keys] per segment, V [KT][Dv];
   // key i is at position lo + i, or kpos[i] when kpos is given (-1: empty slot). A row group the
   // tile's end cuts off causally only computes the key vectors up to its last visible key.
-  void tile(index_t c0, const T* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
+  void tile(index_t c0, const Store* V, const index_t* kpos, index_t lo, index_t hi, bool valid, const mask& m) {
     const index_t per = (seg_rows_ + MR - 1) / MR, groups = per * segments_, slot = slot_;
     for (index_t g = 0; g < groups; ++g) {
       const auto rows = group(g);  // not a structured binding: lambdas below capture r0
       const index_t r0 = rows.first, nr = rows.second;
       const index_t pb = pos_[std::size_t(r0 + nr - 1)];
-      const T* K = keys_of_[std::size_t(g / per)] + c0;
+      const Store* K = keys_of_[std::size_t(g / per)] + c0;
       const visibility vis = classify(lo, hi, valid, pos_[std::size_t(r0)], pb, m);
       keys_[std::size_t(2 * g + slot)] = 0;
       if (vis == visibility::none) {
@@ -232,14 +249,15 @@ class flash_block {
   // Scores of rows [r0, r0 + R) on the tile's first NV key vectors, masked when the tile is cut,
   // then the online-softmax update of those rows (p of the NV·L keys).
   template <index_t R, index_t NV, index_t S>
-  [[gnu::noinline]] void scores(index_t r0, const T* K, const index_t* kpos, index_t lo, visibility vis, const mask& m) {
+  [[gnu::noinline]] void scores(index_t r0, const Store* K, const index_t* kpos, index_t lo, visibility vis, const mask& m) {
     simd::batch<T> acc[R][NV];
     SEQMIX_UNROLL for (index_t r = 0; r < R; ++r)
       SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::batch<T>(T(0));
     const T* q = q_.data() + r0 * Dk_;
     for (index_t d = 0; d < Dk_; ++d) {
       simd::batch<T> kv[NV];
-      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) kv[v] = simd::load(K + d * block_keys + v * L), pin(kv[v]);
+      SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) kv[v] = simd::load_as<T>(K + d * block_keys + v * L), pin(kv[v]);
+      if constexpr (!std::is_same_v<Store, T>) prefetch_next_block(K + d * block_keys, Dk_ * block_keys);
       SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
         const simd::batch<T> a(q[r * Dk_ + d]);
         SEQMIX_UNROLL for (index_t v = 0; v < NV; ++v) acc[r][v] = simd::fma(a, kv[v], acc[r][v]);
@@ -295,7 +313,8 @@ class flash_block {
         const index_t row = r0 + r;
         T acc = fresh ? T(0) : o_[std::size_t(row * Dv_ + j)] * alpha_[std::size_t(row)];
         for (index_t s = 0; s < 2; ++s)
-          for (index_t i = 0; i < (s ? nk1 : nk0); ++i) acc += p_[std::size_t(row * KP + s * KT + i)] * V_[std::size_t(s)][i * Dv_ + j];
+          for (index_t i = 0; i < (s ? nk1 : nk0); ++i)
+            acc += p_[std::size_t(row * KP + s * KT + i)] * from_storage<T>(V_[std::size_t(s)][i * Dv_ + j]);
         o_[std::size_t(row * Dv_ + j)] = acc;
       }
   }
@@ -320,10 +339,12 @@ class flash_block {
         const simd::batch<T> a(alpha_[std::size_t(r0 + r)]);
         SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] *= a;
       }
-    auto pass = [&](const T* V, const T* ps, index_t nk) {
+    auto pass = [&](const Store* V, const T* ps, index_t nk) {
       for (index_t i = 0; i < nk; ++i) {
         simd::batch<T> vv[NO];
-        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load(V + i * Dv_ + j + v * L), pin(vv[v]);
+        SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) vv[v] = simd::load_as<T>(V + i * Dv_ + j + v * L), pin(vv[v]);
+        if constexpr (!std::is_same_v<Store, T>)
+          for (index_t v = 0; v < NO * L; v += 64 / index_t(sizeof(Store))) prefetch_next_block(V + i * Dv_ + j + v, block_keys * Dv_);
         SEQMIX_UNROLL for (index_t r = 0; r < R; ++r) {
           const simd::batch<T> a(ps[r * KP + i]);
           SEQMIX_UNROLL for (index_t v = 0; v < NO; ++v) acc[r][v] = simd::fma(a, vv[v], acc[r][v]);
@@ -337,11 +358,11 @@ class flash_block {
   }
 
   index_t Dk_, Dv_, rows_ = 0, segments_ = 1, seg_rows_ = 0;
-  std::vector<const T*> keys_of_;
+  std::vector<const Store*> keys_of_;
   std::vector<T> q_, o_, m_, l_, p_, alpha_;
   std::vector<index_t> pos_;
   std::vector<index_t> keys_;  // per row group and slot: keys of the tile it uses (0: none)
-  const T* V_[2] = {nullptr, nullptr};  // value tiles of the two slots
+  const Store* V_[2] = {nullptr, nullptr};  // value tiles of the two slots
   index_t slot_ = 0;                    // slot the next tile's scores go to
   std::vector<unsigned char> fresh_;  // per row group: no tile has written its O rows yet
 };
@@ -350,10 +371,10 @@ class flash_block {
 /// by token, the query heads of one key head inside), attended with flash_block. `step` tokens are
 /// appended to the cache before they are attended (1 for the recurrent policy); without k and v
 /// (nullptr) the queries are the cache's last positions.
-template <class T>
+template <class T, class S>
 void flash_run(const char* who, int threads, index_t step, index_t C, tensor_view<const T, 4> q,
                const tensor_view<const T, 4>* k, const tensor_view<const T, 4>* v, tensor_view<T, 4> o,
-               kv_cache<T>& cache, const options<T>& opt) {
+               kv_cache<S>& cache, const options<T>& opt) {
   const head_map hm = check_args(who, q, k, v, o, cache);
   const index_t Dk = cache.dims().key_dim, Dv = cache.dims().value_dim, G = hm.q_per_k();
   const T qscale = T(double(scale_of(opt, Dk)) * std::numbers::log2e);
@@ -361,8 +382,8 @@ void flash_run(const char* who, int threads, index_t step, index_t C, tensor_vie
   // The query heads of a task's key heads go into one block, a segment per key head, so the key
   // heads that share a value head (differential attention) share its value tiles.
   run_tasks<T>(
-      threads, step, hm, q.extent(0), q.extent(1), k, v, cache, [&] { return flash_block<T>(C * G * hm.k_per_v(), hm.k_per_v(), Dk, Dv); },
-      [&](flash_block<T>& fb, const task_step& s) {
+      threads, step, hm, q.extent(0), q.extent(1), k, v, cache, [&] { return flash_block<T, S>(C * G * hm.k_per_v(), hm.k_per_v(), Dk, Dv); },
+      [&](flash_block<T, S>& fb, const task_step& s) {
         for (index_t a = s.t0; a < s.t0 + s.n; a += C) {
           const index_t nt = std::min(C, s.t0 + s.n - a), per = nt * G;
           fb.begin(s.nk * per, s.nk);
