@@ -1,5 +1,6 @@
 // Softmax and differential attention benchmarks: the op per policy (causal prefill, windowed
-// prefill, decode against a 4096-token cache) and the Attention / MultiheadDiffAttn layers.
+// prefill, decode against a 4096-token cache; decode against 4096 and 32768 tokens with a float32
+// and a bf16 KV cache) and the Attention / MultiheadDiffAttn layers.
 #include <seqmix/kernels/attention/attention.hpp>
 #include <seqmix/kernels/attention/differential.hpp>
 #include <seqmix/layers/attention.hpp>
@@ -22,10 +23,21 @@ double pairs(index_t P, index_t T, index_t W) {
 }
 double pairs_causal(index_t T) { return double(T) * double(T) / 2; }  // the T²/2
 
+// The KV-cache storage argument of a row, "kv:f32" or "kv:bf16", inserted before its threads
+// argument (as bench/common.hpp's with_weights): ".../D:128/kv:bf16/threads:1".
+template <class S>
+std::string with_kv(std::string row) {
+  const char* tag = std::is_same_v<S, bf16> ? "/kv:bf16" : "/kv:f32";
+  const auto at = row.rfind("/threads:");
+  return at == std::string::npos ? row + tag : row.insert(at, tag);
+}
+
 // Op: B=1, Hq=8, Hkv=2. prefill: T new tokens on an empty cache; decode: one token after P cached.
-template <class P>
+// S: the KV cache's storage type; rows with S given (kv_tag) name it, the float rows without it
+// keep their names.
+template <class S = float, class P>
 void op(const char* policy_name, P policy, const char* phase, index_t T, index_t cached, index_t D, index_t W,
-        int threads) {
+        int threads, bool kv_tag = false) {
   const index_t B = 1, Hq = 8, Hkv = 2;
   policy.threads = threads;
   std::vector<std::pair<const char*, long>> args{{"B", B}, {"T", T}};
@@ -34,12 +46,13 @@ void op(const char* policy_name, P policy, const char* phase, index_t T, index_t
   if (W > 0) args.push_back({"W", W});
   args.push_back({"threads", threads});
   const double np = (W == 0 && cached == 0) ? pairs_causal(T) : pairs(cached, T, W);
-  add(name(std::string("attention/op/") + policy_name + "/" + phase, args), double(B * T), 4.0 * np * double(D * Hq),
+  std::string row = name(std::string("attention/op/") + policy_name + "/" + phase, args);
+  add(kv_tag ? with_kv<S>(row) : row, double(B * T), 4.0 * np * double(D * Hq),
       [=](benchmark::State& state) {
         const auto q = uniform_tensor<float, 4>({B, T, Hq, D}, -1, 1, 1), k = uniform_tensor<float, 4>({B, T, Hkv, D}, -1, 1, 2);
         const auto v = uniform_tensor<float, 4>({B, T, Hkv, D}, -1, 1, 3);
         tensor<float, 4> o({B, T, Hq, D});
-        attn::kv_cache<float> cache({B, Hkv, D, Hkv, D}, cached + T, {W, 0});
+        attn::kv_cache<S> cache({B, Hkv, D, Hkv, D}, cached + T, {W, 0});
         if (cached > 0)
           cache.append(uniform_tensor<float, 4>({B, cached, Hkv, D}, -1, 1, 4), uniform_tensor<float, 4>({B, cached, Hkv, D}, -1, 1, 5));
         for (auto _ : state) {
@@ -161,6 +174,12 @@ const bool registered = [] {
   for (int threads : {1, 2})
     for (index_t D : {64, 128}) op("recurrent", exec::recurrent{}, "decode", 1, 4096, D, 0, threads);
   op("recurrent", exec::recurrent{}, "decode", 1, 4096, 64, 512, 1);
+  // A bf16 KV cache against float32 (docs/attention.md): half the bytes a decode streams.
+  for (index_t cached : {4096, 32768})
+    for (index_t D : {64, 128}) {
+      op<float>("recurrent", exec::recurrent{}, "decode", 1, cached, D, 0, 1, true);
+      op<bf16>("recurrent", exec::recurrent{}, "decode", 1, cached, D, 0, 1, true);
+    }
   diff_op("recurrent", exec::recurrent{}, "decode", 1, 4096, 1);
   for (int threads : {1, 2}) layers_for(exec::recurrent{}, "recurrent", "decode", 1, 4096, threads);
   return true;
