@@ -9,6 +9,7 @@
 // docs/models.md.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -110,20 +111,23 @@ class model {
   void reset(State& s) const { s = make_state(s.capacity_); }
 
   /// Runs `tokens` through the model after what `s` has seen; returns the logits [vocab] of the last
-  /// one. After an exception the state is unusable: reset() it.
+  /// one. After an exception the state is unusable: reset() it. `block_seconds` (profiling, off
+  /// when empty: no clock is read) has one entry per block, and each block's wall time (norms,
+  /// mixer, MLP) is added to its entry.
   template <exec::policy P>
-  tensor<T, 1> prefill(const P& policy, std::span<const token_id> tokens, State& s) const {
+  tensor<T, 1> prefill(const P& policy, std::span<const token_id> tokens, State& s,
+                       std::span<double> block_seconds = {}) const {
     exec::check(policy, "model");
     require(!tokens.empty(), "model", "prefill needs at least one token");
-    return run(policy, tokens, s);
+    return run(policy, tokens, s, block_seconds);
   }
 
   /// One decoding step: `token` after what `s` has seen; returns its logits [vocab]. The layers'
-  /// recurrent kernels with the policy's threads (as layer.step()).
+  /// recurrent kernels with the policy's threads (as layer.step()); `block_seconds` as in prefill().
   template <exec::policy P>
-  tensor<T, 1> step(const P& policy, token_id token, State& s) const {
+  tensor<T, 1> step(const P& policy, token_id token, State& s, std::span<double> block_seconds = {}) const {
     exec::check(policy, "model");
-    return run(exec::rebind<exec::recurrent>(policy), std::span<const token_id>(&token, 1), s);
+    return run(exec::rebind<exec::recurrent>(policy), std::span<const token_id>(&token, 1), s, block_seconds);
   }
 
   const config& cfg() const { return cfg_; }
@@ -191,8 +195,12 @@ class model {
 
   // The tokens through every block; logits of the last one.
   template <exec::policy P>
-  tensor<T, 1> run(const P& policy, std::span<const token_id> tokens, State& s) const {
+  tensor<T, 1> run(const P& policy, std::span<const token_id> tokens, State& s, std::span<double> block_seconds) const {
     require(s.layers_.size() == blocks_.size(), "model", "the state was made by a model of another depth");
+    require(block_seconds.empty() || block_seconds.size() == blocks_.size(), "model",
+            "block_seconds needs one entry per block (" + std::to_string(blocks_.size()) + "), not " +
+                std::to_string(block_seconds.size()));
+    using clock = std::chrono::steady_clock;
     const index_t L = static_cast<index_t>(tokens.size()), C = cfg_.hidden_size;
     tensor<T, 3> x({1, L, C}), h({1, L, C}), y({1, L, C});
     for (index_t t = 0; t < L; ++t) {
@@ -207,6 +215,7 @@ class model {
     const auto add = [&] { simd::transform(x.data(), y.data(), x.data(), x.size(), [](auto a, auto b) { return a + b; }); };
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       const block& b = blocks_[i];
+      const auto t0 = block_seconds.empty() ? clock::time_point{} : clock::now();
       rmsnorm_rows<T>(x2, b.w.input_norm, h2, cfg_.rms_norm_eps);
       std::visit(
           [&](const auto& m) {
@@ -225,6 +234,7 @@ class model {
         swiglu<T>(b.w, h2, y2, s.mlp_, policy.threads, "model: MLP");
         add();
       }
+      if (!block_seconds.empty()) block_seconds[i] += std::chrono::duration<double>(clock::now() - t0).count();
     }
     s.position_ += L;
     return logits(policy, x2.subrange(0, L - 1, 1));
