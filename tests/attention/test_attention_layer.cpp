@@ -2,7 +2,11 @@
 // ring), step() versus forward, policies against each other, loading under a checkpoint prefix
 // and error messages.
 #include <seqmix/io/safetensors.hpp>
+#include <seqmix/tensor/bf16.hpp>
 #include <seqmix/layers/attention.hpp>
+
+#include <cmath>
+#include <utility>
 
 #include "support/compare.hpp"
 
@@ -14,8 +18,9 @@ namespace {
 const std::string dir = SEQMIX_TEST_DATA_DIR "/refs/attention/";
 
 // layer_medium: hidden 128, 4 heads of 32, MHA; layer_gqa_window: 4 query / 2 kv heads, window 16, theta 5e5.
-layer::config config_of(const std::string& file) {
-  layer::config c;
+template <class L = layer>
+typename L::config config_of(const std::string& file) {
+  typename L::config c;
   c.hidden_size = 128, c.num_heads = 4, c.head_dim = 32;
   if (file == "layer_gqa_window") c.num_kv_heads = 2, c.window = 16, c.rope_theta = 500000;
   return c;
@@ -82,6 +87,43 @@ TEST_CASE("Attention: a windowed layer's cache stays O(window)", "[attention][la
   CHECK(s.slots() <= 128);  // window 16 + a 64-token step, in 64-slot blocks
   for (int rep = 0; rep < 20; ++rep) c.attn.forward(exec::chunkwise<64>{}, c.x, s);
   CHECK(s.length() == 20 * 64);
+}
+
+TEST_CASE("Attention with a bf16 KV cache runs as the float-cache layer within bf16 rounding", "[attention][layer][bf16]") {
+  // The same weights (the reference files'), a prefill of the case's tokens in two pieces and
+  // five decode steps. Keys and values are rounded to bf16 (2^-8 relative) as they are cached:
+  // a value's rounding moves o by at most 2^-8 of max|v|, a key's moves every score by at most
+  // 2^-8 of Σ|q·k| and the softmax weights by e^(2Δ) - 1; o_proj passes the relative error on.
+  // Bound: 8 · 2^-8 of max|y| (measured: 0.41 and 0.37 · 2^-8).
+  using bf16_cache = layers::Attention<float, float, bf16>;
+  for (const std::string name : {"layer_medium", "layer_gqa_window"}) {
+    INFO(name);
+    const ref_layer c(name);
+    const bf16_cache attn_b = bf16_cache::load(c.file, config_of<bf16_cache>(name), "param.");
+    const index_t B = c.x.extent(0), L = c.x.extent(1), C = c.x.extent(2), half = L / 2;
+    auto sf = c.attn.make_state(B);
+    auto sb = attn_b.make_state(B);
+    tensor<float, 3> yf({B, L, C}), yb({B, L, C});
+    for (const auto& [t0, n] : {std::pair{index_t(0), half}, std::pair{half, L - half - 5}}) {
+      const auto xs = c.x.view().subrange(1, t0, n);
+      c.attn.forward(exec::chunkwise<16>{}, xs, yf.view().subrange(1, t0, n), sf);
+      attn_b.forward(exec::chunkwise<16>{}, xs, yb.view().subrange(1, t0, n), sb);
+    }
+    for (index_t t = L - 5; t < L; ++t) {
+      c.attn.step(exec::recurrent{}, c.x.view().slice(1, t), yf.view().slice(1, t), sf);
+      attn_b.step(exec::recurrent{}, c.x.view().slice(1, t), yb.view().slice(1, t), sb);
+    }
+    double scale = 0, err = 0;
+    for (index_t i = 0; i < yf.size(); ++i) {
+      REQUIRE(std::isfinite(yb.data()[i]));
+      scale = std::max(scale, std::abs(double(yf.data()[i])));
+      err = std::max(err, std::abs(double(yb.data()[i]) - double(yf.data()[i])));
+    }
+    INFO("max error " << err << " = " << err / scale << " of max |y|");
+    CHECK(err <= 8 * 0x1p-8 * scale);
+    CHECK(err > 0);  // the cache did round
+    CHECK(sb.slots() == sf.slots());
+  }
 }
 
 TEST_CASE("Attention: weights load under a checkpoint prefix", "[attention][layer][io]") {

@@ -30,6 +30,10 @@ template <template <class, class> class X, class T, class W>
 struct with_bf16_weights<X<T, W>> {
   using type = X<T, bf16>;
 };
+template <template <class, class, class> class X, class T, class W, class C>  // Attention: and its cache type
+struct with_bf16_weights<X<T, W, C>> {
+  using type = X<T, bf16, C>;
+};
 
 // The config of one instantiation as another's (the same fields, listed by config::fields()).
 template <class To, class From>
