@@ -60,6 +60,20 @@ double max_abs(const tensor<float, 3>& y) {
   return m;
 }
 
+// max |yb - yf| / max |yf|, every yb finite; printed with `what` when SEQMIX_PRINT_ERRORS is set.
+double relative_error(const tensor<float, 3>& yb, const tensor<float, 3>& yf, const std::string& what) {
+  const double scale = max_abs(yf);
+  REQUIRE(scale > 0);
+  double err = 0;
+  for (index_t i = 0; i < yb.size(); ++i) {
+    REQUIRE(std::isfinite(yb.data()[i]));
+    err = std::max(err, std::abs(double(yb.data()[i]) - double(yf.data()[i])));
+  }
+  UNSCOPED_INFO(what << ": max error " << err << " = " << err / scale << " of max |y| " << scale);
+  if (std::getenv("SEQMIX_PRINT_ERRORS")) std::printf("%s: %.3g of max |y|\n", what.c_str(), err / scale);
+  return err / scale;
+}
+
 template <class L>
 void check_family(const typename L::config& cfg, std::uint64_t seed) {
   using LB = typename with_bf16_weights<L>::type;
@@ -99,16 +113,8 @@ void check_family(const typename L::config& cfg, std::uint64_t seed) {
       lb.step(exec::recurrent{}, x.view().slice(1, t), yb.view().slice(1, t), sb);
       lf.step(exec::recurrent{}, x.view().slice(1, t), yf.view().slice(1, t), sf);
     }
-    const double scale = max_abs(yf);
-    REQUIRE(scale > 0);
-    double err = 0;
-    for (index_t i = 0; i < yb.size(); ++i) {
-      REQUIRE(std::isfinite(yb.data()[i]));
-      err = std::max(err, std::abs(double(yb.data()[i]) - double(yf.data()[i])));
-    }
-    INFO("max error " << err << " = " << err / scale << " of max |y| " << scale);
-    if (std::getenv("SEQMIX_PRINT_ERRORS")) std::printf("%s policy %d: %.3g of max |y|\n", L::name, policy, err / scale);
-    CHECK(err <= tolerance * scale);
+    const double err = relative_error(yb, yf, std::string(L::name) + " policy " + std::to_string(policy));
+    CHECK(err <= tolerance);
     if (!simd::native_bf16) continue;
     CHECK(err > 0);  // the activations were rounded: the bf16 path did run
   }
@@ -153,18 +159,9 @@ void check_reference_cases(const std::string& family, const std::string& prefix 
       };
       if (policy == 0) run(exec::recurrent{});
       else run(exec::chunkwise<16>{});
-      const double scale = max_abs(yf);
-      REQUIRE(scale > 0);
-      double err = 0;
-      for (index_t i = 0; i < yb.size(); ++i) {
-        REQUIRE(std::isfinite(yb.data()[i]));
-        err = std::max(err, std::abs(double(yb.data()[i]) - double(yf.data()[i])));
-      }
-      INFO("max error " << err << " = " << err / scale << " of max |y| " << scale);
-      if (std::getenv("SEQMIX_PRINT_ERRORS"))
-        std::printf("%s %s policy %d: %.3g of max |y|\n", family.c_str(), entry.path().filename().c_str(), policy,
-                    err / scale);
-      CHECK(err <= reference_case_tolerance * scale);
+      const double err = relative_error(
+          yb, yf, family + " " + entry.path().filename().string() + " policy " + std::to_string(policy));
+      CHECK(err <= reference_case_tolerance);
     }
     ++cases;
   }
