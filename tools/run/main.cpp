@@ -114,6 +114,7 @@ int run(const options& o) {
   for (const auto& [name, n] : count) mix += (mix.empty() ? "" : ", ") + name + " x" + std::to_string(n);
   std::printf("model: %zu blocks (%s), hidden %td, vocab %td, %s parameters; %d thread(s), SIMD %s\n", m.num_layers(),
               mix.c_str(), cfg.hidden_size, cfg.vocab_size, grouped(params).c_str(), o.threads, simd::arch_name());
+  std::fflush(stdout);  // before the progress lines on stderr, also when both go to one file
 
   std::vector<token_id> prompt = o.prompt;
   if (prompt.empty())
