@@ -35,6 +35,10 @@ TEST_CASE("state bytes: Mamba-2 and attention by hand, not counting forward()'s 
   const auto fork = s;
   CHECK(state_bytes(m, fork) == mamba2 + attention);
   REQUIRE_THROWS_WITH(state_bytes(m, s, 2), Contains("block 2"));
+  // A layer with a bf16 KV cache: half the bytes.
+  using bf16_cache = layers::Attention<float, float, bf16>;
+  const auto half = bf16_cache::init({.hidden_size = 64, .num_heads = 4, .num_kv_heads = 2}, 1);
+  CHECK(state_bytes(half, half.make_state(1, {.capacity = 100})) == attention / 2);
 }
 
 TEST_CASE("state bytes: Hymba's own bytes(), and every family", "[models]") {

@@ -63,9 +63,9 @@ template <class T>
 index_t state_bytes(const layers::BiMamba2<T>&, const typename layers::BiMamba2<T>::State& s) {
   return detail::tensor_bytes(s.conv) + detail::tensor_bytes(s.ssm);
 }
-template <class T, class W>
-index_t state_bytes(const layers::Attention<T, W>&, const typename layers::Attention<T, W>::State& s) {
-  return detail::kv_bytes(s);
+template <class T, class W, class S>
+index_t state_bytes(const layers::Attention<T, W, S>&, const typename layers::Attention<T, W, S>::State& s) {
+  return detail::kv_bytes(s);  // in the cache's storage type (bf16: half)
 }
 template <class T, class W>
 index_t state_bytes(const layers::MultiheadDiffAttn<T, W>&, const typename layers::MultiheadDiffAttn<T, W>::State& s) {
