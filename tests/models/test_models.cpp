@@ -124,12 +124,7 @@ TEST_CASE("a model of every layer family: JSON, save/load, prefill then decode",
   const auto add = [&]<class L>(std::type_identity<L>, const typename L::config& c) {
     cfg.layers.push_back(block_config<float>::of<L>(c, cfg.layers.size() % 2 ? 0 : 96));
   };
-  add(std::type_identity<al::rwkv7>{}, al::rwkv7_config(0));
-  std::apply([&](auto... tag) { (add(tag, al::config<typename decltype(tag)::type>()), ...); },
-             std::tuple<std::type_identity<al::gla>, std::type_identity<al::deltanet>, std::type_identity<al::gdn>,
-                        std::type_identity<al::mamba>, std::type_identity<al::mamba2>, std::type_identity<al::attention>,
-                        std::type_identity<al::diff_attn>, std::type_identity<al::ngpt>, std::type_identity<al::bi_mamba>,
-                        std::type_identity<al::ultramem>, std::type_identity<al::hymba>>{});
+  al::each_family_config(add);
   add(std::type_identity<al::hymba>{}, al::hymba_config(true));
   add(std::type_identity<al::rwkv7>{}, al::rwkv7_config(1));
   REQUIRE(cfg.layers.size() == families<float>::size + 2);

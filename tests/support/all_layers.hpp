@@ -6,6 +6,7 @@
 #include <seqmix/seqmix.hpp>
 
 #include <tuple>
+#include <type_traits>
 
 namespace seqmix::test::all_layers {
 
@@ -55,6 +56,18 @@ typename L::config config() {
     return {.hidden_size = C, .num_keys = 8, .dim_qk = 16, .core_heads = 2, .topk = 4, .dim_values = 16,
             .value_expansion = 2, .query_conv_kernel = 3};
   else return rwkv7_config(2);
+}
+
+/// f(std::type_identity<L>{}, config) for each family's layer in model order: RWKV-7 layer 0 first,
+/// then one of every other family (the configs of one_of_each(), without its last RWKV-7 layer).
+template <class F>
+void each_family_config(F&& f) {
+  f(std::type_identity<rwkv7>{}, rwkv7_config(0));
+  std::apply([&](auto... tag) { (f(tag, config<typename decltype(tag)::type>()), ...); },
+             std::tuple<std::type_identity<gla>, std::type_identity<deltanet>, std::type_identity<gdn>,
+                        std::type_identity<mamba>, std::type_identity<mamba2>, std::type_identity<attention>,
+                        std::type_identity<diff_attn>, std::type_identity<ngpt>, std::type_identity<bi_mamba>,
+                        std::type_identity<ultramem>, std::type_identity<hymba>>{});
 }
 
 /// One layer of each family, seeds 1-13, in model order: RWKV-7 layer 0 first (a later RWKV-7
