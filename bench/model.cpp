@@ -34,11 +34,13 @@
 //   conv; attention: 4 · Hq · D per visible (query, key) pair (q · k and p · v, as bench/attention.cpp),
 //   T(T+1)/2 pairs in a prefill and context + 1 in a step. Not counted: the norms, RoPE, softmax,
 //   the gates, silu, exponentials, the embedding lookup. Per token that is 251.2 MFLOP of
-//   projections for the hybrid (207.6 for attention-only), 7.9 MFLOP of SSD and conv, 3.1 MFLOP
-//   per attention layer and 1024.5 average keys in a 2048-token prefill, 49.2 MFLOP for the head;
+//   projections for the hybrid (207.6 for attention-only), 0.80 MFLOP of SSD and conv per Mamba-2
+//   layer (8.0 for the hybrid's 10), 3.1 MFLOP per attention layer at the 1024.5 average keys of a
+//   2048-token prefill, 49.2 MFLOP for the head (a prefill: 543.9 GFLOP hybrid, 502.6 attention-only);
 // - params: parameters of the model (tied: the embedding counted once);
 // - weight_bytes (decode): the weights one step reads, 4 · params (float weights; every block's
-//   weights, and the whole embedding as the tied LM head, the embedding row read twice counted once);
+//   weights, and the whole embedding as the tied LM head; the token's embedding row, read before
+//   the blocks too, is not counted again);
 //   bytes_per_second = weight_bytes / step time, to read against machine/triad/DRAM/float/... of
 //   the same run (the KV rows and recurrent states a step also reads are state_read_bytes, not in
 //   bytes_per_second);
@@ -51,9 +53,12 @@
 #include <seqmix/models/model.hpp>
 #include <seqmix/models/state_bytes.hpp>
 
-#include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "common.hpp"
 
