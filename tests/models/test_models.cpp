@@ -1,9 +1,11 @@
 // Hybrid models end to end (models/): JSON configs, init/save/load bit for bit, prefill then decode
 // against one long prefill, forked and reset states, greedy and seeded sampling, and the errors of
-// bad configs and checkpoints naming the layer and the weight.
+// bad configs and checkpoints naming the layer and the weight; packed variable-length batches;
+// dropped parts and the layer-redundancy scores (models/redundancy.hpp).
 #include <seqmix/models/generate.hpp>
 #include <seqmix/models/json_config.hpp>
 #include <seqmix/models/model.hpp>
+#include <seqmix/models/redundancy.hpp>
 
 #include <string>
 #include <vector>
@@ -323,4 +325,164 @@ TEST_CASE("a missing or misshapen weight raises seqmix::error naming the layer a
   require_error_naming([&] { (void)m.step(exec::recurrent{}, 1, wrong); }, {"model layer 0 (gated_delta_net)", "another family"});
   auto small = m.make_state(/*capacity=*/4);
   require_error_naming([&] { (void)m.prefill(exec::automatic{}, tokens(9, 1), small); }, {"model layer 2 (attention)"});
+}
+
+TEST_CASE("a packed batch of sequences of different lengths equals separate prefills", "[models][batch]") {
+  const int which = GENERATE(0, 1, 2, 3);
+  INFO("stack " << which);
+  const M m = M::init(parse_model_config(stacks[which]), 14);
+  // Lengths around the 64-row packed-GEMM threshold of the MLPs, and a single token; the states
+  // have already seen different prompts.
+  const std::vector<index_t> lengths{1, 9, 70};
+  std::vector<M::State> packed, single;
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    packed.push_back(m.make_state(128)), single.push_back(m.make_state(128));
+    const auto prompt = tokens(index_t(3 + 2 * b), 20 + b);
+    m.prefill(exec::automatic{}, prompt, packed.back()), m.prefill(exec::automatic{}, prompt, single.back());
+  }
+  std::vector<token_id> all;
+  std::vector<index_t> offsets{0};
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    const auto seq = tokens(lengths[b], 30 + b);
+    all.insert(all.end(), seq.begin(), seq.end());
+    offsets.push_back(index_t(all.size()));
+  }
+  const auto got = m.prefill_packed(exec::chunkwise<64>{.threads = 2}, all, offsets, std::span(packed));
+  REQUIRE(got.extent(0) == 3);
+  REQUIRE(got.extent(1) == vocab);
+  for (std::size_t b = 0; b < lengths.size(); ++b) {
+    INFO("sequence " << b);
+    const auto want = m.prefill(exec::chunkwise<64>{.threads = 2}, std::span(all).subspan(std::size_t(offsets[b]), std::size_t(lengths[b])), single[b]);
+    const auto row = tensor_view<const float, 1>(got.view().ptr(index_t(b), 0), {vocab});
+    // The same sums in another grouping: an MLP's product over all 80 rows may take the packed
+    // GEMM where a 9-row call takes Eigen.
+    SEQMIX_CHECK_WITHIN(row, want.view(), test::tolerance<float>(double(lengths[b]) * 3 * 64 * 64));
+    CHECK(packed[b].position() == single[b].position());
+    // The states go on identically.
+    SEQMIX_CHECK_WITHIN(m.step(exec::recurrent{}, 5, packed[b]), m.step(exec::recurrent{}, 5, single[b]),
+                        test::tolerance<float>(double(lengths[b]) * 3 * 64 * 64));
+  }
+  // Offsets that do not describe the tokens.
+  const std::vector<index_t> short_end{0, 1, 10, 79}, empty_seq{0, 1, 1, 80}, too_few{0, 80};
+  require_error_naming([&] { (void)m.prefill_packed(exec::automatic{}, all, short_end, std::span(packed)); }, {"offsets", "80"});
+  require_error_naming([&] { (void)m.prefill_packed(exec::automatic{}, all, empty_seq, std::span(packed)); }, {"sequence 1", "no tokens"});
+  require_error_naming([&] { (void)m.prefill_packed(exec::automatic{}, all, too_few, std::span(packed)); }, {"one offset per sequence"});
+}
+
+TEST_CASE("the log-likelihood is the sum of the step logits' log-softmax at the next token", "[models]") {
+  const M m = M::init(parse_model_config(stacks[1]), 15);
+  const auto seq = tokens(70, 40);  // past one 64-row block of the head
+  auto s = m.make_state();
+  const double nll = m.negative_log_likelihood(exec::automatic{}, seq, s);
+  CHECK(s.position() == 70);
+  double want = 0;
+  auto r = m.make_state();
+  auto logits = m.prefill(exec::automatic{}, std::span(seq).first(1), r);
+  for (std::size_t t = 1; t < seq.size(); ++t) {
+    double top = -1e300, sum = 0;
+    for (index_t v = 0; v < vocab; ++v) top = std::max(top, double(logits.data()[v]));
+    for (index_t v = 0; v < vocab; ++v) sum += std::exp(double(logits.data()[v]) - top);
+    want += top + std::log(sum) - double(logits.data()[seq[t]]);
+    logits = m.step(exec::recurrent{}, seq[t], r);
+  }
+  // 69 terms of O(log vocab), each logit as close as prefill and decode are (see above).
+  CHECK(std::abs(nll - want) <= 69 * test::tolerance<float>(70.0 * 3 * 64 * 64) * 10);
+  CHECK(nll > 0);
+  require_error_naming([&] { (void)m.negative_log_likelihood(exec::automatic{}, std::span(seq).first(1), s); }, {"two tokens"});
+}
+
+TEST_CASE("a config without some parts loads the same checkpoint and computes what skipping them does", "[models][redundancy]") {
+  const auto cfg = parse_model_config(stacks[2]);  // RWKV-7, GLA, RWKV-7
+  const M m = M::init(cfg, 16);
+  const auto bytes = saved(m);
+  const auto file = io::safetensors::parse(bytes, "model");
+  const auto seq = tokens(12, 41);
+  const layer_part drop[] = {{1, part::block}, {2, part::mlp}};
+  const auto smaller = cfg.without(drop);
+  REQUIRE(smaller.layers.size() == 2);
+  CHECK(smaller.layers[1].weights_layer == 2);  // still reads model.layers.2.
+  CHECK(smaller.layers[1].mlp_size == 0);
+  const auto json = to_json(smaller);
+  CHECK(to_json(parse_model_config(json.dump())) == json);
+  const M loaded = M::load(file, parse_model_config(json.dump()));
+  CHECK(loaded.num_layers() == 2);
+  auto a = loaded.make_state(), b = m.make_state();
+  run_options<float> skip;
+  skip.skip = drop;
+  SEQMIX_CHECK_IDENTICAL(loaded.prefill(exec::automatic{}, seq, a), m.prefill(exec::automatic{}, seq, b, skip));
+
+  // A dropped mixer: the block is its MLP alone, with no layer state.
+  const layer_part no_gla[] = {{0, part::mlp}, {1, part::mixer}};
+  const M mlp_only = M::load(file, cfg.without(no_gla));
+  CHECK(mlp_only.mixer(1) == nullptr);
+  auto c = mlp_only.make_state(), d = m.make_state();
+  CHECK(c.layer(1) == nullptr);
+  skip.skip = no_gla;
+  SEQMIX_CHECK_IDENTICAL(mlp_only.prefill(exec::automatic{}, seq, c), m.prefill(exec::automatic{}, seq, d, skip));
+  // Saved again, the smaller model's file loads with its config (its blocks keep their names).
+  io::safetensors_writer w;
+  mlp_only.save(w);
+  CHECK(saved(M::load(io::safetensors::parse(w.bytes(), "again"), cfg.without(no_gla))) == w.bytes());
+
+  // The RWKV-7 layer 0 leaves v_first for layer 2: it cannot go while layer 2 stays.
+  const layer_part producer[] = {{0, part::mixer}};
+  require_error_naming([&] { (void)cfg.without(producer); }, {"model layer 2 (rwkv7)", "layer_id 0"});
+  skip.skip = producer;
+  auto e = m.make_state();
+  require_error_naming([&] { (void)m.prefill(exec::automatic{}, seq, e, skip); }, {"layer_id 0"});
+  const layer_part both[] = {{0, part::block}, {2, part::block}};
+  CHECK(cfg.without(both).layers.size() == 1);
+  const layer_part outside[] = {{3, part::block}};
+  require_error_naming([&] { (void)cfg.without(outside); }, {"layer 3", "of 3"});
+  auto twice = cfg;
+  twice.layers[1].weights_layer = 0;
+  require_error_naming([&] { twice.validate(); }, {"model layer 1 (gla)", "weights_layer 0"});
+}
+
+TEST_CASE("a block that is nearly an identity ranks least important, and dropping it changes nothing", "[models][redundancy]") {
+  // Stack 0 (Mamba-2, Mamba-2, attention) with the attention block's output projection and MLP
+  // down projection zeroed: it adds nothing to the hidden states.
+  const auto cfg = parse_model_config(stacks[0]);
+  const M m0 = M::init(cfg, 18);
+  io::safetensors_writer w;
+  const auto bytes = saved(m0);
+  const auto file = io::safetensors::parse(bytes, "model");
+  for (const auto& n : file.names()) {
+    std::vector<std::byte> raw(file.raw(n).begin(), file.raw(n).end());
+    if (n == "model.layers.2.self_attn.o_proj.weight" || n == "model.layers.2.mlp.down_proj.weight")
+      std::fill(raw.begin(), raw.end(), std::byte{0});
+    w.add_raw(n, file.info(n).type, file.info(n).shape, raw);
+  }
+  const auto zeroed = io::safetensors::parse(w.bytes(), "zeroed");
+  const M m = M::load(zeroed, cfg);
+  const std::vector<std::vector<token_id>> calibration{tokens(24, 50), tokens(17, 51)};
+
+  auto parts = importance(m, exec::automatic{}, std::span(calibration));
+  REQUIRE(parts.size() == 3 + 2 + 3);  // blocks 0 and 2 have an MLP, block 1 has not
+  for (const auto& p : parts) {
+    INFO(p.where.layer << " " << part_name(p.where.what));
+    CHECK(p.score >= 0);
+    CHECK(p.score <= 2);
+    if (p.where.layer == 2) CHECK(p.score == 0);  // x + 0 is x
+    else CHECK(p.score > 1e-6);
+  }
+  rank(parts);
+  CHECK(parts.back().where.layer == 2);
+  const auto drop = least_important(cfg, parts, part::block, 1);
+  REQUIRE(drop.size() == 1);
+  CHECK(drop[0] == layer_part{2, part::block});
+  const M dropped = M::load(zeroed, cfg.without(drop));
+  for (const auto& seq : calibration) {
+    auto a = dropped.make_state(), b = m.make_state();
+    SEQMIX_CHECK_IDENTICAL(dropped.prefill(exec::automatic{}, seq, a), m.prefill(exec::automatic{}, seq, b));
+  }
+  // Dropping it leaves the perplexity as it is; dropping a block that works changes it.
+  measure_drops(m, exec::automatic{}, std::span(calibration), std::span(parts));
+  const double base = perplexity(m, exec::automatic{}, std::span(calibration));
+  for (const auto& p : parts) {
+    INFO(p.where.layer << " " << part_name(p.where.what));
+    CHECK(p.cannot_drop.empty());
+    if (p.where.layer == 2) CHECK(p.dropped_perplexity == base);
+    else CHECK(p.dropped_perplexity != base);
+  }
 }

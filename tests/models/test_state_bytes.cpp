@@ -59,7 +59,7 @@ TEST_CASE("state bytes: Hymba's own bytes(), and every family", "[models]") {
     const index_t b = state_bytes(m, s, i);
     CHECK(b > 0);
     sum += b;
-    if (const auto* h = std::get_if<state_of<al::hymba>>(&s.layer(i))) CHECK(b == h->value.bytes());
+    if (const auto* h = std::get_if<state_of<al::hymba>>(s.layer(i))) CHECK(b == h->value.bytes());
   }
   CHECK(state_bytes(m, s) == sum);
 }

@@ -10,6 +10,8 @@
 #include <seqmix/models/model.hpp>
 #include <seqmix/models/state_bytes.hpp>
 
+#include "../common/cli.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -21,6 +23,7 @@
 #include <vector>
 
 using namespace seqmix;
+using namespace seqmix::tools;
 using models::token_id;
 
 namespace {
@@ -42,15 +45,6 @@ struct options {
   models::sampling_options sampling{.temperature = 0};
   std::uint64_t seed = 0;
 };
-
-// A whole-string number (std::sto* accept trailing text).
-template <class N>
-N number(const std::string& flag, const std::string& text) {
-  std::istringstream in(text);
-  N v{};
-  if (!(in >> v) || !in.eof()) throw error(flag + " '" + text + "' is not a number");
-  return v;
-}
 
 options parse(int argc, char** argv) {
   options o;
@@ -81,25 +75,6 @@ options parse(int argc, char** argv) {
   require(o.tokens >= 1 && o.threads >= 1 && o.prompt_length >= 1, "options",
           "--tokens, --threads and --prompt-length must be positive");
   return o;
-}
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw error("cannot read " + path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-double since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// "1,234,567" for a table column.
-std::string grouped(long long n) {
-  std::string s = std::to_string(n);
-  for (int i = int(s.size()) - 3; i > 0; i -= 3) s.insert(std::size_t(i), ",");
-  return s;
 }
 
 int run(const options& o) {
@@ -160,7 +135,8 @@ int run(const options& o) {
   double sum_p = 0, sum_d = 0;
   for (std::size_t i = 0; i < L; ++i) {
     sum_p += prefill_s[i], sum_d += decode_s[i];
-    std::printf("%-6zu %-16s %14s %12.3f %16.1f\n", i, std::string(cfg.layers[i].family_name()).c_str(),
+    const std::string family = std::string(cfg.layers[i].family_name()) + (cfg.layers[i].drop_mixer ? " (mlp only)" : "");
+    std::printf("%-6zu %-16s %14s %12.3f %16.1f\n", i, family.c_str(),
                 grouped(models::state_bytes(m, s, i)).c_str(), prefill_s[i] * 1e3,
                 decode_s[i] * 1e6 / double(std::max<index_t>(steps, 1)));
   }
@@ -176,18 +152,4 @@ int run(const options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  options o;
-  try {
-    o = parse(argc, argv);
-  } catch (const seqmix::error& e) {
-    std::fprintf(stderr, "seqmix-run: %s\n%s", e.what(), usage);
-    return 2;
-  }
-  try {
-    return run(o);
-  } catch (const seqmix::error& e) {  // a bad config or checkpoint, a token outside the vocabulary...
-    std::fprintf(stderr, "seqmix-run: %s\n", e.what());
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return tool_main("seqmix-run", usage, argc, argv, parse, run); }

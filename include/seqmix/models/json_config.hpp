@@ -5,7 +5,9 @@
 //                "prefix": "mixer"}, ...]}
 // A layer's "config" uses the upstream keys of the layer's field table (layers/config_fields.hpp);
 // an absent key keeps the layer's default, and its hidden size defaults to the model's. "mlp_size"
-// (0: no MLP) and "prefix" (the family's default) may be left out. Unknown keys are errors, so a
+// (0: no MLP) and "prefix" (the family's default) may be left out; "drop_mixer": true makes the
+// block its MLP alone, "weights_layer": N reads its weights from "model.layers.N." (a config with
+// dropped blocks loads the checkpoint it came from). Unknown keys are errors, so a
 // misspelt field never silently keeps its default.
 #pragma once
 
@@ -86,13 +88,15 @@ model_config<T> model_config_from_json(const nlohmann::json& j) {
     const auto& e = list[i];
     std::string who = "model layer " + std::to_string(i);
     require(e.is_object(), who, "is not a JSON object");
-    detail::require_known_keys(e, {"family", "config", "mlp_size", "prefix"}, who);
+    detail::require_known_keys(e, {"family", "config", "mlp_size", "prefix", "drop_mixer", "weights_layer"}, who);
     const auto& fam = json_at(e, "family", who);
     require(fam.is_string(), who, "config 'family' is not a string");
     const std::string name = fam.template get<std::string>();
     who += " (" + name + ")";
     block_config<T> b;
     if (e.contains("mlp_size")) b.mlp_size = json_value<index_t>(e["mlp_size"], who, "mlp_size");
+    if (e.contains("drop_mixer")) b.drop_mixer = json_value<bool>(e["drop_mixer"], who, "drop_mixer");
+    if (e.contains("weights_layer")) b.weights_layer = json_value<index_t>(e["weights_layer"], who, "weights_layer");
     if (e.contains("prefix")) {
       require(e["prefix"].is_string(), who, "config 'prefix' is not a string");
       b.prefix = e["prefix"].template get<std::string>();
@@ -141,6 +145,8 @@ nlohmann::json to_json(const model_config<T>& c) {
   for (const auto& b : c.layers) {
     nlohmann::json e{{"family", std::string(b.family_name())}, {"mlp_size", b.mlp_size}};
     if (!b.prefix.empty()) e["prefix"] = b.prefix;
+    if (b.drop_mixer) e["drop_mixer"] = true;
+    if (b.weights_layer >= 0) e["weights_layer"] = b.weights_layer;
     auto& fields = e["config"] = nlohmann::json::object();
     std::visit(
         [&](const auto& cfg) {

@@ -4,10 +4,12 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
 #include "../layers/cross_layer.hpp"
+#include "../layers/scratch.hpp"
 #include "block.hpp"
 #include "families.hpp"
 
@@ -27,7 +29,7 @@ class model_state {
     if (this != &o) {
       layers_ = o.layers_, position_ = o.position_, capacity_ = o.capacity_;
       cross_ = std::make_unique<layers::cross_layer<T>>();  // also for a moved-from state
-      mlp_ = {};
+      mlp_ = {}, buffers_ = {};
       repoint();
     }
     return *this;
@@ -37,8 +39,9 @@ class model_state {
 
   /// Tokens the sequence has seen.
   index_t position() const { return position_; }
-  /// Block i's layer state (a families<T>::state variant of state_of<L>).
-  const typename families<T>::state& layer(std::size_t i) const { return layers_[i]; }
+  /// Block i's layer state (a families<T>::state variant of state_of<L>); nullptr when the block's
+  /// mixer is dropped.
+  const typename families<T>::state* layer(std::size_t i) const { return layers_.at(i) ? &*layers_[i] : nullptr; }
 
  private:
   friend class model<T>;
@@ -48,19 +51,21 @@ class model_state {
   // the same call, so a fork starts from empty cross-layer values.
   void repoint() {
     for (auto& s : layers_)
-      std::visit(
-          [&](auto& st) {
-            if constexpr (requires { st.value.cross = cross_.get(); }) st.value.cross = cross_.get();
-          },
-          s);
+      if (s)
+        std::visit(
+            [&](auto& st) {
+              if constexpr (requires { st.value.cross = cross_.get(); }) st.value.cross = cross_.get();
+            },
+            *s);
   }
 
   std::unique_ptr<layers::cross_layer<T>> cross_;
-  std::vector<typename families<T>::state> layers_;
+  std::vector<std::optional<typename families<T>::state>> layers_;  // none: the block's mixer is dropped
   index_t position_ = 0;
   index_t capacity_ = 0;
   // forward temporaries (not part of the sequence: a copy starts without them)
   mlp_buffers<T> mlp_;
+  layers::scratch<T> buffers_;  // the hidden rows of a call
 };
 
 }  // namespace seqmix::models

@@ -94,14 +94,15 @@ template <class T>
 index_t state_bytes(const model<T>& m, const model_state<T>& s, std::size_t i) {
   require(i < m.num_layers(), "state_bytes", "block " + std::to_string(i) + " of a model of " +
                                                  std::to_string(m.num_layers()) + " blocks");
+  if (!m.mixer(i)) return 0;  // a dropped mixer: the block holds no state
   return std::visit(
       [&](const auto& layer) {
         using L = std::decay_t<decltype(layer)>;
-        const auto* st = std::get_if<state_of<L>>(&s.layer(i));
+        const auto* st = s.layer(i) ? std::get_if<state_of<L>>(s.layer(i)) : nullptr;
         require(st != nullptr, "state_bytes", "the state was made by a model with another family at block " + std::to_string(i));
         return state_bytes(layer, st->value);
       },
-      m.mixer(i));
+      *m.mixer(i));
 }
 
 /// Bytes of every block's layer state: what one sequence of `m` holds besides forward()'s buffers.
