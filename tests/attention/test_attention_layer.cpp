@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "support/compare.hpp"
+#include "support/layer_checks.hpp"
 
 using namespace seqmix;
 using layer = layers::Attention<float>;
@@ -149,14 +150,9 @@ TEST_CASE("Attention: weights load under a checkpoint prefix", "[attention][laye
 
 TEST_CASE("Attention: bad inputs, a mismatched state and a full cache raise seqmix::error", "[attention][layer][errors]") {
   const ref_layer c("layer_medium");
-  tensor<float, 3> x({2, 5, 64}), y({2, 5, 128});
   auto s = c.attn.make_state(2, {.capacity = 8});
-  REQUIRE_THROWS_WITH(c.attn.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("Attention: x has shape [2, 5, 64], expected [2, 5, 128]"));
-  tensor<float, 3> x3({3, 5, 128}), y3({3, 5, 128});
-  REQUIRE_THROWS_WITH(c.attn.forward(exec::recurrent{}, x3.view(), y3.view(), s),
-                      Catch::Contains("Attention: state") && Catch::Contains("[2, 4, 32, 4, 32], expected [3, 4, 32, 4, 32]"));
-  tensor<float, 3> x2({2, 5, 128});
+  test::check_input_errors(c.attn, s, 64, {"Attention: state", "[2, 4, 32, 4, 32], expected [3, 4, 32, 4, 32]"});
+  tensor<float, 3> x2({2, 5, 128}), y({2, 5, 128});
   c.attn.forward(exec::recurrent{}, x2.view(), y.view(), s);
   REQUIRE_THROWS_WITH(c.attn.forward(exec::recurrent{}, x2.view(), y.view(), s),
                       Catch::Contains("Attention: KV cache capacity 8 exceeded (holds 5 tokens, appending 5)"));

@@ -25,17 +25,9 @@ const std::string prefix = "backbone.layers.3.mixer.";
 
 // d_model 40: d_inner 80 (not a multiple of 16 or 32), 5 heads of 16, two groups of 8 states...
 // nheads must be a multiple of ngroups: 4 heads of 20 in 2 groups.
-bimamba::config odd_config() {
-  bimamba::config c;
-  c.hidden_size = 40, c.d_state = 8, c.headdim = 20, c.ngroups = 2;
-  return c;
-}
+bimamba::config odd_config() { return {.hidden_size = 40, .d_state = 8, .headdim = 20, .ngroups = 2}; }
 
-bimamba::config medium_config() {  // layer_medium
-  bimamba::config c;
-  c.hidden_size = 64, c.d_state = 32, c.headdim = 32;
-  return c;
-}
+bimamba::config medium_config() { return {.hidden_size = 64, .d_state = 32, .headdim = 32}; }  // layer_medium
 
 // Bound of an output or the scan state: in_proj (hidden), out_proj (d_inner), the state dot
 // product (d_state) and the recurrence over the tokens (T).
@@ -104,12 +96,7 @@ TEST_CASE("BiMamba2: a prefill split anywhere, then step(), equals one pass", "[
     INFO("split at " << split);
     auto s = m.make_state(2);
     auto y = test::nan_tensor<float, 3>(y_full.extents());
-    m.forward(exec::automatic{}, x.view().subrange(1, 0, split), y.view().subrange(1, 0, split), s);
-    const index_t mid = split + 5;
-    m.forward(exec::parallel{2}, x.view().subrange(1, split, mid - split), y.view().subrange(1, split, mid - split), s);
-    for (index_t tok = mid; tok < L; ++tok)
-      if (tok % 2) m.step(exec::recurrent{}, x.view().slice(1, tok), y.view().slice(1, tok), s);
-      else m.step(exec::automatic{2}, x.view().slice(1, tok), y.view().slice(1, tok), s);
+    test::prefill_then_step(m, x, y, s, split, split + 5);
     SEQMIX_CHECK_WITHIN(y, y_full, t);
     SEQMIX_CHECK_WITHIN(s.ssm, s_full.ssm, t);
     SEQMIX_CHECK_WITHIN(s.conv, s_full.conv, t);
@@ -135,10 +122,7 @@ TEST_CASE("BiMamba2: the block is Mamba2 with the 1-bit weights unpacked to floa
 
 TEST_CASE("BiMamba2: init is reproducible; load(save(init)) is the same layer; save writes the spec's layout",
           "[bi_mamba][layer][io]") {
-  const auto a = bimamba::init(odd_config(), 7);
-  CHECK(test::saved_bytes(bimamba::init(odd_config(), 7)) == test::saved_bytes(a));
-  CHECK(test::saved_bytes(bimamba::init(odd_config(), 8)) != test::saved_bytes(a));
-  test::check_round_trip(a, uniform_tensor<float, 3>({2, 19, 40}, -1, 1, 4), prefix);
+  test::check_init_round_trip<bimamba>(odd_config(), 7, uniform_tensor<float, 3>({2, 19, 40}, -1, 1, 4), prefix);
   // The reference's tensors come back byte for byte (weight_sign, the unpacked copy, is not kept).
   const auto ref = io::safetensors::load(dir + "layer_medium.safetensors");
   const auto file = test::checkpoint(bimamba::load(ref, medium_config(), "param."), prefix);
@@ -168,32 +152,15 @@ TEST_CASE("BiMamba2: a checkpoint without any one weight is refused naming it", 
 }
 
 TEST_CASE("BiMamba2: non-finite weights and bad configs are named", "[bi_mamba][layer][errors]") {
-  // test::check_finite_named, except that the two packed sign tensors (which cannot hold a NaN)
-  // are checkpoint entries the float visitors do not see.
-  const auto layer = bimamba::init(odd_config(), 2);
-  CHECK_NOTHROW(layer.validate_finite());
-  int count = 0;
-  for (int i = 0;; ++i) {
-    auto w = layer.params();
-    test::detail::poison_nth<float> p(i, std::nanf(""));
-    bimamba::each_weight(layer.cfg(), w, p);
-    if (p.name.empty()) {
-      count = p.seen;
-      break;
-    }
-    INFO("NaN in " << p.name);
-    const bimamba bad(layer.cfg(), std::move(w));
-    CHECK_THROWS_MATCHES(bad.validate_finite(), seqmix::error, test::error_containing({"BiMamba2", "'" + p.name + "'"}));
-  }
-  CHECK(count + 2 == int(test::checkpoint(layer).names().size()));
+  // The two packed sign tensors (which cannot hold a NaN) are checkpoint entries the float visitors do not see.
+  test::check_finite_named(bimamba::init(odd_config(), 2), 2);
   const auto file = test::checkpoint(bimamba::init(odd_config(), 1), prefix);
-  test::check_configs_rejected<bimamba>(odd_config(), file, prefix,
-                                        {{"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-                                         {"d_state", [](auto& c) { c.d_state = 0; }},
-                                         {"headdim", [](auto& c) { c.headdim = 0; }},
-                                         {"headdim", [](auto& c) { c.headdim = 7; }},
-                                         {"ngroups", [](auto& c) { c.ngroups = 3; }},
-                                         {"dt_min", [](auto& c) { c.dt_min = 1, c.dt_max = 0.5; }}});
+  test::check_configs_rejected<bimamba>(odd_config(), file, prefix, {
+      SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(d_state), SEQMIX_ZEROED(headdim),
+      {"headdim", [](auto& c) { c.headdim = 7; }},
+      {"ngroups", [](auto& c) { c.ngroups = 3; }},
+      {"dt_min", [](auto& c) { c.dt_min = 1, c.dt_max = 0.5; }},
+  });
   // A packed tensor of the wrong width is named with both shapes.
   io::safetensors_writer w;
   for (const auto& n : file.names())
@@ -206,12 +173,8 @@ TEST_CASE("BiMamba2: non-finite weights and bad configs are named", "[bi_mamba][
 
 TEST_CASE("BiMamba2: bad inputs and a mismatched state raise seqmix::error", "[bi_mamba][layer][errors]") {
   const auto m = bimamba::init(odd_config(), 1);
-  tensor<float, 3> x({2, 5, 39}), y({2, 5, 40});
   auto s = m.make_state(2);
-  REQUIRE_THROWS_WITH(m.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("BiMamba2: x has shape [2, 5, 39], expected [2, 5, 40]"));
-  tensor<float, 3> x3({3, 5, 40}), y3({3, 5, 40});
-  REQUIRE_THROWS_WITH(m.forward(exec::recurrent{}, x3.view(), y3.view(), s), Catch::Contains("BiMamba2: state.conv"));
+  test::check_input_errors(m, s, 39, {"BiMamba2: state.conv"});
   tensor<float, 3> x0({2, 0, 40}), y0({2, 0, 40});
   m.forward(exec::parallel{}, x0.view(), y0.view(), s);  // no tokens: nothing happens
 }

@@ -7,6 +7,8 @@
 #include <seqmix/layers/delta_net.hpp>
 #include <seqmix/layers/gated_delta_net.hpp>
 
+#include <type_traits>
+
 #include "support/compare.hpp"
 #include "support/layer_checks.hpp"
 
@@ -226,22 +228,16 @@ gated_delta_net::config gdn_plain() {
 }
 
 TEST_CASE("Delta-rule layers: init is reproducible; load(save(init)) is the same layer", "[delta_rule][layer][io]") {
-  for (const auto& cfg : {dn_config(), dn_full()}) {
-    INFO("DeltaNet use_gate=" << cfg.use_gate);
-    const auto a = delta_net::init(cfg, 7);
-    CHECK(test::saved_bytes(delta_net::init(cfg, 7)) == test::saved_bytes(a));
-    CHECK(test::saved_bytes(delta_net::init(cfg, 8)) != test::saved_bytes(a));
+  // Both layers, with and without the output gate (g_proj empty when off).
+  auto check = [](auto layer_type, const auto& cfg, unsigned x_seed) {
+    using L = typename decltype(layer_type)::type;
+    INFO(L::name << " use_gate=" << cfg.use_gate);
+    const auto x = uniform_tensor<float, 3>({2, 21, cfg.hidden_size}, -1, 1, x_seed);
+    const auto a = test::check_init_round_trip<L>(cfg, 7, x, prefix);
     CHECK(a.params().g_proj.weight.size() == (cfg.use_gate ? cfg.value_dim() * cfg.hidden_size : 0));
-    test::check_round_trip(a, uniform_tensor<float, 3>({2, 21, cfg.hidden_size}, -1, 1, 1), prefix);
-  }
-  for (const auto& cfg : {gdn_config(), gdn_plain()}) {
-    INFO("GatedDeltaNet use_gate=" << cfg.use_gate);
-    const auto a = gated_delta_net::init(cfg, 7);
-    CHECK(test::saved_bytes(gated_delta_net::init(cfg, 7)) == test::saved_bytes(a));
-    CHECK(test::saved_bytes(gated_delta_net::init(cfg, 8)) != test::saved_bytes(a));
-    CHECK(a.params().g_proj.weight.size() == (cfg.use_gate ? cfg.value_dim() * cfg.hidden_size : 0));
-    test::check_round_trip(a, uniform_tensor<float, 3>({2, 21, cfg.hidden_size}, -1, 1, 2), prefix);
-  }
+  };
+  for (const auto& cfg : {dn_config(), dn_full()}) check(std::type_identity<delta_net>{}, cfg, 1);
+  for (const auto& cfg : {gdn_config(), gdn_plain()}) check(std::type_identity<gated_delta_net>{}, cfg, 2);
   // A gate-less layer runs like any other (the empty g_proj is never used).
   const auto p = gated_delta_net::init(gdn_plain(), 3);
   const auto x = uniform_tensor<float, 3>({1, 30, 64}, -1, 1, 4);
@@ -260,24 +256,20 @@ TEST_CASE("Delta-rule layers: zero or inconsistent configs are refused naming th
   {
     const auto file = test::checkpoint(delta_net::init(dn_config(), 1), prefix);
     test::check_configs_rejected<delta_net>(dn_config(), file, prefix, {
-        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-        {"num_heads", [](auto& c) { c.num_heads = 0; }},
+        SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(num_heads),
         {"key_dim", [](auto& c) { c.num_heads = 3; }},  // 128
         {"value_dim", [](auto& c) { c.expand_v = 0.75; c.num_heads = 64; }},  // 128 keys fit 64 heads, 96 values do not
-        {"expand_k", [](auto& c) { c.expand_k = 0; }},
-        {"conv_size", [](auto& c) { c.conv_size = 0; }},
+        SEQMIX_ZEROED(expand_k), SEQMIX_ZEROED(conv_size),
     });
   }
   {
     const auto file = test::checkpoint(gated_delta_net::init(gdn_config(), 2), prefix);
     test::check_configs_rejected<gated_delta_net>(gdn_config(), file, prefix, {
-        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-        {"num_heads", [](auto& c) { c.num_heads = 0; }},
-        {"head_dim", [](auto& c) { c.head_dim = 0; }},
+        SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(num_heads), SEQMIX_ZEROED(head_dim),
         {"num_v_heads", [](auto& c) { c.num_heads = 3; }},  // 4 value heads
         {"num_v_heads", [](auto& c) { c.num_v_heads = -4; }},
         {"expand_v", [](auto& c) { c.expand_v = 0.01; }},
-        {"conv_size", [](auto& c) { c.conv_size = 0; }},
+        SEQMIX_ZEROED(conv_size),
     });
   }
 }
@@ -290,13 +282,9 @@ TEST_CASE("Delta-rule layers: validate_finite() names a non-finite weight", "[de
 
 TEST_CASE("Delta-rule layers: bad input shapes raise seqmix::error", "[delta_rule][layer][errors]") {
   const medium_case<gated_delta_net> c(gdn_medium, gdn_config());
-  tensor<float, 3> x({2, 5, 32}), y({2, 5, 64});
   auto s = c.net.make_state(2);
-  REQUIRE_THROWS_MATCHES(c.net.forward(exec::recurrent{}, x.view(), y.view(), s), seqmix::error,
-                         test::error_containing({"GatedDeltaNet: x has shape [2, 5, 32], expected [2, 5, 64]"}));
+  test::check_input_errors(c.net, s, 32, {"GatedDeltaNet: state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"});
   tensor<float, 3> x3({3, 5, 64}), y3({3, 5, 64});
-  REQUIRE_THROWS_MATCHES(c.net.forward(exec::recurrent{}, x3.view(), y3.view(), s), seqmix::error,
-                         test::error_containing({"GatedDeltaNet: state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"}));
   s.conv_v = tensor<float, 3>({2, 128, 2});
   REQUIRE_THROWS_MATCHES(c.net.forward(exec::recurrent{}, x3.view().subrange(0, 0, 2), y3.view().subrange(0, 0, 2), s),
                          seqmix::error,

@@ -15,18 +15,11 @@ namespace {
 const std::string medium = SEQMIX_TEST_DATA_DIR "/refs/gla/layer_medium.safetensors";
 const std::string prefix = "model.layers.3.attn.";
 
-layer::config medium_config() {
-  layer::config c;
-  c.hidden_size = 128, c.num_heads = 4;  // layer_medium: hidden 128, 4 heads, K 16, V 32
-  return c;
-}
+// layer_medium: hidden 128, 4 heads, K 16, V 32.
+layer::config medium_config() { return {.hidden_size = 128, .num_heads = 4}; }
 
 // Not a multiple of the SIMD lanes anywhere: hidden 72, 3 heads, K 12, V 24, gate rank 10.
-layer::config odd_config() {
-  layer::config c;
-  c.hidden_size = 72, c.num_heads = 3, c.gate_low_rank_dim = 10;
-  return c;
-}
+layer::config odd_config() { return {.hidden_size = 72, .num_heads = 3, .gate_low_rank_dim = 10}; }
 
 // The layer_medium case: its file, the layer loaded from it and its input x [2, 128, 128].
 struct medium_case {
@@ -111,12 +104,8 @@ TEST_CASE("GatedLinearAttention: weights load under a checkpoint prefix", "[gla]
 TEST_CASE("GatedLinearAttention: init is reproducible; load(save(init)) is the same layer", "[gla][layer][io]") {
   for (const auto& cfg : {odd_config(), medium_config()}) {
     INFO("hidden_size=" << cfg.hidden_size << " num_heads=" << cfg.num_heads);
-    const auto a = layer::init(cfg, 7);
-    CHECK(test::saved_bytes(layer::init(cfg, 7)) == test::saved_bytes(a));
-    CHECK(test::saved_bytes(layer::init(cfg, 8)) != test::saved_bytes(a));
-    CHECK(a.hidden_size() == cfg.hidden_size);
     const auto x = uniform_tensor<float, 3>({2, 23, cfg.hidden_size}, -1, 1, 3);
-    test::check_round_trip(a, x, prefix);
+    CHECK(test::check_init_round_trip<layer>(cfg, 7, x, prefix).hidden_size() == cfg.hidden_size);
   }
 }
 
@@ -127,13 +116,10 @@ TEST_CASE("GatedLinearAttention: a checkpoint without any one weight is refused 
 TEST_CASE("GatedLinearAttention: zero or inconsistent configs are refused naming the field", "[gla][layer][errors]") {
   const auto file = test::checkpoint(layer::init(medium_config(), 1), prefix);
   test::check_configs_rejected<layer>(medium_config(), file, prefix, {
-      {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-      {"num_heads", [](auto& c) { c.num_heads = 0; }},
+      SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(num_heads),
       {"key_dim", [](auto& c) { c.num_heads = 3; }},  // 64 keys
       {"value_dim", [](auto& c) { c.expand_v = 0.25; c.num_heads = 64; }},  // 64 keys fit 64 heads, 32 values do not
-      {"expand_k", [](auto& c) { c.expand_k = 0; }},
-      {"gate_low_rank_dim", [](auto& c) { c.gate_low_rank_dim = 0; }},
-      {"gate_logit_normalizer", [](auto& c) { c.gate_logit_normalizer = 0; }},
+      SEQMIX_ZEROED(expand_k), SEQMIX_ZEROED(gate_low_rank_dim), SEQMIX_ZEROED(gate_logit_normalizer),
   });
 }
 
@@ -144,13 +130,8 @@ TEST_CASE("GatedLinearAttention: validate_finite() names a non-finite weight", "
 TEST_CASE("GatedLinearAttention: bad input shapes raise seqmix::error", "[gla][layer][errors]") {
   const auto file = io::safetensors::load(medium);
   const auto gla = layer::load(file, medium_config(), "param.");
-  tensor<float, 3> x({2, 5, 64}), y({2, 5, 128});
   auto s = gla.make_state(2);
-  REQUIRE_THROWS_MATCHES(gla.forward(exec::recurrent{}, x.view(), y.view(), s), seqmix::error,
-                         test::error_containing({"GatedLinearAttention: x has shape [2, 5, 64], expected [2, 5, 128]"}));
-  tensor<float, 3> x2({3, 5, 128}), y2({3, 5, 128});
-  REQUIRE_THROWS_MATCHES(gla.forward(exec::recurrent{}, x2.view(), y2.view(), s), seqmix::error,
-                         test::error_containing({"GatedLinearAttention: state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"}));
+  test::check_input_errors(gla, s, 64, {"GatedLinearAttention: state.h has shape [2, 4, 16, 32], expected [3, 4, 16, 32]"});
   tensor<float, 2> xt({2, 100}), yt({2, 128});
   REQUIRE_THROWS_MATCHES(gla.step(exec::recurrent{}, xt.view(), yt.view(), s), seqmix::error,
                          test::error_containing({"GatedLinearAttention: x has shape [2, 100], expected [2, 128]"}));

@@ -250,12 +250,7 @@ TEST_CASE("HymbaBlock: a prefill split anywhere, then step(), equals one pass", 
       for (const bool snapshot : {true, false}) {
         auto s = snapshot ? l.make_state(2) : l.make_state_without_snapshot(2);
         auto y = test::nan_tensor<float, 3>(y_full.extents());
-        l.forward(exec::automatic{}, x.view().subrange(1, 0, split), y.view().subrange(1, 0, split), s);
-        const index_t mid = std::min<index_t>(split + 40, L);
-        l.forward(exec::parallel{2}, x.view().subrange(1, split, mid - split), y.view().subrange(1, split, mid - split), s);
-        for (index_t tok = mid; tok < L; ++tok)
-          if (tok % 2) l.step(exec::recurrent{}, x.view().slice(1, tok), y.view().slice(1, tok), s);
-          else l.step(exec::automatic{2}, x.view().slice(1, tok), y.view().slice(1, tok), s);
+        test::prefill_then_step(l, x, y, s, split, std::min<index_t>(split + 40, L));
         SEQMIX_CHECK_WITHIN(y, y_full, t);
         SEQMIX_CHECK_WITHIN(s.ssm, s_full.ssm, t);
         SEQMIX_CHECK_WITHIN(s.conv, s_full.conv, t);
@@ -452,10 +447,7 @@ TEST_CASE("HymbaBlock: KV sharing through cross_layer, no copy, split equals one
 TEST_CASE("HymbaBlock: init is reproducible; load(save(init)) is the same layer", "[hymba][layer][io]") {
   for (const auto& cfg : {odd_config(5, 3), small_config(8, 0)}) {
     INFO("hidden_size=" << cfg.hidden_size);
-    const auto a = block::init(cfg, 7);
-    CHECK(test::saved_bytes(block::init(cfg, 7)) == test::saved_bytes(a));
-    CHECK(test::saved_bytes(block::init(cfg, 8)) != test::saved_bytes(a));
-    test::check_round_trip(a, inputs(2, 19, cfg.hidden_size, 4), prefix);
+    test::check_init_round_trip<block>(cfg, 7, inputs(2, 19, cfg.hidden_size, 4), prefix);
   }
   // save() writes the upstream tensors: a reference file's come back bit for bit.
   const auto ref = io::safetensors::load(dir + "layer_kv_reuse.safetensors");
@@ -480,31 +472,22 @@ TEST_CASE("HymbaBlock: non-finite weights and bad configs are named", "[hymba][l
   test::check_finite_named(block::init(odd_config(5, 3), 2));
   const auto file = test::checkpoint(block::init(small_config(8, 4), 1), prefix);
   test::check_configs_rejected<block>(small_config(8, 4), file, prefix, {
-      {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-      {"num_attention_heads", [](auto& c) { c.num_attention_heads = 0; }},
+      SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(num_attention_heads),
       {"num_key_value_heads", [](auto& c) { c.num_key_value_heads = 3; }},
       {"attention_head_size", [](auto& c) { c.attention_head_size = 16; }},
       {"intermediate_size", [](auto& c) { c.intermediate_size = 0, c.mamba_expand = 0; }},
-      {"conv_kernel_size", [](auto& c) { c.conv_kernel_size = 0; }},
-      {"time_step_rank", [](auto& c) { c.time_step_rank = 0; }},
-      {"ssm_state_size", [](auto& c) { c.ssm_state_size = 0; }},
+      SEQMIX_ZEROED(conv_kernel_size), SEQMIX_ZEROED(time_step_rank), SEQMIX_ZEROED(ssm_state_size),
       {"attention_window_size", [](auto& c) { c.attention_window_size = -1; }},
       {"num_meta_tokens", [](auto& c) { c.num_meta_tokens = -2; }},
-      {"rms_eps", [](auto& c) { c.rms_eps = 0; }},
-      {"rope_base", [](auto& c) { c.rope_base = 0; }},
-      {"max_length", [](auto& c) { c.max_length = 0; }},
+      SEQMIX_ZEROED(rms_eps), SEQMIX_ZEROED(rope_base), SEQMIX_ZEROED(max_length),
   });
 }
 
 TEST_CASE("HymbaBlock: bad inputs, a mismatched state and a full cache raise seqmix::error", "[hymba][layer][errors]") {
   const auto l = block::init(small_config(0, 4), 1);
-  tensor<float, 3> x({2, 5, 32}), y({2, 5, 64});
   auto s = l.make_state(2, {.capacity = 12});
-  REQUIRE_THROWS_WITH(l.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("HymbaBlock: x has shape [2, 5, 32], expected [2, 5, 64]"));
-  tensor<float, 3> x3({3, 5, 64}), y3({3, 5, 64});
-  REQUIRE_THROWS_WITH(l.forward(exec::recurrent{}, x3.view(), y3.view(), s),
-                      Catch::Contains("HymbaBlock: state.conv has shape [2, 128, 2], expected [3, 128, 2]"));
+  test::check_input_errors(l, s, 32, {"HymbaBlock: state.conv has shape [2, 128, 2], expected [3, 128, 2]"});
+  tensor<float, 3> y({2, 5, 64});
   const auto x2 = inputs(2, 5, 64, 1);
   l.forward(exec::recurrent{}, x2.view(), y.view(), s);  // 4 meta + 5 tokens
   REQUIRE_THROWS_WITH(l.forward(exec::recurrent{}, x2.view(), y.view(), s),

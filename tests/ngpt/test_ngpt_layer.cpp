@@ -21,18 +21,12 @@ const std::string dir = SEQMIX_TEST_DATA_DIR "/refs/ngpt/";
 const std::string prefix = "transformer.h.3.";
 
 // layer_medium: n_embd 128, 4 heads of 32, base_scale 1/√128 (the other scalings follow it).
-block::config medium_config() {
-  block::config c;
-  c.hidden_size = 128, c.num_heads = 4, c.base_scale = 1 / std::sqrt(128.0);
-  return c;
-}
+block::config medium_config() { return {.hidden_size = 128, .num_heads = 4, .base_scale = 1 / std::sqrt(128.0)}; }
 
 // Not a multiple of the SIMD lanes: n_embd 36, 3 heads of 12, scalings away from 1.
 block::config odd_config() {
-  block::config c;
-  c.hidden_size = 36, c.num_heads = 3, c.base_scale = 0.2, c.suv_init_value = 0.7, c.suv_init_scaling = 1.3;
-  c.sqk_init_value = 1.5;
-  return c;
+  return {.hidden_size = 36, .num_heads = 3, .base_scale = 0.2, .sqk_init_value = 1.5, .suv_init_value = 0.7,
+          .suv_init_scaling = 1.3};
 }
 
 struct medium_case {
@@ -169,13 +163,7 @@ TEST_CASE("NGPTBlock: a prefill split anywhere, then step(), equals one pass", "
     INFO("split at " << split);
     auto s = c.ngpt.make_state(2);
     auto y = test::nan_tensor<float, 3>(y_full.extents());
-    c.ngpt.forward(exec::automatic{}, c.x.view().subrange(1, 0, split), y.view().subrange(1, 0, split), s);
-    const index_t mid = std::min<index_t>(split + 5, L);
-    if (mid > split)
-      c.ngpt.forward(exec::parallel{2}, c.x.view().subrange(1, split, mid - split), y.view().subrange(1, split, mid - split), s);
-    for (index_t tok = mid; tok < L; ++tok)
-      if (tok % 2) c.ngpt.step(exec::recurrent{}, c.x.view().slice(1, tok), y.view().slice(1, tok), s);
-      else c.ngpt.step(exec::automatic{2}, c.x.view().slice(1, tok), y.view().slice(1, tok), s);
+    test::prefill_then_step(c.ngpt, c.x, y, s, split, std::min<index_t>(split + 5, L));
     SEQMIX_CHECK_WITHIN(y, y_full, t);
     SEQMIX_CHECK_WITHIN(s.keys(), s_full.keys(), t);
     CHECK(s.length() == L);
@@ -198,10 +186,7 @@ TEST_CASE("NGPTBlock: the folded scalars give the unfolded block", "[ngpt][layer
 TEST_CASE("NGPTBlock: init is reproducible; load(save(init)) is the same layer", "[ngpt][layer][io]") {
   for (const auto& cfg : {odd_config(), medium_config()}) {
     INFO("hidden_size=" << cfg.hidden_size);
-    const auto a = block::init(cfg, 7);
-    CHECK(test::saved_bytes(block::init(cfg, 7)) == test::saved_bytes(a));
-    CHECK(test::saved_bytes(block::init(cfg, 8)) != test::saved_bytes(a));
-    test::check_round_trip(a, unit_rows(2, 19, cfg.hidden_size, 4), prefix);
+    test::check_init_round_trip<block>(cfg, 7, unit_rows(2, 19, cfg.hidden_size, 4), prefix);
   }
   // save() writes the upstream parameters, not the folded ones: the reference's tensors come back.
   const medium_case c;
@@ -223,24 +208,19 @@ TEST_CASE("NGPTBlock: non-finite weights and bad configs are named", "[ngpt][lay
   test::check_finite_named(block::init(odd_config(), 2));
   const auto file = test::checkpoint(block::init(medium_config(), 1), prefix);
   test::check_configs_rejected<block>(medium_config(), file, prefix, {
-      {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-      {"num_heads", [](auto& c) { c.num_heads = 0; }},
+      SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(num_heads),
       {"head_dim", [](auto& c) { c.head_dim = 16; }},
       {"head_dim", [](auto& c) { c.num_heads = 128; }},  // odd: 1
       {"bias", [](auto& c) { c.bias = true; }},
-      {"suv_init_scaling", [](auto& c) { c.suv_init_scaling = 0; }},
+      SEQMIX_ZEROED(suv_init_scaling),
   });
 }
 
 TEST_CASE("NGPTBlock: bad inputs, a mismatched state and a full cache raise seqmix::error", "[ngpt][layer][errors]") {
   const medium_case c;
-  tensor<float, 3> x({2, 5, 64}), y({2, 5, 128});
   auto s = c.ngpt.make_state(2, {.capacity = 8});
-  REQUIRE_THROWS_WITH(c.ngpt.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("NGPTBlock: x has shape [2, 5, 64], expected [2, 5, 128]"));
-  tensor<float, 3> x3({3, 5, 128}), y3({3, 5, 128});
-  REQUIRE_THROWS_WITH(c.ngpt.forward(exec::recurrent{}, x3.view(), y3.view(), s),
-                      Catch::Contains("NGPTBlock: state") && Catch::Contains("expected [3, 4, 32, 4, 32]"));
+  test::check_input_errors(c.ngpt, s, 64, {"NGPTBlock: state", "expected [3, 4, 32, 4, 32]"});
+  tensor<float, 3> y({2, 5, 128});
   const auto x2 = unit_rows(2, 5, 128, 1);
   c.ngpt.forward(exec::recurrent{}, x2.view(), y.view(), s);
   REQUIRE_THROWS_WITH(c.ngpt.forward(exec::recurrent{}, x2.view(), y.view(), s),

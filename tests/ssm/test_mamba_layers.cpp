@@ -132,11 +132,8 @@ TEST_CASE("Mamba and Mamba2: policies agree on the layer", "[mamba][mamba2][laye
 
 TEST_CASE("Mamba: weights load under a checkpoint prefix; missing and misshapen weights are named", "[mamba][layer][io]") {
   const auto b = mamba::init(m1_config(), 9);
+  test::check_round_trip(b, uniform_tensor<float, 3>({1, 9, 40}, -1, 1, 10), prefix, exec::recurrent{});
   const auto file = test::checkpoint(b, prefix);
-  const auto a = mamba::load(file, m1_config(), prefix);
-  const auto x = uniform_tensor<float, 3>({1, 9, 40}, -1, 1, 10);
-  auto sa = a.make_state(1), sb = b.make_state(1);
-  SEQMIX_CHECK_IDENTICAL(a.forward(exec::recurrent{}, x, sa), b.forward(exec::recurrent{}, x, sb));
 
   REQUIRE_THROWS_MATCHES(mamba::load(file, m1_config(), "backbone.layers.4.mixer."), seqmix::error,
                          test::error_containing({"Mamba", "backbone.layers.4.mixer.in_proj.weight", "not found"}));
@@ -152,11 +149,8 @@ TEST_CASE("Mamba: weights load under a checkpoint prefix; missing and misshapen 
 
 TEST_CASE("Mamba2: weights load under a checkpoint prefix; missing and misshapen weights are named", "[mamba2][layer][io]") {
   const auto b = mamba2::init(m2_config(), 11);
+  test::check_round_trip(b, uniform_tensor<float, 3>({1, 9, 48}, -1, 1, 12), "backbone.layers.0.mixer.", exec::recurrent{});
   const auto file = test::checkpoint(b, "backbone.layers.0.mixer.");
-  const auto a = mamba2::load(file, m2_config(), "backbone.layers.0.mixer.");
-  const auto x = uniform_tensor<float, 3>({1, 9, 48}, -1, 1, 12);
-  auto sa = a.make_state(1), sb = b.make_state(1);
-  SEQMIX_CHECK_IDENTICAL(a.forward(exec::recurrent{}, x, sa), b.forward(exec::recurrent{}, x, sb));
 
   REQUIRE_THROWS_MATCHES(mamba2::load(file, m2_config(), "model."), seqmix::error,
                          test::error_containing({"Mamba2", "model.in_proj.weight", "not found"}));
@@ -167,20 +161,14 @@ TEST_CASE("Mamba2: weights load under a checkpoint prefix; missing and misshapen
 }
 
 TEST_CASE("Mamba and Mamba2: init is reproducible; load(save(init)) is the same layer", "[mamba][mamba2][layer][io]") {
-  const auto m1 = mamba::init(m1_config(), 1);
-  CHECK(test::saved_bytes(mamba::init(m1_config(), 1)) == test::saved_bytes(m1));
-  CHECK(test::saved_bytes(mamba::init(m1_config(), 2)) != test::saved_bytes(m1));
-  CHECK(m1.hidden_size() == 40);
-  test::check_round_trip(m1, uniform_tensor<float, 3>({2, 19, 40}, -1, 1, 2), prefix);
+  CHECK(test::check_init_round_trip<mamba>(m1_config(), 1, uniform_tensor<float, 3>({2, 19, 40}, -1, 1, 2), prefix)
+            .hidden_size() == 40);
   mamba::config bias = m1_config();
   bias.bias = true, bias.conv_bias = false;
   test::check_round_trip(mamba::init(bias, 3), uniform_tensor<float, 3>({1, 7, 40}, -1, 1, 3), prefix);
 
-  const auto m2 = mamba2::init(m2_config(), 4);
-  CHECK(test::saved_bytes(mamba2::init(m2_config(), 4)) == test::saved_bytes(m2));
-  CHECK(test::saved_bytes(mamba2::init(m2_config(), 5)) != test::saved_bytes(m2));
-  CHECK(m2.hidden_size() == 48);
-  test::check_round_trip(m2, uniform_tensor<float, 3>({2, 19, 48}, -1, 1, 5), prefix);
+  CHECK(test::check_init_round_trip<mamba2>(m2_config(), 4, uniform_tensor<float, 3>({2, 19, 48}, -1, 1, 5), prefix)
+            .hidden_size() == 48);
   mamba2::config plain = m2_config();
   plain.rmsnorm = false, plain.bias = true;
   test::check_round_trip(mamba2::init(plain, 6), uniform_tensor<float, 3>({1, 7, 48}, -1, 1, 6), prefix);
@@ -199,23 +187,18 @@ TEST_CASE("Mamba and Mamba2: zero or inconsistent configs are refused naming the
   {
     const auto file = test::checkpoint(mamba::init(m1_config(), 1), prefix);
     test::check_configs_rejected<mamba>(m1_config(), file, prefix, {
-        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-        {"d_state", [](auto& c) { c.d_state = 0; }},
-        {"d_conv", [](auto& c) { c.d_conv = 0; }},
-        {"expand", [](auto& c) { c.expand = 0; }},
+        SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(d_state), SEQMIX_ZEROED(d_conv), SEQMIX_ZEROED(expand),
         {"dt_rank", [](auto& c) { c.dt_rank = -1; }},
     });
   }
   {
     const auto file = test::checkpoint(mamba2::init(m2_config(), 2), prefix);
     test::check_configs_rejected<mamba2>(m2_config(), file, prefix, {
-        {"hidden_size", [](auto& c) { c.hidden_size = 0; }},
-        {"headdim", [](auto& c) { c.headdim = 0; }},
+        SEQMIX_ZEROED(hidden_size), SEQMIX_ZEROED(headdim),
         {"headdim", [](auto& c) { c.headdim = 25; }},  // d_inner 96
-        {"ngroups", [](auto& c) { c.ngroups = 0; }},
+        SEQMIX_ZEROED(ngroups),
         {"ngroups", [](auto& c) { c.ngroups = 3; }},  // 4 heads
-        {"d_state", [](auto& c) { c.d_state = 0; }},
-        {"expand", [](auto& c) { c.expand = 0; }},
+        SEQMIX_ZEROED(d_state), SEQMIX_ZEROED(expand),
         {"dt_min", [](auto& c) { c.dt_min = 0.2, c.dt_max = 0.1; }},
     });
   }
@@ -232,13 +215,8 @@ TEST_CASE("Mamba and Mamba2: validate_finite() names a non-finite weight", "[mam
 
 TEST_CASE("Mamba and Mamba2: bad input shapes raise seqmix::error", "[mamba][mamba2][layer][errors]") {
   const auto m1 = mamba::init(m1_config(), 13);
-  tensor<float, 3> x({2, 5, 41}), y({2, 5, 40});
   auto s1 = m1.make_state(2);
-  REQUIRE_THROWS_MATCHES(m1.forward(exec::recurrent{}, x.view(), y.view(), s1), seqmix::error,
-                         test::error_containing({"Mamba: x has shape [2, 5, 41], expected [2, 5, 40]"}));
-  tensor<float, 3> x3({3, 5, 40}), y3({3, 5, 40});
-  REQUIRE_THROWS_MATCHES(m1.forward(exec::recurrent{}, x3.view(), y3.view(), s1), seqmix::error,
-                         test::error_containing({"Mamba: state.conv has shape [2, 80, 3], expected [3, 80, 3]"}));
+  test::check_input_errors(m1, s1, 41, {"Mamba: state.conv has shape [2, 80, 3], expected [3, 80, 3]"});
   tensor<float, 2> xt({2, 39}), yt({2, 40});
   REQUIRE_THROWS_MATCHES(m1.step(exec::recurrent{}, xt.view(), yt.view(), s1), seqmix::error,
                          test::error_containing({"Mamba: x has shape [2, 39], expected [2, 40]"}));

@@ -23,18 +23,14 @@ const std::string prefix = "model.layers.3.mem.";
 
 // The reference files' layer config (layer_medium: dk = 32, h = 4).
 layer::config medium_config() {
-  layer::config c;
-  c.hidden_size = 64, c.num_keys = 16, c.dim_qk = 32, c.core_rank = 2, c.core_heads = 4, c.topk = 8, c.dim_values = 16;
-  c.value_expansion = 4, c.query_conv_kernel = 5;
-  return c;
+  return {.hidden_size = 64, .num_keys = 16, .dim_qk = 32, .core_rank = 2, .core_heads = 4, .topk = 8, .dim_values = 16,
+          .value_expansion = 4, .query_conv_kernel = 5};
 }
 
 // Odd sizes: n² = 121 not a multiple of the lanes, E = 11, r = 3, relu.
 layer::config odd_config() {
-  layer::config c;
-  c.hidden_size = 36, c.num_keys = 11, c.dim_qk = 10, c.core_rank = 3, c.core_heads = 3, c.topk = 5, c.dim_values = 7;
-  c.value_expansion = 11, c.query_conv_kernel = 3, c.score_activation = "relu";
-  return c;
+  return {.hidden_size = 36, .num_keys = 11, .dim_qk = 10, .core_rank = 3, .core_heads = 3, .topk = 5, .dim_values = 7,
+          .value_expansion = 11, .query_conv_kernel = 3, .score_activation = "relu"};
 }
 
 struct medium_case {
@@ -89,13 +85,7 @@ TEST_CASE("UltraMem: a prefill split anywhere, then step(), equals one pass", "[
     INFO("split at " << split);
     auto s = c.l.make_state(2);
     auto y = test::nan_tensor<float, 3>(y_full.extents());
-    c.l.forward(exec::automatic{}, c.x.view().subrange(1, 0, split), y.view().subrange(1, 0, split), s);
-    const index_t mid = std::min<index_t>(split + 5, L);
-    if (mid > split)
-      c.l.forward(exec::parallel{2}, c.x.view().subrange(1, split, mid - split), y.view().subrange(1, split, mid - split), s);
-    for (index_t tok = mid; tok < L; ++tok)
-      if (tok % 2) c.l.step(exec::recurrent{}, c.x.view().slice(1, tok), y.view().slice(1, tok), s);
-      else c.l.step(exec::automatic{2}, c.x.view().slice(1, tok), y.view().slice(1, tok), s);
+    test::prefill_then_step(c.l, c.x, y, s, split, std::min<index_t>(split + 5, L));
     SEQMIX_CHECK_WITHIN(y, y_full, test::tolerance<float>(64.0 * 8 * 16));
     SEQMIX_CHECK_IDENTICAL(s.conv, s_full.conv);
   }
@@ -104,10 +94,8 @@ TEST_CASE("UltraMem: a prefill split anywhere, then step(), equals one pass", "[
 TEST_CASE("UltraMem: init is reproducible; load(save(init)) is the same layer", "[ultramem][layer][io]") {
   for (const auto& cfg : {odd_config(), medium_config()}) {
     INFO("hidden_size=" << cfg.hidden_size);
-    const auto a = layer::init(cfg, 7);
-    CHECK(test::saved_bytes(layer::init(cfg, 7)) == test::saved_bytes(a));
-    CHECK(test::saved_bytes(layer::init(cfg, 8)) != test::saved_bytes(a));
-    test::check_round_trip(a, uniform_tensor<float, 3>({2, 19, cfg.hidden_size}, -1, 1, 4), prefix);
+    const auto a =
+        test::check_init_round_trip<layer>(cfg, 7, uniform_tensor<float, 3>({2, 19, cfg.hidden_size}, -1, 1, 4), prefix);
     // Every block of E virtual slots maps to a permutation of the E projectors.
     const auto& map = a.params().rand_proj_mapping;
     const index_t E = cfg.value_expansion;
@@ -160,12 +148,11 @@ TEST_CASE("UltraMem: bad configs are rejected naming the field", "[ultramem][lay
   const auto file = test::checkpoint(layer::init(medium_config(), 1), prefix);
   test::check_configs_rejected<layer>(medium_config(), file, prefix, {
       {"hidden_size (dim)", [](auto& c) { c.hidden_size = 0; }},
-      {"num_keys", [](auto& c) { c.num_keys = 0; }},
-      {"topk", [](auto& c) { c.topk = 0; }},
+      SEQMIX_ZEROED(num_keys), SEQMIX_ZEROED(topk),
       {"topk", [](auto& c) { c.topk = 17; }},
-      {"core_rank", [](auto& c) { c.core_rank = 0; }},
+      SEQMIX_ZEROED(core_rank),
       {"value_expansion", [](auto& c) { c.value_expansion = 3; }},
-      {"query_conv_kernel", [](auto& c) { c.query_conv_kernel = 0; }},
+      SEQMIX_ZEROED(query_conv_kernel),
       {"query_split", [](auto& c) { c.query_split = false; }},
       {"score_activation", [](auto& c) { c.score_activation = "softmax"; }},
   });
@@ -173,13 +160,8 @@ TEST_CASE("UltraMem: bad configs are rejected naming the field", "[ultramem][lay
 
 TEST_CASE("UltraMem: bad inputs and a mismatched state raise seqmix::error", "[ultramem][layer][errors]") {
   const auto l = layer::init(medium_config(), 3);
-  tensor<float, 3> x({2, 5, 32}), y({2, 5, 64});
   auto s = l.make_state(2);
-  REQUIRE_THROWS_WITH(l.forward(exec::recurrent{}, x.view(), y.view(), s),
-                      Catch::Contains("UltraMem: x has shape [2, 5, 32], expected [2, 5, 64]"));
-  tensor<float, 3> x3({3, 5, 64}), y3({3, 5, 64});
-  REQUIRE_THROWS_WITH(l.forward(exec::recurrent{}, x3.view(), y3.view(), s),
-                      Catch::Contains("UltraMem: state conv has shape [2, 64, 4], expected [3, 64, 4]"));
+  test::check_input_errors(l, s, 32, {"UltraMem: state conv has shape [2, 64, 4], expected [3, 64, 4]"});
   tensor<float, 3> x0({2, 0, 64}), y0({2, 0, 64});
   CHECK_NOTHROW(l.forward(exec::parallel{2}, x0.view(), y0.view(), s));
 }
