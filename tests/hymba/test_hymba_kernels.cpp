@@ -4,6 +4,7 @@
 // inputs, y aliasing a branch, long rows of extreme magnitudes; argument errors.
 #include <cmath>
 #include <limits>
+#include <string>
 
 #include <seqmix/kernels/hymba/hymba.hpp>
 #include <seqmix/kernels/hymba/ref.hpp>
@@ -147,26 +148,19 @@ TEST_CASE("hymba op: empty calls and bad arguments", "[hymba][kernels][errors]")
     in.attn = a0.view(), in.ssm = a0.view();
     hy::forward(exec::recurrent{}, in, y0.view(), o0.view());
   }
-  hy::inputs<float> bad = ok;
-  tensor<float, 3> s2({2, 3, 15});
-  bad.ssm = s2.view();
-  REQUIRE_THROWS_WITH(hy::forward(exec::recurrent{}, bad, y.view(), o.view()),
-                      Catch::Contains("hymba: ssm_out has shape [2, 3, 15], expected [2, 3, 16]"));
-  bad = ok;
-  tensor<float, 1> n1({15});
-  bad.norm1 = n1.view();
-  REQUIRE_THROWS_WITH(hy::forward(exec::recurrent{}, bad, y.view(), o.view()),
-                      Catch::Contains("hymba: pre_avg_layernorm1.weight has shape [15], expected [16]"));
-  bad = ok;
-  tensor<float, 2> w({8, 15});
-  bad.w_out = w.view();
-  REQUIRE_THROWS_WITH(hy::forward(exec::recurrent{}, bad, y.view(), o.view()),
-                      Catch::Contains("hymba: out_proj.weight has shape [8, 15], expected [8, 16]"));
-  bad = ok;
-  tensor<float, 1> b({9});
-  bad.bias = b.view();
-  REQUIRE_THROWS_WITH(hy::forward(exec::recurrent{}, bad, y.view(), o.view()),
-                      Catch::Contains("hymba: out_proj.bias has shape [9], expected [8]"));
+  // One input of the wrong shape at a time, named with both shapes.
+  const tensor<float, 3> s15({2, 3, 15});
+  const tensor<float, 1> n15({15}), b9({9});
+  const tensor<float, 2> w15({8, 15});
+  auto rejects = [&](auto change, const std::string& message) {
+    hy::inputs<float> bad = ok;
+    change(bad);
+    REQUIRE_THROWS_WITH(hy::forward(exec::recurrent{}, bad, y.view(), o.view()), Catch::Contains(message));
+  };
+  rejects([&](auto& in) { in.ssm = s15.view(); }, "hymba: ssm_out has shape [2, 3, 15], expected [2, 3, 16]");
+  rejects([&](auto& in) { in.norm1 = n15.view(); }, "hymba: pre_avg_layernorm1.weight has shape [15], expected [16]");
+  rejects([&](auto& in) { in.w_out = w15.view(); }, "hymba: out_proj.weight has shape [8, 15], expected [8, 16]");
+  rejects([&](auto& in) { in.bias = b9.view(); }, "hymba: out_proj.bias has shape [9], expected [8]");
   tensor<float, 3> o9({2, 3, 9});
   REQUIRE_THROWS_WITH(hy::forward(exec::recurrent{}, ok, y.view(), o9.view()),
                       Catch::Contains("hymba: o has shape [2, 3, 9], expected [2, 3, 8]"));
