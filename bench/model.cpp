@@ -1,4 +1,4 @@
-// Whole-model benchmarks (issue 20): models::model<float> of about 150M parameters, width 768,
+// Whole-model benchmarks (issue 20): models::model<float, W> of about 150M parameters, width 768,
 // 12 blocks, vocabulary 32000, tied embedding, a SwiGLU MLP of 3072 (4C) in every block:
 // - model/hybrid150m: Jamba-like, Mamba-2 and attention 5:1 (blocks 5 and 11 attention, the other
 //   10 Mamba-2); 150,321,104 parameters;
@@ -14,11 +14,12 @@
 //   norm 768.
 //
 // Rows (names read by scripts):
-// - model/<name>/prefill/B:1/T:2048/threads:<1|2>: prefill() of 2048 tokens into a fresh sequence
+// - model/<name>/prefill/B:1/T:2048/weights:<f32|bf16>/threads:<1|2> (bf16: the hybrid only, its
+//   embedding, head, MLPs and mixer projections in bf16, as model<float, bf16> loads a bf16 checkpoint): prefill() of 2048 tokens into a fresh sequence
 //   with exec::automatic (what seqmix-run uses: Mamba-2's SSD as chunkwise<32>, attention as
 //   chunkwise<64>). The state is made outside the timing (make_state zero-fills the KV slots); the
 //   layers' scratch and the MLP buffers are allocated inside prefill(), as for every new sequence.
-// - model/<name>/decode/B:1/T:1/context:2048/threads:<1|2>: one step() after 2048 prefilled
+// - model/<name>/decode/B:1/T:1/context:2048/weights:<f32|bf16>/threads:<1|2>: one step() after 2048 prefilled
 //   tokens. The prefilled state is built once per model (untimed, shared by both thread counts);
 //   each row steps a copy of it, and every 16 steps the copy is made again from the prefilled one
 //   with the timer paused, so the timed steps see 2048 .. 2063 cached tokens (the context does not
@@ -38,7 +39,8 @@
 //   layer (8.0 for the hybrid's 10), 3.1 MFLOP per attention layer at the 1024.5 average keys of a
 //   2048-token prefill, 49.2 MFLOP for the head (a prefill: 543.9 GFLOP hybrid, 502.6 attention-only);
 // - params: parameters of the model (tied: the embedding counted once);
-// - weight_bytes (decode): the weights one step reads, 4 · params (float weights; every block's
+// - weight_bytes (decode): the weights one step reads, sizeof(W) · params (with bf16 the norms,
+//   conv, dt/A/D parameters stay float: under 0.1% of the parameters, not counted apart; every block's
 //   weights, and the whole embedding as the tied LM head; the token's embedding row, read before
 //   the blocks too, is not counted again);
 //   bytes_per_second = weight_bytes / step time, to read against machine/triad/DRAM/float/... of
@@ -65,7 +67,8 @@
 namespace seqmix::bench {
 namespace {
 
-using model_t = models::model<float>;
+template <class W = float>
+using model_t = models::model<float, W>;
 using block_t = models::block_config<float>;
 using mamba2 = layers::Mamba2<float>;
 using attention = layers::Attention<float>;
@@ -84,8 +87,8 @@ block_t attention_block() {
 }
 
 // hybrid: blocks 5 and 11 (0-based) attention, the other 10 Mamba-2; otherwise every block attention.
-model_t::config make_config(bool hybrid) {
-  model_t::config cfg;
+model_t<>::config make_config(bool hybrid) {
+  model_t<>::config cfg;
   cfg.vocab_size = V, cfg.hidden_size = C, cfg.tie_word_embeddings = true;
   for (index_t i = 0; i < depth; ++i) cfg.layers.push_back(!hybrid || i % 6 == 5 ? attention_block() : mamba2_block());
   return cfg;
@@ -103,10 +106,10 @@ struct count_weights {
   }
 };
 
-double parameters(const model_t::config& cfg) {
+double parameters(const model_t<>::config& cfg) {
   double n = 0;
-  model_t::weights top;
-  model_t::each_weight(cfg, top, count_weights{&n});
+  model_t<>::weights top;
+  model_t<>::each_weight(cfg, top, count_weights{&n});
   for (const auto& b : cfg.layers) {
     models::block_weights<float> bw;
     models::block_weights<float>::each_weight(cfg.hidden_size, b.mlp_size, bw, count_weights{&n});
@@ -122,7 +125,7 @@ double parameters(const model_t::config& cfg) {
 }
 
 // FLOPs of one call of `tokens` tokens after `cached` ones (the counting above).
-double model_flops(const model_t::config& cfg, index_t cached, index_t tokens) {
+double model_flops(const model_t<>::config& cfg, index_t cached, index_t tokens) {
   const double n = double(tokens);
   double f = 2.0 * double(cfg.vocab_size) * double(cfg.hidden_size);  // head, last token only
   for (const auto& b : cfg.layers) {
@@ -150,15 +153,16 @@ std::vector<models::token_id> prompt(index_t n) {
 }
 
 // A model built once (on the first row that needs it), its prefilled sequence once (decode rows).
+template <class W>
 struct fixture {
-  explicit fixture(model_t::config c) : cfg(std::move(c)) {}
-  model_t::config cfg;
-  std::optional<model_t> m;
-  std::optional<model_t::State> prefilled;
+  explicit fixture(model_t<>::config c) : cfg(std::move(c)) {}
+  model_t<>::config cfg;
+  std::optional<model_t<W>> m;
+  std::optional<typename model_t<W>::State> prefilled;
   std::once_flag built, filled;
 
-  const model_t& get() {
-    std::call_once(built, [&] { m.emplace(model_t::init(cfg, 1)); });
+  const model_t<W>& get() {
+    std::call_once(built, [&] { m.emplace(model_t<W>::init(cfg, 1)); });
     return *m;
   }
   // models::state_bytes of a fresh state with KV slots for `capacity` tokens (a multiple of 64:
@@ -168,7 +172,7 @@ struct fixture {
     const auto& mm = get();
     return double(models::state_bytes(mm, mm.make_state(capacity)));
   }
-  const model_t::State& context_state() {
+  const typename model_t<W>::State& context_state() {
     const auto& mm = get();
     std::call_once(filled, [&] {
       auto s = mm.make_state(context + refork);
@@ -179,20 +183,22 @@ struct fixture {
   }
 };
 
-fixture& shared(bool hybrid) {
-  static fixture h{make_config(true)}, a{make_config(false)};
+template <class W>
+fixture<W>& shared(bool hybrid) {
+  static fixture<W> h{make_config(true)}, a{make_config(false)};
   return hybrid ? h : a;
 }
 
+template <class W>
 void prefill_row(const char* model_name, bool hybrid, int threads) {
   const auto cfg = make_config(hybrid);
   const double params = parameters(cfg);
-  add(name(std::string("model/") + model_name + "/prefill", {{"B", 1}, {"T", T}, {"threads", threads}}), double(T),
-      model_flops(cfg, 0, T), [=](benchmark::State& state) {
-        const auto& m = shared(hybrid).get();
+  add(with_weights<W>(name(std::string("model/") + model_name + "/prefill", {{"B", 1}, {"T", T}, {"threads", threads}})),
+      double(T), model_flops(cfg, 0, T), [=](benchmark::State& state) {
+        const auto& m = shared<W>(hybrid).get();
         const auto tokens = prompt(T);
         const exec::automatic policy{.threads = threads};
-        std::optional<model_t::State> s;
+        std::optional<typename model_t<W>::State> s;
         for (auto _ : state) {
           state.PauseTiming();  // the last sequence released and a fresh one made, untimed
           s.reset();
@@ -205,14 +211,16 @@ void prefill_row(const char* model_name, bool hybrid, int threads) {
       });
 }
 
+template <class W>
 void decode_row(const char* model_name, bool hybrid, int threads) {
   const auto cfg = make_config(hybrid);
   const double params = parameters(cfg);
   // the timed steps see context + 0 .. refork − 1 cached tokens: counted at context + 7
   const double flops = model_flops(cfg, context + (refork - 1) / 2, 1);
-  add(name(std::string("model/") + model_name + "/decode", {{"B", 1}, {"T", 1}, {"context", context}, {"threads", threads}}),
+  add(with_weights<W>(name(std::string("model/") + model_name + "/decode",
+                           {{"B", 1}, {"T", 1}, {"context", context}, {"threads", threads}})),
       1, flops, [=](benchmark::State& state) {
-        auto& f = shared(hybrid);
+        auto& f = shared<W>(hybrid);
         const auto& m = f.get();
         const auto& base = f.context_state();
         const exec::recurrent policy{.threads = threads};
@@ -229,7 +237,7 @@ void decode_row(const char* model_name, bool hybrid, int threads) {
           benchmark::DoNotOptimize(logits.data());
           ++steps;
         }
-        const double weight_bytes = 4.0 * params;
+        const double weight_bytes = double(sizeof(W)) * params;
         state.SetBytesProcessed(int64_t(weight_bytes * double(state.iterations())));
         state.counters["params"] = params;
         state.counters["weight_bytes"] = weight_bytes;
@@ -240,9 +248,12 @@ void decode_row(const char* model_name, bool hybrid, int threads) {
 
 const bool registered = [] {
   for (const auto& [model_name, hybrid] : {std::pair{"hybrid150m", true}, std::pair{"attention150m", false}}) {
-    for (int threads : {1, 2}) prefill_row(model_name, hybrid, threads);
-    for (int threads : {1, 2}) decode_row(model_name, hybrid, threads);
+    for (int threads : {1, 2}) prefill_row<float>(model_name, hybrid, threads);
+    for (int threads : {1, 2}) decode_row<float>(model_name, hybrid, threads);
   }
+  // The hybrid with bf16 weights beside its float rows: half the bytes a step reads.
+  for (int threads : {1, 2}) prefill_row<bf16>("hybrid150m", true, threads);
+  for (int threads : {1, 2}) decode_row<bf16>("hybrid150m", true, threads);
   return true;
 }();
 

@@ -486,3 +486,42 @@ TEST_CASE("a block that is nearly an identity ranks least important, and droppin
     else CHECK(p.dropped_perplexity != base);
   }
 }
+
+TEST_CASE("a model with bf16 weights: its own file bit for bit, and the float model of its weights within bf16 rounding", "[models][bf16]") {
+  using MB = model<float, bf16>;
+  const int which = GENERATE(0, 1, 2, 3);
+  INFO("stack " << which);
+  const auto cfg = parse_model_config(stacks[which]);
+  // A float checkpoint loads as bf16 (each weight rounded to nearest even)...
+  const auto bytes32 = saved(M::init(cfg, 19));
+  const MB b = MB::load(io::safetensors::parse(bytes32, "f32"), cfg);
+  io::safetensors_writer w;
+  b.save(w);
+  const auto file = io::safetensors::parse(w.bytes(), "bf16");
+  CHECK(file.info("model.embed_tokens.weight").type == io::dtype::bf16);
+  CHECK(file.info("model.norm.weight").type == io::dtype::f32);  // norms stay float
+  // ... and its own bf16 file back bit for bit; MB::init writes the same kind of file.
+  io::safetensors_writer again;
+  MB::load(file, cfg).save(again);
+  CHECK(again.bytes() == w.bytes());
+  io::safetensors_writer fresh;
+  MB::init(cfg, 19).save(fresh);
+  CHECK(io::safetensors::parse(fresh.bytes(), "init").info("model.embed_tokens.weight").type == io::dtype::bf16);
+
+  // The float model of the same (rounded) weights: the bf16 products round the activations to bf16
+  // too (2^-8 relative each, independent over products, so they add like a random walk): three blocks
+  // of up to three chained products and the head give a few 2^-8 of RMS (measured 0.8-2.2 · 2^-8).
+  const M f = M::load(file, cfg);
+  const auto seq = tokens(20, 60);
+  auto sb = b.make_state();
+  auto sf = f.make_state();
+  const auto yb = b.prefill(exec::automatic{}, std::span(seq).first(14), sb);
+  const auto yf = f.prefill(exec::automatic{}, std::span(seq).first(14), sf);
+  SEQMIX_CHECK_CLOSE(yb, yf, 0.0, 4 * std::ldexp(1.0, -8));
+  auto yb2 = yb, yf2 = yf;
+  for (std::size_t t = 14; t < seq.size(); ++t) yb2 = b.step(exec::recurrent{}, seq[t], sb), yf2 = f.step(exec::recurrent{}, seq[t], sf);
+  SEQMIX_CHECK_CLOSE(yb2, yf2, 0.0, 4 * std::ldexp(1.0, -8));
+  // Prefill then decode equals one prefill in the bf16 model too.
+  auto one = b.make_state();
+  SEQMIX_CHECK_WITHIN(yb2, b.prefill(exec::recurrent{}, seq, one), test::tolerance<float>(20.0 * 3 * 64 * 64));
+}

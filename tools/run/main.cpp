@@ -4,7 +4,7 @@
 // state bytes (recurrent state, conv tails, KV slots) and time.
 //
 //   seqmix-run MODEL.safetensors CONFIG.json [--prompt 1,2,3 | --prompt-length L] [--tokens N]
-//              [--threads T] [--capacity C] [--temperature X --top-k K --top-p P --seed S]
+//              [--threads T] [--capacity C] [--temperature X --top-k K --top-p P --seed S] [--weights f32|bf16|auto]
 #include <seqmix/models/generate.hpp>
 #include <seqmix/models/json_config.hpp>
 #include <seqmix/models/model.hpp>
@@ -30,12 +30,13 @@ namespace {
 
 constexpr const char* usage =
     "usage: seqmix-run MODEL.safetensors CONFIG.json [--prompt 1,2,3 | --prompt-length L] [--tokens N]\n"
-    "                  [--threads T] [--capacity C] [--temperature X --top-k K --top-p P --seed S]\n"
+    "                  [--threads T] [--capacity C] [--temperature X --top-k K --top-p P --seed S] [--weights W]\n"
     "  --prompt        token ids (default: L ids (7 + 31 i) mod vocab, L = --prompt-length, 64)\n"
     "  --tokens        tokens to generate (default 32)\n"
     "  --threads       threads of every layer, MLP and the head (default 1)\n"
     "  --capacity      KV-cache tokens of attention layers (default: prompt + tokens; 0: the config's)\n"
-    "  --temperature   0 (default): greedy; else sampling with --top-k (0: all), --top-p (1: all), --seed\n";
+    "  --temperature   0 (default): greedy; else sampling with --top-k (0: all), --top-p (1: all), --seed\n"
+    "  --weights       f32, bf16 or auto (default: bf16 when the checkpoint's embedding is stored as BF16)\n";
 
 struct options {
   std::string model, config;
@@ -44,6 +45,7 @@ struct options {
   int threads = 1;
   models::sampling_options sampling{.temperature = 0};
   std::uint64_t seed = 0;
+  std::string weights = "auto";  // f32, bf16, or auto: bf16 when the checkpoint's embedding is BF16
 };
 
 options parse(int argc, char** argv) {
@@ -64,6 +66,10 @@ options parse(int argc, char** argv) {
     else if (a == "--tokens") o.tokens = number<index_t>(a, v);
     else if (a == "--threads") o.threads = number<int>(a, v);
     else if (a == "--capacity") o.capacity = number<index_t>(a, v);
+    else if (a == "--weights") {
+      require(v == "f32" || v == "bf16" || v == "auto", "options", "--weights is f32, bf16 or auto, not '" + v + "'");
+      o.weights = v;
+    }
     else if (a == "--temperature") o.sampling.temperature = number<double>(a, v);
     else if (a == "--top-k") o.sampling.top_k = number<index_t>(a, v);
     else if (a == "--top-p") o.sampling.top_p = number<double>(a, v);
@@ -77,18 +83,18 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-int run(const options& o) {
-  const auto cfg = models::parse_model_config(read_text(o.config));
-  const auto file = io::safetensors::map(o.model);
-  const auto m = models::model<float>::load(file, cfg);
+template <class W>
+int run_with(const options& o, const models::model_config<float>& cfg, const io::safetensors& file) {
+  const auto m = models::model<float, W>::load(file, cfg);
   long long params = 0;
   for (const auto& n : file.names()) params += file.info(n).numel();
   std::map<std::string, int> count;
   for (const auto& b : cfg.layers) ++count[std::string(b.family_name())];
   std::string mix;
   for (const auto& [name, n] : count) mix += (mix.empty() ? "" : ", ") + name + " x" + std::to_string(n);
-  std::printf("model: %zu blocks (%s), hidden %td, vocab %td, %s parameters; %d thread(s), SIMD %s\n", m.num_layers(),
-              mix.c_str(), cfg.hidden_size, cfg.vocab_size, grouped(params).c_str(), o.threads, simd::arch_name());
+  std::printf("model: %zu blocks (%s), hidden %td, vocab %td, %s parameters, %s weights; %d thread(s), SIMD %s\n",
+              m.num_layers(), mix.c_str(), cfg.hidden_size, cfg.vocab_size, grouped(params).c_str(),
+              std::is_same_v<W, bf16> ? "bf16" : "f32", o.threads, simd::arch_name());
   std::fflush(stdout);  // before the progress lines on stderr, also when both go to one file
 
   std::vector<token_id> prompt = o.prompt;
@@ -148,6 +154,13 @@ int run(const options& o) {
   std::printf("(state bytes: recurrent and conv states, KV slots allocated for %s tokens; the sequence holds %td)\n",
               capacity > 0 ? std::to_string(capacity).c_str() : "max_length", s.position());
   return 0;
+}
+
+int run(const options& o) {
+  const auto cfg = models::parse_model_config(read_text(o.config));
+  const auto file = io::safetensors::map(o.model);
+  const bool bf16_file = file.contains("model.embed_tokens.weight") && file.info("model.embed_tokens.weight").type == io::dtype::bf16;
+  return o.weights == "bf16" || (o.weights == "auto" && bf16_file) ? run_with<bf16>(o, cfg, file) : run_with<float>(o, cfg, file);
 }
 
 }  // namespace

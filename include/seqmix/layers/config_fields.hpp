@@ -4,6 +4,8 @@
 
 #include <string>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "../config.hpp"
 #include "../error.hpp"
@@ -41,6 +43,24 @@ inline void require_head_split(const char* layer, index_t key_dim, index_t value
 template <class Config, class Fn>
 void for_each_field(Fn&& fn) {
   std::apply([&](const auto&... f) { (fn(f), ...); }, Config::fields());
+}
+
+/// The config of one instantiation of a layer as another's (Layer<float>::config as
+/// Layer<float, bf16>::config): the same fields in the same order, copied member by member.
+template <class To, class From>
+To config_cast(const From& from) {
+  if constexpr (std::is_same_v<To, From>) {
+    return from;
+  } else {
+    To to{};
+    auto src = From::fields();
+    auto dst = To::fields();
+    static_assert(std::tuple_size_v<decltype(src)> == std::tuple_size_v<decltype(dst)>, "config_cast: other fields");
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+      ((to.*(std::get<I>(dst).member) = from.*(std::get<I>(src).member)), ...);
+    }(std::make_index_sequence<std::tuple_size_v<decltype(src)>>{});
+    return to;
+  }
 }
 
 }  // namespace seqmix::layers

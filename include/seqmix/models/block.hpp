@@ -18,15 +18,16 @@ void rmsnorm_rows(tensor_view<const T, 2> x, const tensor<T, 1>& w, tensor_view<
   for (index_t r = 0; r < x.extent(0); ++r) nn::rmsnorm_row(x.ptr(r, 0), w.data(), y.ptr(r, 0), x.extent(1), T(eps));
 }
 
-/// A block's weights besides its mixer; the MLP ones are empty when the block has none.
-template <class T>
+/// A block's weights besides its mixer; the MLP ones are empty when the block has none. W: the
+/// MLP projections' weight type (T, or bf16 with T = float); the norms stay T.
+template <class T, class W = T>
 struct block_weights {
   tensor<T, 1> input_norm, post_norm;
-  nn::linear<T> gate, up, down;
+  nn::linear<T, W> gate, up, down;
 
   /// The table: C the model width, I the MLP width (0: no MLP).
-  template <class W, class F>
-  static void each_weight(index_t C, index_t I, W& w, F&& f) {
+  template <class Weights, class F>
+  static void each_weight(index_t C, index_t I, Weights& w, F&& f) {
     using layers::init_rule, layers::weight_spec;
     f(weight_spec<1>{"input_layernorm.weight", {C}, init_rule::ones()}, w.input_norm);
     f(weight_spec<1>{"post_attention_layernorm.weight", {C}, init_rule::ones(), I > 0}, w.post_norm);
@@ -48,8 +49,8 @@ struct mlp_buffers {
 };
 
 /// y = down(silu(gate(h)) ⊙ up(h)) for h [N, C], y [N, C].
-template <class T>
-void swiglu(const block_weights<T>& w, tensor_view<const T, 2> h, tensor_view<T, 2> y, mlp_buffers<T>& buf,
+template <class T, class W>
+void swiglu(const block_weights<T, W>& w, tensor_view<const T, 2> h, tensor_view<T, 2> y, mlp_buffers<T>& buf,
             int threads, std::string_view who) {
   const index_t N = h.extent(0), I = w.gate.out_features();
   buf.fit(N, I);

@@ -27,8 +27,8 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::models {
 template <class L>
 struct family;
 #define SEQMIX_MODEL_FAMILY(Layer, family_name, default_prefix)                  \
-  template <class T>                                                             \
-  struct family<layers::Layer<T>> {                                              \
+  template <class T, class... R> /* any weight (and cache) type */               \
+  struct family<layers::Layer<T, R...>> {                                        \
     static constexpr std::string_view name = family_name, prefix = default_prefix; \
   }
 SEQMIX_MODEL_FAMILY(GatedLinearAttention, "gla", "attn");
@@ -40,10 +40,30 @@ SEQMIX_MODEL_FAMILY(Attention, "attention", "self_attn");
 SEQMIX_MODEL_FAMILY(MultiheadDiffAttn, "diff_attn", "self_attn");
 SEQMIX_MODEL_FAMILY(RWKV7TimeMix, "rwkv7", "attn");
 SEQMIX_MODEL_FAMILY(NGPTBlock, "ngpt", "mixer");
-SEQMIX_MODEL_FAMILY(BiMamba2, "bi_mamba", "mixer");
 SEQMIX_MODEL_FAMILY(UltraMem, "ultramem", "mixer");
 SEQMIX_MODEL_FAMILY(HymbaBlock, "hymba", "mixer");
 #undef SEQMIX_MODEL_FAMILY
+template <class T>
+struct family<layers::BiMamba2<T>> {
+  static constexpr std::string_view name = "bi_mamba", prefix = "mixer";
+};
+
+/// Layer L with weights of type W: X<T, V> as X<T, W>, Attention<T, V, C> as Attention<T, W, C>;
+/// a family without a weight type (Bi-Mamba's projections are bits) stays itself.
+template <class L, class W>
+struct with_weights {
+  using type = L;
+};
+template <template <class, class> class X, class T, class V, class W>
+struct with_weights<X<T, V>, W> {
+  using type = X<T, W>;
+};
+template <template <class, class, class> class X, class T, class V, class C, class W>
+struct with_weights<X<T, V, C>, W> {
+  using type = X<T, W, C>;
+};
+template <class L, class W>
+using with_weights_t = typename with_weights<L, W>::type;
 
 /// A layer's config tagged with its layer type (two families could share a config type).
 template <class L>
@@ -85,5 +105,15 @@ using families = family_list<layers::GatedLinearAttention<T>, layers::DeltaNet<T
                              layers::Mamba<T>, layers::Mamba2<T>, layers::Attention<T>, layers::MultiheadDiffAttn<T>,
                              layers::RWKV7TimeMix<T>, layers::NGPTBlock<T>, layers::BiMamba2<T>, layers::UltraMem<T>,
                              layers::HymbaBlock<T>>;
+
+/// The families' layers with weights of type W (configs stay those of families<T>).
+template <class T, class W, class List = families<T>>
+struct families_with;
+template <class T, class W, class... L>
+struct families_with<T, W, family_list<L...>> {
+  using type = family_list<with_weights_t<L, W>...>;
+};
+template <class T, class W>
+using families_with_t = typename families_with<T, W>::type;
 
 }  // namespace seqmix::models

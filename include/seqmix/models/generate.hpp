@@ -12,8 +12,8 @@
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::models {
 
 /// `count` tokens after `prompt` (not empty), prefilled with `policy`, decoded with its threads.
-template <class T, exec::policy P>
-std::vector<token_id> generate(const model<T>& m, const P& policy, model_state<T>& s, std::span<const token_id> prompt,
+template <class T, class W, exec::policy P>
+std::vector<token_id> generate(const model<T, W>& m, const P& policy, model_state<T, W>& s, std::span<const token_id> prompt,
                                index_t count, sampler& pick) {
   require(count >= 0, "generate", "count must not be negative");
   std::vector<token_id> out;

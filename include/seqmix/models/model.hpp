@@ -50,19 +50,23 @@ struct run_options {
   std::function<void(layer_part, tensor_view<const T, 2> before, tensor_view<const T, 2> after)> observe;
 };
 
-template <class T = float>
+/// T: the activations, states and norms; W: the weights of the embedding, the head, the MLPs and
+/// the mixers' projections — T, or bf16 with T = float (a bf16 checkpoint loads without a float
+/// copy; the config is the same).
+template <class T = float, class W = T>
 class model {
  public:
   using value_type = T;
+  using weight_type = W;
   using config = model_config<T>;
-  using State = model_state<T>;
-  using mixer_type = typename families<T>::mixer;
+  using State = model_state<T, W>;
+  using mixer_type = typename families_with_t<T, W>::mixer;
 
   /// Weights outside the blocks; head is empty when tied to the embedding.
   struct weights {
-    tensor<T, 2> embed;
+    tensor<W, 2> embed;
     tensor<T, 1> norm;
-    nn::linear<T> head;
+    nn::linear<T, W> head;
   };
 
   /// A model with reproducible random weights: the top-level weights from `seed`, block N's (its
@@ -103,7 +107,7 @@ class model {
     each_weight(cfg_, w_, layers::weight_saver<T>{out, none});
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       const std::string prefix = block_prefix(cfg_, i);
-      block_weights<T>::each_weight(cfg_.hidden_size, cfg_.layers[i].mlp_size, blocks_[i].w, layers::weight_saver<T>{out, prefix});
+      block_weights<T, W>::each_weight(cfg_.hidden_size, cfg_.layers[i].mlp_size, blocks_[i].w, layers::weight_saver<T>{out, prefix});
       if (blocks_[i].mixer)
         std::visit([&](const auto& m) { m.save(out, prefix + cfg_.layers[i].mixer_prefix() + "."); }, *blocks_[i].mixer);
     }
@@ -195,7 +199,7 @@ class model {
       const index_t n = std::min(rows, L - 1 - r0);
       const auto hv = hn.view().subrange(0, 0, n), zv = z.view().subrange(0, 0, n);
       rmsnorm_rows<T>(x.rows.subrange(0, r0, n), w_.norm, hv, cfg_.rms_norm_eps);
-      as_row_major(zv).noalias() = as_row_major(tensor_view<const T, 2>(hv)) * as_row_major(head().view()).transpose();
+      head_product(hv, zv, 0, V);
       for (index_t r = 0; r < n; ++r) {
         const T* zr = zv.ptr(r, 0);
         const double top = *std::max_element(zr, zr + V);
@@ -216,8 +220,8 @@ class model {
   const weights& params() const { return w_; }
 
   /// The top-level weight table (full names).
-  template <class W, class F>
-  static void each_weight(const config& c, W& w, F&& f) {
+  template <class Weights, class F>
+  static void each_weight(const config& c, Weights& w, F&& f) {
     using layers::init_rule, layers::weight_spec;
     const index_t V = c.vocab_size, C = c.hidden_size;
     // Embedding and head ±1/√C: a random model's logits are O(1), not peaked at the input token.
@@ -229,7 +233,7 @@ class model {
  private:
   struct block {
     std::optional<mixer_type> mixer;  // none when the config drops it
-    block_weights<T> w;
+    block_weights<T, W> w;
   };
 
   // "model.layers.N." with N the block's weights index.
@@ -242,14 +246,15 @@ class model {
   template <class V, class Make>
   static block make_block(const config& cfg, std::size_t i, const V& visitor, Make&& make) {
     const auto& bc = cfg.layers[i];
-    block_weights<T> w;
-    block_weights<T>::each_weight(cfg.hidden_size, bc.mlp_size, w, visitor);
+    block_weights<T, W> w;
+    block_weights<T, W>::each_weight(cfg.hidden_size, bc.mlp_size, w, visitor);
     if (bc.drop_mixer) return block{std::nullopt, std::move(w)};
     return std::visit(
         [&](const auto& c) {
-          using L = typename std::decay_t<decltype(c)>::layer;
+          using L = with_weights_t<typename std::decay_t<decltype(c)>::layer, W>;
           try {
-            return block{mixer_type(std::in_place_type<L>, make(std::type_identity<L>{}, c.value)), std::move(w)};
+            return block{mixer_type(std::in_place_type<L>, make(std::type_identity<L>{}, layers::config_cast<typename L::config>(c.value))),
+                         std::move(w)};
           } catch (const error& e) {
             throw error(cfg.who(i) + ": " + e.what());
           }
@@ -259,7 +264,7 @@ class model {
 
   model(const config& cfg, weights w, std::vector<block> blocks) : cfg_(cfg), w_(std::move(w)), blocks_(std::move(blocks)) {
     // Hymba kv_reuse blocks take their meta-token snapshot from the block whose cache they attend.
-    using hymba = layers::HymbaBlock<T>;
+    using hymba = layers::HymbaBlock<T, W>;
     std::optional<std::size_t> producer;
     for (std::size_t i = 0; i < blocks_.size(); ++i) {
       auto* h = blocks_[i].mixer ? std::get_if<hymba>(&*blocks_[i].mixer) : nullptr;
@@ -275,7 +280,16 @@ class model {
     }
   }
 
-  const tensor<T, 2>& head() const { return cfg_.tie_word_embeddings ? w_.embed : w_.head.weight; }
+  const tensor<W, 2>& head() const { return cfg_.tie_word_embeddings ? w_.embed : w_.head.weight; }
+
+  // y [n, V] = x [n, C] · headᵀ over the vocabulary columns [begin, end).
+  void head_product(tensor_view<const T, 2> x, tensor_view<T, 2> y, index_t begin, index_t end) const {
+    const auto w = tensor_view<const W, 2>(head().view()).subrange(0, begin, end - begin);
+    const auto ys = y.subrange(1, begin, end - begin);
+    if constexpr (std::is_same_v<W, T>) as_row_major(ys).noalias() = as_row_major(x) * as_row_major(w).transpose();
+    else if (x.extent(0) < nn::linear<T, W>::bf16_packed_min) simd::gemv_bf16(x, w, ys);
+    else simd::gemm_nt_bf16(x, w, ys);
+  }
 
   // The packed tokens (sequence b: tokens[offsets[b], offsets[b+1]) after states[b]) through every
   // block; returns the final hidden rows [N, C] (in states[0]'s buffers) and the sequences' ends.
@@ -317,7 +331,8 @@ class model {
       require(id >= 0 && id < cfg_.vocab_size, "model",
               "token " + std::to_string(id) + " at position " + std::to_string(t) + " is outside the vocabulary [0, " +
                   std::to_string(cfg_.vocab_size) + ")");
-      std::copy_n(w_.embed.view().ptr(index_t(id), 0), C, x.ptr(t, 0));
+      const W* row = w_.embed.view().ptr(index_t(id), 0);
+      std::transform(row, row + C, x.ptr(t, 0), [](W v) { return static_cast<T>(v); });  // (widened from bf16)
     }
     // x += y, shown to the observer as part p of block i.
     const auto add = [&](std::size_t i, part p) {
@@ -352,7 +367,7 @@ class model {
       }
       if (cfg_.layers[i].mlp_size > 0 && !skipped(i, part::mlp)) {
         rmsnorm_rows<T>(x, b.w.post_norm, h, cfg_.rms_norm_eps);
-        swiglu<T>(b.w, h, y, states[0].mlp_, policy.threads, "model: MLP");
+        swiglu(b.w, tensor_view<const T, 2>(h), y, states[0].mlp_, policy.threads, "model: MLP");
         add(i, part::mlp);
       }
       if (observing) opt.observe({i, part::block}, rows(4), x);
@@ -380,10 +395,7 @@ class model {
       nn::rmsnorm_row(x.rows.ptr(x.offsets[std::size_t(b) + 1] - 1, 0), w_.norm.data(), hn.view().ptr(b, 0), C, T(cfg_.rms_norm_eps));
     P split = policy;
     split.threads = threads_for_work(policy.threads, double(V) * double(C) * double(B));
-    parallel_ranges(split, V, [&](index_t begin, index_t end) {
-      for (index_t b = 0; b < B; ++b)
-        for (index_t v = begin; v < end; ++v) out.view().ptr(b, v)[0] = simd::dot(head().view().ptr(v, 0), hn.view().ptr(b, 0), C);
-    });
+    parallel_ranges(split, V, [&](index_t begin, index_t end) { head_product(hn.view(), out.view(), begin, end); });
     return {std::move(out)};
   }
 

@@ -42,8 +42,8 @@ double cosine_distance(const T* a, const T* b, index_t n) {
 
 /// The importance of every part that runs (each block, and its mixer and MLP when it has them),
 /// in model order, over the calibration sequences (each from a fresh state). Not yet ranked.
-template <class T, exec::policy P>
-std::vector<part_importance> importance(const model<T>& m, const P& policy, std::span<const std::vector<token_id>> calibration) {
+template <class T, class W, exec::policy P>
+std::vector<part_importance> importance(const model<T, W>& m, const P& policy, std::span<const std::vector<token_id>> calibration) {
   require(!calibration.empty(), "redundancy", "no calibration sequences");
   const std::size_t L = m.num_layers();
   // sums[3 i + part]: Σ over tokens of 1 − cos; seen: whether part ran.
@@ -74,8 +74,8 @@ std::vector<part_importance> importance(const model<T>& m, const P& policy, std:
 
 /// exp(mean −log p(next token)) over the calibration sequences (each from a fresh state), with
 /// `skip` not run (as the config m.cfg().without(skip) would compute).
-template <class T, exec::policy P>
-double perplexity(const model<T>& m, const P& policy, std::span<const std::vector<token_id>> calibration,
+template <class T, class W, exec::policy P>
+double perplexity(const model<T, W>& m, const P& policy, std::span<const std::vector<token_id>> calibration,
                   std::span<const layer_part> skip = {}) {
   require(!calibration.empty(), "redundancy", "no calibration sequences");
   run_options<T> opt;
@@ -90,8 +90,8 @@ double perplexity(const model<T>& m, const P& policy, std::span<const std::vecto
 }
 
 /// Fills dropped_perplexity (or cannot_drop) of every part, one part dropped at a time.
-template <class T, exec::policy P>
-void measure_drops(const model<T>& m, const P& policy, std::span<const std::vector<token_id>> calibration,
+template <class T, class W, exec::policy P>
+void measure_drops(const model<T, W>& m, const P& policy, std::span<const std::vector<token_id>> calibration,
                    std::span<part_importance> parts) {
   for (auto& p : parts) {
     const layer_part skip[] = {p.where};

@@ -15,10 +15,11 @@
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::models {
 
-template <class T>
+template <class T, class W>
 class model;
 
-template <class T>
+/// W: the model's weight type (the layers' states are those of its layers).
+template <class T, class W = T>
 class model_state {
  public:
   model_state(const model_state& o)
@@ -39,12 +40,12 @@ class model_state {
 
   /// Tokens the sequence has seen.
   index_t position() const { return position_; }
-  /// Block i's layer state (a families<T>::state variant of state_of<L>); nullptr when the block's
-  /// mixer is dropped.
-  const typename families<T>::state* layer(std::size_t i) const { return layers_.at(i) ? &*layers_[i] : nullptr; }
+  using layer_state = typename families_with_t<T, W>::state;
+  /// Block i's layer state (a variant of state_of<L>); nullptr when the block's mixer is dropped.
+  const layer_state* layer(std::size_t i) const { return layers_.at(i) ? &*layers_[i] : nullptr; }
 
  private:
-  friend class model<T>;
+  friend class model<T, W>;
   model_state() : cross_(std::make_unique<layers::cross_layer<T>>()) {}
 
   // Every value a producer leaves in cross_layer is rewritten by it before its consumers read it in
@@ -60,7 +61,7 @@ class model_state {
   }
 
   std::unique_ptr<layers::cross_layer<T>> cross_;
-  std::vector<std::optional<typename families<T>::state>> layers_;  // none: the block's mixer is dropped
+  std::vector<std::optional<layer_state>> layers_;  // none: the block's mixer is dropped
   index_t position_ = 0;
   index_t capacity_ = 0;
   // forward temporaries (not part of the sequence: a copy starts without them)

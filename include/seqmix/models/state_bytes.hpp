@@ -90,8 +90,8 @@ index_t state_bytes(const layers::HymbaBlock<T, W>&, const typename layers::Hymb
 }
 
 /// Bytes of block i's layer state in `s` (a state `m` made).
-template <class T>
-index_t state_bytes(const model<T>& m, const model_state<T>& s, std::size_t i) {
+template <class T, class W>
+index_t state_bytes(const model<T, W>& m, const model_state<T, W>& s, std::size_t i) {
   require(i < m.num_layers(), "state_bytes", "block " + std::to_string(i) + " of a model of " +
                                                  std::to_string(m.num_layers()) + " blocks");
   if (!m.mixer(i)) return 0;  // a dropped mixer: the block holds no state
@@ -106,8 +106,8 @@ index_t state_bytes(const model<T>& m, const model_state<T>& s, std::size_t i) {
 }
 
 /// Bytes of every block's layer state: what one sequence of `m` holds besides forward()'s buffers.
-template <class T>
-index_t state_bytes(const model<T>& m, const model_state<T>& s) {
+template <class T, class W>
+index_t state_bytes(const model<T, W>& m, const model_state<T, W>& s) {
   index_t total = 0;
   for (std::size_t i = 0; i < m.num_layers(); ++i) total += state_bytes(m, s, i);
   return total;
