@@ -49,10 +49,13 @@ template <class T, class WT>
 void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, tensor_view<T, 2> Y, bool accumulate) {
   constexpr index_t MR = sizeof(batch<T>) >= 64 ? 12 : 6;  // 32 or 16 vector registers
   constexpr index_t NR = 2 * lanes<T>;
-  constexpr index_t KC = 256;      // a B panel KC x NR: 32 KB of floats with AVX-512
-  constexpr index_t MC = 8 * MR;   // an A block MC x KC: 96 KB, in L2
-  // A B slice KC x NC: 2 MB, in L3 — each B panel is read from it once per A block and then stays
-  // in L1, while a smaller slice would repack the A block for every slice (NC = 512 cost 7-10%).
+  // A B panel KC x NR (64 KB of floats with AVX-512) serves the MC / MR A panels of a block in
+  // turn. KC = 512 ran 5-7% faster than 256 on Zen 4 (half the C-tile reloads; 2048 rows, 1024
+  // and 4096 in and out); the k-sum runs in the same order for any KC, so results do not change.
+  constexpr index_t KC = 512;
+  constexpr index_t MC = 8 * MR;   // an A block MC x KC: 192 KB, in L2
+  // A B slice KC x NC: 4 MB, in L3 — each B panel is read from it once per A block, while a
+  // smaller slice would repack the A block for every slice (NC = 512 cost 7-10%).
   constexpr index_t NC = 2048;
   const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0);
   check_shape("gemm_nt", "W", W.extents(), {N, K});
