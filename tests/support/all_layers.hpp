@@ -12,18 +12,13 @@ namespace seqmix::test::all_layers {
 
 inline constexpr index_t width = 64;  // the model width of every layer below
 
-using gla = layers::GatedLinearAttention<float>;
-using deltanet = layers::DeltaNet<float>;
-using gdn = layers::GatedDeltaNet<float>;
-using mamba = layers::Mamba<float>;
-using mamba2 = layers::Mamba2<float>;
-using attention = layers::Attention<float>;
-using diff_attn = layers::MultiheadDiffAttn<float>;
-using rwkv7 = layers::RWKV7TimeMix<float>;
-using ngpt = layers::NGPTBlock<float>;
-using bi_mamba = layers::BiMamba2<float>;
-using ultramem = layers::UltraMem<float>;
-using hymba = layers::HymbaBlock<float>;
+// The float layer of each family, a few to a line by kind: the linear recurrences (GLA, the delta
+// rule, RWKV-7), the state spaces, softmax attention, then nGPT, UltraMem and Hymba.
+using gla = layers::GatedLinearAttention<float>; using deltanet = layers::DeltaNet<float>;
+using gdn = layers::GatedDeltaNet<float>; using rwkv7 = layers::RWKV7TimeMix<float>;
+using mamba = layers::Mamba<float>; using mamba2 = layers::Mamba2<float>; using bi_mamba = layers::BiMamba2<float>;
+using attention = layers::Attention<float>; using diff_attn = layers::MultiheadDiffAttn<float>;
+using ngpt = layers::NGPTBlock<float>; using ultramem = layers::UltraMem<float>; using hymba = layers::HymbaBlock<float>;
 
 inline rwkv7::config rwkv7_config(index_t layer_id) {
   return {.hidden_size = width, .head_size = 16, .layer_id = layer_id, .decay_lora = 8, .aaa_lora = 8, .mv_lora = 4,
