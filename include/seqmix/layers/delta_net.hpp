@@ -64,7 +64,8 @@ class DeltaNet : public mixer<DeltaNet<T, WeightT>, T> {
     detail::conv_and_output_weights(c, w, f);
   }
 
-  /// Recurrent state [B, H, head_k_dim, head_v_dim] (K-major) and the conv tails [B, C, W-1].
+  /// Recurrent state [B, H, head_k_dim, head_v_dim] (K-major), the conv tails [B, C, W-1] and
+  /// forward()'s temporaries (not copied).
   struct State : detail::delta_state<T> {};
 
   DeltaNet(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
@@ -95,16 +96,15 @@ class DeltaNet : public mixer<DeltaNet<T, WeightT>, T> {
     const detail::sequence_rows<T> x2(x);
     const int th = policy.threads;
 
-    tensor<T, 2> q, k, v, beta({N, H}), o({N, cfg_.value_dim()});
-    detail::delta_qkv(name, cfg_, w_, x2.view, B, L, state, q, k, v, th);
-    w_.b_proj(x2.view, beta, name, th);
-    nn::beta_activation(beta, cfg_.allow_neg_eigval);
+    const auto b = detail::delta_work(name, cfg_, state, N, H, false);
+    detail::delta_qkv(name, cfg_, w_, x2.view, B, L, state, b, th);
+    w_.b_proj(x2.view, b.beta, name, th);
+    nn::beta_activation(b.beta, cfg_.allow_neg_eigval);
 
-    kernels::delta_rule::forward(policy, q.view().template reshape<4>({B, L, H, K}),
-                                 k.view().template reshape<4>({B, L, H, K}), v.view().template reshape<4>({B, L, H, V}),
-                                 beta.view().template reshape<3>({B, L, H}), o.view().template reshape<4>({B, L, H, V}),
-                                 state.h, {T(1) / std::sqrt(T(K))});
-    detail::delta_output(name, cfg_, w_, x2.view, o, y, th);
+    kernels::delta_rule::forward(policy, b.q.template reshape<4>({B, L, H, K}), b.k.template reshape<4>({B, L, H, K}),
+                                 b.v.template reshape<4>({B, L, H, V}), b.beta.template reshape<3>({B, L, H}),
+                                 b.o.template reshape<4>({B, L, H, V}), state.h, {T(1) / std::sqrt(T(K))});
+    detail::delta_output(name, cfg_, w_, x2.view, b, y, th);
   }
 
  private:

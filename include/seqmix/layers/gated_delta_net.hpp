@@ -75,8 +75,8 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T, WeightT>, T> {
     detail::conv_and_output_weights(c, w, f);
   }
 
-  /// Recurrent state [B, HV, head_k_dim, head_v_dim] (K-major; fla's cache is V-major) and the
-  /// conv tails [B, C, W-1].
+  /// Recurrent state [B, HV, head_k_dim, head_v_dim] (K-major; fla's cache is V-major), the conv
+  /// tails [B, C, W-1] and forward()'s temporaries (not copied).
   struct State : detail::delta_state<T> {};
 
   GatedDeltaNet(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
@@ -107,24 +107,22 @@ class GatedDeltaNet : public mixer<GatedDeltaNet<T, WeightT>, T> {
     const detail::sequence_rows<T> x2(x);
     const int th = policy.threads;
 
-    tensor<T, 2> q, k, v, beta({N, HV}), g({N, HV}), o({N, cfg_.value_dim()});
-    detail::delta_qkv(name, cfg_, w_, x2.view, B, L, state, q, k, v, th);
-    w_.b_proj(x2.view, beta, name, th);
-    nn::beta_activation(beta, cfg_.allow_neg_eigval);
+    const auto b = detail::delta_work(name, cfg_, state, N, HV, true);
+    detail::delta_qkv(name, cfg_, w_, x2.view, B, L, state, b, th);
+    w_.b_proj(x2.view, b.beta, name, th);
+    nn::beta_activation(b.beta, cfg_.allow_neg_eigval);
     // g = -exp(A_log) · softplus(a_proj x + dt_bias): the log decay per token and value head.
+    const auto& g = b.g;
     w_.a_proj(x2.view, g, name, th);
     for (index_t n = 0; n < N; ++n)
       for (index_t j = 0; j < HV; ++j)
         g(n, j) = -std::exp(w_.A_log(j)) * simd::softplus(g(n, j) + w_.dt_bias(j));
 
-    kernels::delta_rule::forward(policy, q.view().template reshape<4>({B, L, H, K}),
-                                       k.view().template reshape<4>({B, L, H, K}),
-                                       v.view().template reshape<4>({B, L, HV, V}),
-                                       g.view().template reshape<3>({B, L, HV}),
-                                       beta.view().template reshape<3>({B, L, HV}),
-                                       o.view().template reshape<4>({B, L, HV, V}), state.h, {T(1) / std::sqrt(T(K))});
-
-    detail::delta_output(name, cfg_, w_, x2.view, o, y, th);
+    kernels::delta_rule::forward(policy, b.q.template reshape<4>({B, L, H, K}), b.k.template reshape<4>({B, L, H, K}),
+                                 b.v.template reshape<4>({B, L, HV, V}), g.template reshape<3>({B, L, HV}),
+                                 b.beta.template reshape<3>({B, L, HV}), b.o.template reshape<4>({B, L, HV, V}),
+                                 state.h, {T(1) / std::sqrt(T(K))});
+    detail::delta_output(name, cfg_, w_, x2.view, b, y, th);
   }
 
  private:
