@@ -12,6 +12,16 @@
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
+namespace detail {
+/// The softmax-attention layers' State (Attention's, MultiheadDiffAttn's: one type, as when it was
+/// the bare cache): the KV cache in CacheT and forward()'s temporaries in T (scratch: not copied).
+template <class T, class CacheT = T>
+struct attention_state : kernels::attention::kv_cache<CacheT> {
+  using kernels::attention::kv_cache<CacheT>::kv_cache;
+  scratch<T> work;
+};
+}  // namespace detail
+
 /// Causal softmax attention layer (fla `Attention`): q = x Wqᵀ, k = x Wkᵀ, v = x Wvᵀ, RoPE on q and
 /// k at absolute positions, attention with scale head_dim^-1/2 over the KV cache (its State), then
 /// o_proj. No qk-norm. CacheT: the KV cache's storage (T, or bf16 for T = float: half the bytes a
@@ -67,8 +77,9 @@ class Attention : public mixer<Attention<T, WeightT, CacheT>, T> {
     linear_weights(f, "o_proj", w.o_proj, C, qd);
   }
 
-  /// The KV cache (rotated keys, raw values); a windowed layer's cache is a ring of O(window).
-  using State = kernels::attention::kv_cache<CacheT>;
+  /// The KV cache (rotated keys, raw values; a windowed layer's is a ring of O(window)) and
+  /// forward()'s temporaries (not copied).
+  using State = detail::attention_state<T, CacheT>;
 
   Attention(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     this->check_weights(cfg_, w_);
@@ -103,16 +114,19 @@ class Attention : public mixer<Attention<T, WeightT, CacheT>, T> {
 
     const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;
-    tensor<T, 2> q({N, H * D}), k({N, Hk * D}), v({N, Hk * D}), o({N, H * D});
+    // q, o [N, H·D] and k, v [N, Hk·D] from the state's scratch (each written before read).
+    T* ws = state.work.get(checked_mul(N, 2 * (H + Hk) * D, name));
+    const tensor_view<T, 2> q(ws, {N, H * D}), o(ws + N * H * D, {N, H * D}), k(ws + 2 * N * H * D, {N, Hk * D}),
+        v(ws + N * (2 * H + Hk) * D, {N, Hk * D});
     w_.q_proj(xr.view, q, name, th), w_.k_proj(xr.view, k, name, th), w_.v_proj(xr.view, v, name, th);
-    auto heads = [&](tensor<T, 2>& t, index_t h) { return t.view().template reshape<4>({B, L, h, D}); };
+    auto heads = [&](const tensor_view<T, 2>& t, index_t h) { return t.template reshape<4>({B, L, h, D}); };
     std::vector<T> cos, sin;  // one table for q and k
     rope_.tables(state.length(), L, cos, sin);
     rope_.apply(heads(q, H), cos, sin, name, th);
     rope_.apply(heads(k, Hk), cos, sin, name, th);
     kernels::attention::forward(policy, heads(q, H), heads(k, Hk), heads(v, Hk), heads(o, H), state,
                                       {T(1) / std::sqrt(T(D))});
-    detail::project_to_sequence<T>(w_.o_proj, o.view(), y, name, th);
+    detail::project_to_sequence<T>(w_.o_proj, o, y, name, th);
   }
 
  private:

@@ -9,6 +9,7 @@
 #include "mixer.hpp"  // the layer vocabulary: concept, weight table, policies, tensors
 #include "../kernels/attention/differential.hpp"
 #include "../nn/rotary.hpp"
+#include "attention.hpp"  // detail::attention_state
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::layers {
 
@@ -75,8 +76,9 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T, WeightT>, T> {
     f(weight_spec<1>{"subln.weight", {2 * d}, init_rule::ones()}, w.subln);
   }
 
-  /// KV cache: 2·Hkv key heads of d (rotated), Hkv value heads of 2d.
-  using State = kernels::attention::kv_cache<T>;
+  /// KV cache (2·Hkv key heads of d, rotated; Hkv value heads of 2d) and forward()'s
+  /// temporaries (not copied).
+  using State = detail::attention_state<T>;
 
   MultiheadDiffAttn(const config& cfg, weights w) : cfg_(cfg), w_(std::move(w)) {
     this->check_weights(cfg_, w_);
@@ -113,18 +115,22 @@ class MultiheadDiffAttn : public mixer<MultiheadDiffAttn<T, WeightT>, T> {
 
     const detail::sequence_rows<T> xr(x);
     const int th = policy.threads;
-    tensor<T, 2> q({N, 2 * H * d}), k({N, 2 * Hkv * d}), v({N, 2 * Hkv * d}), o({N, 2 * H * d});
+    // q, o [N, 2H·d] and k, v [N, 2Hkv·d] from the state's scratch (each written before read).
+    const index_t qd = 2 * H * d, kd = 2 * Hkv * d;
+    T* ws = state.work.get(checked_mul(N, 2 * (qd + kd), name));
+    const tensor_view<T, 2> q(ws, {N, qd}), o(ws + N * qd, {N, qd}), k(ws + 2 * N * qd, {N, kd}),
+        v(ws + N * (2 * qd + kd), {N, kd});
     w_.q_proj(xr.view, q, name, th), w_.k_proj(xr.view, k, name, th), w_.v_proj(xr.view, v, name, th);
-    const auto q4 = q.view().template reshape<4>({B, L, 2 * H, d});
-    const auto k4 = k.view().template reshape<4>({B, L, 2 * Hkv, d});
+    const auto q4 = q.template reshape<4>({B, L, 2 * H, d});
+    const auto k4 = k.template reshape<4>({B, L, 2 * Hkv, d});
     std::vector<T> cos, sin;  // one table for q and k
     rope_.tables(state.length(), L, cos, sin);
     rope_.apply(q4, cos, sin, name, th);
     rope_.apply(k4, cos, sin, name, th);
-    kernels::attention::differential<P, T>(policy, q4, k4, v.view().template reshape<4>({B, L, Hkv, 2 * d}),
-                                           o.view().template reshape<4>({B, L, H, 2 * d}), state, lambda_params(),
+    kernels::attention::differential<P, T>(policy, q4, k4, v.template reshape<4>({B, L, Hkv, 2 * d}),
+                                           o.template reshape<4>({B, L, H, 2 * d}), state, lambda_params(),
                                            {T(1) / std::sqrt(T(d))});
-    detail::project_to_sequence<T>(w_.out_proj, o.view(), y, name, th);
+    detail::project_to_sequence<T>(w_.out_proj, o, y, name, th);
   }
 
  private:
