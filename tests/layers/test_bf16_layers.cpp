@@ -5,6 +5,7 @@
 // (relative 2^-8 at most per product, on AVX512_BF16; none on other targets).
 #include <catch2/catch.hpp>
 
+#include <seqmix/models/families.hpp>
 #include <seqmix/seqmix.hpp>
 
 #include <cmath>
@@ -23,29 +24,6 @@ using namespace seqmix::layers;
 namespace {
 
 using namespace seqmix::test::all_layers;
-
-template <class L>
-struct with_bf16_weights;
-template <template <class, class> class X, class T, class W>
-struct with_bf16_weights<X<T, W>> {
-  using type = X<T, bf16>;
-};
-template <template <class, class, class> class X, class T, class W, class C>  // Attention: and its cache type
-struct with_bf16_weights<X<T, W, C>> {
-  using type = X<T, bf16, C>;
-};
-
-// The config of one instantiation as another's (the same fields, listed by config::fields()).
-template <class To, class From>
-To convert_config(const From& from) {
-  To to{};
-  auto src = From::fields();
-  auto dst = To::fields();
-  [&]<std::size_t... I>(std::index_sequence<I...>) {
-    ((to.*(std::get<I>(dst).member) = from.*(std::get<I>(src).member)), ...);
-  }(std::make_index_sequence<std::tuple_size_v<decltype(src)>>{});
-  return to;
-}
 
 // The error bound, relative to the largest |y| of the float layer. A projection with bf16
 // activations is off by at most 2^-8 of Σ|w·x| per output; a layer chains up to three of them
@@ -76,9 +54,9 @@ double relative_error(const tensor<float, 3>& yb, const tensor<float, 3>& yf, co
 
 template <class L>
 void check_family(const typename L::config& cfg, std::uint64_t seed) {
-  using LB = typename with_bf16_weights<L>::type;
+  using LB = models::with_weights_t<L, bf16>;
   INFO(L::name);
-  const auto cfg_b = convert_config<typename LB::config>(cfg);
+  const auto cfg_b = layers::config_cast<typename LB::config>(cfg);
   const LB lb = LB::init(cfg_b, seed);
   io::safetensors_writer w;
   lb.save(w, "m.");
@@ -132,7 +110,7 @@ const double reference_case_tolerance = 2 * tolerance;
 
 template <class L>
 void check_reference_cases(const std::string& family, const std::string& prefix = "param.") {
-  using LB = typename with_bf16_weights<L>::type;
+  using LB = models::with_weights_t<L, bf16>;
   int cases = 0;
   for (const auto& entry : std::filesystem::directory_iterator(std::string(SEQMIX_TEST_DATA_DIR "/refs/") + family)) {
     if (entry.path().filename().string().rfind("layer", 0) != 0) continue;
@@ -141,7 +119,7 @@ void check_reference_cases(const std::string& family, const std::string& prefix 
     if constexpr (requires { cfg.kv_reuse; })
       if (cfg.kv_reuse) continue;
     INFO(family << "/" << entry.path().filename().string());
-    const LB lb = LB::load(c.file, convert_config<typename LB::config>(cfg), prefix);
+    const LB lb = LB::load(c.file, layers::config_cast<typename LB::config>(cfg), prefix);
     io::safetensors_writer w;
     lb.save(w, prefix);
     const L lf = L::load(io::safetensors::parse(w.bytes()), cfg, prefix);

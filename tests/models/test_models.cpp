@@ -12,6 +12,7 @@
 
 #include "support/all_layers.hpp"
 #include "support/compare.hpp"
+#include "support/safetensors_edit.hpp"
 
 using namespace seqmix;
 using namespace seqmix::models;
@@ -296,10 +297,7 @@ TEST_CASE("a missing or misshapen weight raises seqmix::error naming the layer a
   const auto file = io::safetensors::parse(bytes, "model");
   // Every entry removed in turn: block weights name the block, the others their full name.
   for (const auto& missing : file.names()) {
-    io::safetensors_writer w;
-    for (const auto& n : file.names())
-      if (n != missing) w.add_raw(n, file.info(n).type, file.info(n).shape, file.raw(n));
-    const auto partial = io::safetensors::parse(w.bytes(), "partial");
+    const auto partial = test::without_entry(file, missing);
     INFO(missing);
     std::vector<std::string> parts{"'" + missing + "'", "not found"};
     if (missing.starts_with("model.layers.")) parts.push_back("model layer " + missing.substr(13, 1));
@@ -444,16 +442,12 @@ TEST_CASE("a block that is nearly an identity ranks least important, and droppin
   // down projection zeroed: it adds nothing to the hidden states.
   const auto cfg = parse_model_config(stacks[0]);
   const M m0 = M::init(cfg, 18);
-  io::safetensors_writer w;
   const auto bytes = saved(m0);
-  const auto file = io::safetensors::parse(bytes, "model");
-  for (const auto& n : file.names()) {
-    std::vector<std::byte> raw(file.raw(n).begin(), file.raw(n).end());
+  const auto zeroed = test::rewritten(io::safetensors::parse(bytes, "model"), [](const std::string& n, std::vector<std::byte>& raw) {
     if (n == "model.layers.2.self_attn.o_proj.weight" || n == "model.layers.2.mlp.down_proj.weight")
       std::fill(raw.begin(), raw.end(), std::byte{0});
-    w.add_raw(n, file.info(n).type, file.info(n).shape, raw);
-  }
-  const auto zeroed = io::safetensors::parse(w.bytes(), "zeroed");
+    return true;
+  });
   const M m = M::load(zeroed, cfg);
   const std::vector<std::vector<token_id>> calibration{tokens(24, 50), tokens(17, 51)};
 
