@@ -7,7 +7,10 @@
 #include <fstream>
 #include <seqmix/error.hpp>
 #include <sstream>
+#include <initializer_list>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace seqmix::tools {
 
@@ -18,6 +21,29 @@ N number(const std::string& flag, const std::string& text) {
   N v{};
   if (!(in >> v) || !in.eof()) throw error(flag + " '" + text + "' is not a number");
   return v;
+}
+
+/// Splits argv into positional arguments (returned, in order) and options "--name value", each
+/// passed to option(name, value); a name in `switches` takes no value (option gets "").
+template <class Option>
+std::vector<std::string> parse_args(int argc, char** argv, std::initializer_list<std::string_view> switches, Option&& option) {
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (!a.starts_with("--")) {
+      positional.push_back(a);
+      continue;
+    }
+    bool is_switch = false;
+    for (auto sw : switches) is_switch = is_switch || a == sw;
+    if (is_switch) {
+      option(a, std::string());
+      continue;
+    }
+    if (i + 1 >= argc) throw error(a + " needs a value");
+    option(a, std::string(argv[++i]));
+  }
+  return positional;
 }
 
 inline std::string read_text(const std::string& path) {

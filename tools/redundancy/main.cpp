@@ -46,20 +46,9 @@ struct options {
 
 options parse(int argc, char** argv) {
   options o;
-  std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (!a.starts_with("--")) {
-      positional.push_back(a);
-      continue;
-    }
-    if (a == "--no-perplexity") {
-      o.perplexity = false;
-      continue;
-    }
-    if (i + 1 >= argc) throw error(a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--calibration") o.calibration = v;
+  const auto positional = parse_args(argc, argv, {"--no-perplexity"}, [&](const std::string& a, const std::string& v) {
+    if (a == "--no-perplexity") o.perplexity = false;
+    else if (a == "--calibration") o.calibration = v;
     else if (a == "--sequences") o.sequences = number<index_t>(a, v);
     else if (a == "--length") o.length = number<index_t>(a, v);
     else if (a == "--seed") o.seed = number<std::uint64_t>(a, v);
@@ -72,7 +61,7 @@ options parse(int argc, char** argv) {
       else if (v == "mlp") o.what = models::part::mlp;
       else throw error("--what is mixer, block or mlp, not '" + v + "'");
     } else throw error("unknown option " + a);
-  }
+  });
   if (positional.size() != 2) throw error("expected MODEL.safetensors and CONFIG.json");
   o.model = positional[0], o.config = positional[1];
   require(o.sequences >= 1 && o.length >= 2 && o.threads >= 1 && o.drop >= 0, "options",

@@ -50,15 +50,7 @@ struct options {
 
 options parse(int argc, char** argv) {
   options o;
-  std::vector<std::string> positional;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (!a.starts_with("--")) {
-      positional.push_back(a);
-      continue;
-    }
-    if (i + 1 >= argc) throw error(a + " needs a value");
-    const std::string v = argv[++i];
+  const auto positional = parse_args(argc, argv, {}, [&](const std::string& a, const std::string& v) {
     if (a == "--prompt") {
       std::istringstream in(v);
       for (std::string id; std::getline(in, id, ',');) o.prompt.push_back(number<token_id>(a, id));
@@ -75,7 +67,7 @@ options parse(int argc, char** argv) {
     else if (a == "--top-p") o.sampling.top_p = number<double>(a, v);
     else if (a == "--seed") o.seed = number<std::uint64_t>(a, v);
     else throw error("unknown option " + a);
-  }
+  });
   if (positional.size() != 2) throw error("expected MODEL.safetensors and CONFIG.json");
   o.model = positional[0], o.config = positional[1];
   require(o.tokens >= 1 && o.threads >= 1 && o.prompt_length >= 1, "options",
