@@ -15,8 +15,9 @@ void linear_op(const char* type, const char* phase, index_t T, index_t in, index
   add(name(std::string("linear/op/") + type + "/" + phase, {{"B", 1}, {"T", T}, {"in", in}, {"out", out}, {"threads", threads}}),
       double(T), 2.0 * double(T) * in * out, [=](benchmark::State& state) {
         const auto wf = uniform_tensor<float, 2>({out, in}, -0.02, 0.02, 1);
-        nn::linear<float, W> op{tensor<W, 2>({out, in}), std::nullopt};
-        for (index_t i = 0; i < wf.size(); ++i) op.weight.data()[i] = W(wf.data()[i]);
+        tensor<W, 2> w({out, in});
+        for (index_t i = 0; i < wf.size(); ++i) w.data()[i] = W(wf.data()[i]);
+        nn::linear<float, W> op{std::move(w), std::nullopt};
         const auto x = uniform_tensor<float, 2>({T, in}, -1, 1, 4);
         tensor<float, 2> y({T, out});
         for (auto _ : state) {

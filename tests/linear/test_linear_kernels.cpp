@@ -138,6 +138,7 @@ TEST_CASE("bf16 GEMV and GEMM against a double evaluation", "[bf16][linear]") {
     const auto xwide = uniform_tensor<float, 2>({M, K + 3}, -2, 2, seed++);
     const auto x = xwide.view().subrange(1, 1, K);
     const expected e = reference(x, w);
+    const nn::bf16_matrix packed(w.view());
     for (const bool gemm : {false, true}) {
       INFO((gemm ? "gemm_nt_bf16" : "gemv_bf16"));
       tensor<float, 2> ywide({M, N + 5}, std::numeric_limits<float>::quiet_NaN());
@@ -146,6 +147,17 @@ TEST_CASE("bf16 GEMV and GEMM against a double evaluation", "[bf16][linear]") {
       else simd::gemv_bf16(x, w.view(), y);
       check_within(y, e);
       for (index_t m = 0; m < M; ++m) REQUIRE(std::isnan(ywide(m, 0)));  // nothing outside y written
+      // The same product from the matrix packed once (the panel layout on AVX512_BF16).
+      tensor<float, 2> pwide({M, N + 5}, std::numeric_limits<float>::quiet_NaN());
+      const auto yp = pwide.view().subrange(1, 2, N);
+      if (gemm) packed.gemm(x, yp);
+      else packed.gemv(x, yp, 0, N);
+      check_within(yp, e);
+      for (index_t m = 0; m < M; ++m) REQUIRE((std::isnan(pwide(m, 0)) && std::isnan(pwide(m, 1)) && std::isnan(pwide(m, N + 2))));
+      // The GEMM reads the same panels in the same order as packing W per call: the same bits.
+      if (gemm)
+        for (index_t m = 0; m < M; ++m)
+          for (index_t n = 0; n < N; ++n) REQUIRE(std::bit_cast<std::uint32_t>(yp(m, n)) == std::bit_cast<std::uint32_t>(y(m, n)));
       // Accumulate: y += x·Wᵀ on top of 1.
       for (index_t m = 0; m < M; ++m)
         for (index_t n = 0; n < N; ++n) y(m, n) = 1.0f;
@@ -153,6 +165,29 @@ TEST_CASE("bf16 GEMV and GEMM against a double evaluation", "[bf16][linear]") {
       else simd::gemv_bf16(x, w.view(), y, true);
       check_within(y, e, 1.0);
     }
+  }
+}
+
+TEST_CASE("bf16_matrix: packed once, unpacked bit for bit; a GEMV split at panels equals the whole", "[bf16][linear]") {
+  unsigned seed = 40;
+  for (const auto& [N, K] : {std::pair<index_t, index_t>{1, 1}, {31, 3}, {32, 2}, {33, 768}, {70, 130}, {97, 1}, {0, 5}}) {
+    INFO("N " << N << " K " << K);
+    auto w = random_bf16(N, K, 1, seed++);
+    if (w.size() > 2) w.data()[1] = bf16::from_bits(0x7fc1);  // a NaN payload survives too
+    const nn::bf16_matrix m(w.view());
+    CHECK(m.extents() == w.extents());
+    const auto back = m.unpacked();
+    REQUIRE(back.extents() == w.extents());
+    for (index_t i = 0; i < w.size(); ++i) REQUIRE(back.data()[i].bits == w.data()[i].bits);
+    if (w.size() > 2) w.data()[1] = bf16(0.5f);
+    const nn::bf16_matrix finite(w.view());
+    const auto x = uniform_tensor<float, 2>({2, K}, -1, 1, seed++);
+    tensor<float, 2> whole({2, N}, std::numeric_limits<float>::quiet_NaN()), parts = whole;
+    finite.gemv(x.view(), whole.view(), 0, N);
+    const index_t P = nn::bf16_matrix::panel_rows;
+    for (index_t b = 0; b < N; b += 2 * P) finite.gemv(x.view(), parts.view(), b, std::min(N, b + 2 * P));
+    for (index_t i = 0; i < whole.size(); ++i)
+      REQUIRE(std::bit_cast<std::uint32_t>(whole.data()[i]) == std::bit_cast<std::uint32_t>(parts.data()[i]));
   }
 }
 
@@ -175,7 +210,7 @@ TEST_CASE("nn::linear with bf16 weights: GEMV and GEMM, bias, threads", "[bf16][
     INFO("rows " << rows);
     nn::linear<float, bf16> lin{random_bf16(70, 130, 0.1, 5), uniform_tensor<float, 1>({70}, -1, 1, 6)};
     const auto x = uniform_tensor<float, 2>({rows, 130}, -1, 1, 7);
-    const expected e = reference(x.view(), lin.weight);
+    const expected e = reference(x.view(), lin.weight.unpacked());
     tensor<float, 2> y1({rows, 70}, std::numeric_limits<float>::quiet_NaN()), y2 = y1;
     lin(x.view(), y1.view(), "linear", 1);
     lin(x.view(), y2.view(), "linear", 2);
@@ -186,7 +221,8 @@ TEST_CASE("nn::linear with bf16 weights: GEMV and GEMM, bias, threads", "[bf16][
       }
     // Against the float layer holding the same (widened) weights.
     nn::linear<float> wide{tensor<float, 2>({70, 130}), lin.bias};
-    for (index_t i = 0; i < wide.weight.size(); ++i) wide.weight.data()[i] = to_float(lin.weight.data()[i]);
+    const auto wb = lin.weight.unpacked();
+    for (index_t i = 0; i < wide.weight.size(); ++i) wide.weight.data()[i] = to_float(wb.data()[i]);
     tensor<float, 2> yf({rows, 70});
     wide(x.view(), yf.view());
     for (index_t m = 0; m < rows; ++m)

@@ -114,12 +114,13 @@ class NGPTBlock : public mixer<NGPTBlock<T, WeightT>, T> {
     // suv_eff = suv · (suv_init_value / suv_init_scaling) · √C into the rows of c_fc: one rounding
     // of each product (formed in double).
     const double su = cfg_.suv_init_value / cfg_.suv_init_scaling * std::sqrt(double(C));
-    fc_.weight = tensor<WeightT, 2>({8 * C, C});
+    const auto& c_fc = nn::unpacked(w_.c_fc.weight);
+    tensor<WeightT, 2> fc({8 * C, C});
     for (index_t j = 0; j < 8 * C; ++j) {
       const double s = double(w_.suv(j)) * su;
-      for (index_t i = 0; i < C; ++i)
-        fc_.weight(j, i) = static_cast<WeightT>(static_cast<T>(s * double(static_cast<T>(w_.c_fc.weight(j, i)))));
+      for (index_t i = 0; i < C; ++i) fc(j, i) = static_cast<WeightT>(static_cast<T>(s * double(static_cast<T>(c_fc(j, i)))));
     }
+    fc_.weight = std::move(fc);
     const double sa = cfg_.alpha_init_value / cfg_.alpha_scaling(), sq = cfg_.sqk_init_value / cfg_.sqk_scaling(),
                  ss = cfg_.attention_scale();
     lr_attn_.resize(std::size_t(C)), lr_mlp_.resize(std::size_t(C)), sqk_q_.resize(std::size_t(C)),

@@ -66,7 +66,7 @@ class model {
   struct weights {
     tensor<W, 2> embed;
     tensor<T, 1> norm;
-    nn::linear<T, W> head;
+    tensor<W, 2> head;  // lm_head.weight [V, C], row-major as the embedding it may replace
   };
 
   /// A model with reproducible random weights: the top-level weights from `seed`, block N's (its
@@ -227,7 +227,7 @@ class model {
     // Embedding and head ±1/√C: a random model's logits are O(1), not peaked at the input token.
     f(weight_spec<2>{"model.embed_tokens.weight", {V, C}}, w.embed);
     f(weight_spec<1>{"model.norm.weight", {C}, init_rule::ones()}, w.norm);
-    f(weight_spec<2>{"lm_head.weight", {V, C}, {}, !c.tie_word_embeddings}, w.head.weight);
+    f(weight_spec<2>{"lm_head.weight", {V, C}, {}, !c.tie_word_embeddings}, w.head);
   }
 
  private:
@@ -280,7 +280,7 @@ class model {
     }
   }
 
-  const tensor<W, 2>& head() const { return cfg_.tie_word_embeddings ? w_.embed : w_.head.weight; }
+  const tensor<W, 2>& head() const { return cfg_.tie_word_embeddings ? w_.embed : w_.head; }
 
   // y [n, V] = x [n, C] · headᵀ over the vocabulary columns [begin, end).
   void head_product(tensor_view<const T, 2> x, tensor_view<T, 2> y, index_t begin, index_t end) const {

@@ -1,31 +1,34 @@
-// linear: y = x · Wᵀ (+ b) with W stored [out, in] as in torch checkpoints. Float weights run in
-// simd::gemm_nt or Eigen; bf16 weights (linear<float, bf16>) in simd/bf16.hpp's products.
+// linear: y = x · Wᵀ (+ b) with W [out, in] as in torch checkpoints. Float weights run in
+// simd::gemm_nt or Eigen; bf16 weights (linear<float, bf16>) are a bf16_matrix, packed once for
+// simd/bf16.hpp's products.
 #pragma once
 
+#include <algorithm>
 #include <optional>
 #include <string>
 #include <type_traits>
 
 #include "../error.hpp"
 #include "../policy/threads.hpp"
-#include "../simd/bf16.hpp"
 #include "../simd/gemm_nt.hpp"
 #include "../tensor/bf16.hpp"
 #include "../tensor/eigen.hpp"
 #include "../tensor/tensor.hpp"
+#include "bf16_matrix.hpp"
 
 namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::nn {
 
 /// A dense projection with weight [out, in] and an optional bias [out]. T is the type of the
 /// activations, the bias and the accumulation; W the stored weight type: T, or bf16 with T = float
-/// (half the weight bytes; see simd/bf16.hpp for what is rounded where).
+/// (half the weight bytes; see simd/bf16.hpp for what is rounded where), held as a bf16_matrix:
+/// built from (and saved as) the row-major [out, in] tensor, packed for the products once.
 template <class T, class W = T>
 struct linear {
   static_assert(std::is_same_v<W, T> || (std::is_same_v<W, bf16> && std::is_same_v<T, float>),
                 "nn::linear: the weights are T, or bf16 with float activations");
   using weight_type = W;
 
-  tensor<W, 2> weight;
+  std::conditional_t<std::is_same_v<W, bf16>, bf16_matrix, tensor<W, 2>> weight;
   std::optional<tensor<T, 1>> bias;
 
   /// With at least this many rows (per thread), outputs and inputs the product runs in
@@ -48,10 +51,12 @@ struct linear {
     const index_t rows = x.extent(0), min_rows = 64;  // below this a thread costs more than it saves
     if constexpr (std::is_same_v<W, bf16>) {
       if (rows < bf16_packed_min) {
-        // Decode: memory-bound, so the threads take slices of the weight rows.
+        // Decode: memory-bound, so the threads take slices of the outputs (whole panels).
         const int t = threads_for_work(threads, double(out_features()) * double(in_features()) * double(rows), 1 << 20);
-        parallel_ranges(t, out_features(), [&](index_t begin, index_t end) {
-          simd::gemv_bf16(x, weight.view().subrange(0, begin, end - begin), y.subrange(1, begin, end - begin));
+        const index_t P = bf16_matrix::panel_rows, panels = (out_features() + P - 1) / P;
+        parallel_ranges(t, panels, [&](index_t p0, index_t p1) {
+          const index_t begin = p0 * P, end = std::min(p1 * P, out_features());
+          weight.gemv(x, y, begin, end);
           add_bias(y.subrange(1, begin, end - begin), begin);
         });
         return;
@@ -61,7 +66,7 @@ struct linear {
       const auto xs = x.subrange(0, begin, end - begin);
       const auto ys = y.subrange(0, begin, end - begin);
       if constexpr (std::is_same_v<W, bf16>) {
-        simd::gemm_nt_bf16(xs, weight.view(), ys);
+        weight.gemm(xs, ys);
       } else if (end - begin >= packed_min && out_features() >= packed_min && in_features() >= packed_min) {
         // Prefill: the packed, register-blocked product (10-20% faster than Eigen's here). A few
         // rows (decode) do not repay packing the weights, nor a narrow or shallow product (low-rank
@@ -80,5 +85,12 @@ struct linear {
     if (bias) as_row_major(y).rowwise() += Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>(bias->data() + first, y.extent(1));
   }
 };
+
+/// A linear's weight row-major [out, in]: the tensor itself, or the bf16_matrix unpacked (a copy).
+template <class W>
+const tensor<W, 2>& unpacked(const tensor<W, 2>& w) {
+  return w;
+}
+inline tensor<bf16, 2> unpacked(const bf16_matrix& w) { return w.unpacked(); }
 
 }  // namespace seqmix::nn

@@ -161,8 +161,11 @@ template <index_t MR>
 // 32-bit word holding the pair (k even, k odd), zero past K. X is rounded to bf16 as its blocks are
 // packed (again for each slice of NC outputs: a vector conversion costs far less than a bf16 copy
 // of all of X, whose fresh pages the kernel would fault in and clear on every call).
+//
+// `stored`: W already in the panel layout of pack_bf16_panels (then W's data is not read, only its
+// shape): the panels are the B operand as they are, and nothing of W is packed per call.
 inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const bf16, 2> W, tensor_view<float, 2> Y,
-                                bool accumulate) {
+                                bool accumulate, const std::uint32_t* stored = nullptr) {
   constexpr index_t MR = 12, NR = 32;
   // Pairs of k per block: a B panel KP x NR words is 64 KB. KP = 512 with MC = 4·MR ran 8-15%
   // faster than 192 with 8·MR on Zen 4 (2048 rows, 1024/4096 in and out: half the C-tile reloads
@@ -174,7 +177,7 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
   const index_t ldw = W.stride(0), ldy = Y.stride(0);
   auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };
   const index_t kmax = std::min(KP, pairs);
-  std::vector<std::uint32_t> bp(static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
+  std::vector<std::uint32_t> bp(stored ? 0 : static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
       ap(static_cast<std::size_t>(round_up(std::min(MC, M), MR) * kmax));
   alignas(64) float edge[MR * NR];
   alignas(64) bf16 row[2 * KP];  // one row of an A block
@@ -185,7 +188,10 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
     for (index_t pc = 0; pc < pairs; pc += KP) {
       const index_t kp = std::min(KP, pairs - pc);
       const bool acc = accumulate || pc > 0;
-      for (index_t j0 = 0; j0 < nc; j0 += NR) {
+      // The B panel of columns jc + j0: b + j0 · step words (stored: panel (jc + j0) / NR, from pair pc).
+      const std::uint32_t* b = stored ? stored + jc * pairs + pc * NR : bp.data();
+      const index_t step = stored ? pairs : kp;
+      for (index_t j0 = 0; !stored && j0 < nc; j0 += NR) {
         std::uint32_t* dst = bp.data() + j0 * kp;
         const index_t nr = std::min(NR, nc - j0);
         for (index_t j = 0; j < NR; ++j) {
@@ -219,11 +225,11 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
             const index_t mr = std::min(MR, mc - i0);
             float* c = y + (ic + i0) * ldy + jc + j0;
             if (mr == MR && nr == NR) {
-              gemm_nt_bf16_tile<MR>(kp, ap.data() + i0 * kp, bp.data() + j0 * kp, c, ldy, acc);
+              gemm_nt_bf16_tile<MR>(kp, ap.data() + i0 * kp, b + j0 * step, c, ldy, acc);
             } else {
               for (index_t i = 0; i < mr; ++i)
                 for (index_t j = 0; j < nr; ++j) edge[i * NR + j] = acc ? c[i * ldy + j] : 0.0f;
-              gemm_nt_bf16_tile<MR>(kp, ap.data() + i0 * kp, bp.data() + j0 * kp, edge, NR, true);
+              gemm_nt_bf16_tile<MR>(kp, ap.data() + i0 * kp, b + j0 * step, edge, NR, true);
               for (index_t i = 0; i < mr; ++i)
                 for (index_t j = 0; j < nr; ++j) c[i * ldy + j] = edge[i * NR + j];
             }
@@ -231,6 +237,44 @@ inline void gemm_nt_bf16_packed(tensor_view<const float, 2> X, tensor_view<const
         }
       }
     }
+  }
+}
+
+// y[32·p0 .. min(32·p1, N)) (+)= W · x over the stored panels p0..p1 (pack_bf16_panels), x as
+// pairs of bf16 (one word each). Each panel is one sequential stream of pairs × 128 bytes: the
+// weights of a decode step are read in one pass with no horizontal sums, which ran at the DRAM
+// read speed (25-27 GB/s on Zen 4) where the row-major kernel above reached 12-21 GB/s (rows of
+// 768-4096). Four pairs per step, each into its own accumulators, hide vdpbf16ps's latency.
+inline void gemv_bf16_panels(index_t p0, index_t p1, index_t N, index_t pairs, const std::uint32_t* wp,
+                             const std::uint32_t* x, float* y, bool accumulate) {
+  constexpr int U = 4;
+  for (index_t panel = p0; panel < p1; ++panel) {
+    const std::uint32_t* b = wp + panel * pairs * 32;
+    __m512 a0[U], a1[U];
+    for (int u = 0; u < U; ++u) a0[u] = a1[u] = _mm512_setzero_ps();
+    index_t p = 0;
+    for (; p + U <= pairs; p += U)
+      for (int u = 0; u < U; ++u) {
+        const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(x[p + u])));
+        a0[u] = _mm512_dpbf16_ps(a0[u], xv, as_bh(_mm512_loadu_si512(b + (p + u) * 32)));
+        a1[u] = _mm512_dpbf16_ps(a1[u], xv, as_bh(_mm512_loadu_si512(b + (p + u) * 32 + 16)));
+      }
+    for (; p < pairs; ++p) {
+      const __m512bh xv = as_bh(_mm512_set1_epi32(static_cast<int>(x[p])));
+      a0[0] = _mm512_dpbf16_ps(a0[0], xv, as_bh(_mm512_loadu_si512(b + p * 32)));
+      a1[0] = _mm512_dpbf16_ps(a1[0], xv, as_bh(_mm512_loadu_si512(b + p * 32 + 16)));
+    }
+    __m512 lo = _mm512_add_ps(_mm512_add_ps(a0[0], a0[1]), _mm512_add_ps(a0[2], a0[3]));
+    __m512 hi = _mm512_add_ps(_mm512_add_ps(a1[0], a1[1]), _mm512_add_ps(a1[2], a1[3]));
+    const index_t n0 = panel * 32, live = std::min<index_t>(32, N - n0);
+    const __mmask16 m0 = static_cast<__mmask16>(live >= 16 ? 0xffff : (1u << live) - 1),
+                    m1 = static_cast<__mmask16>(live >= 32 ? 0xffff : live > 16 ? (1u << (live - 16)) - 1 : 0);
+    if (accumulate) {
+      lo = _mm512_add_ps(lo, _mm512_maskz_loadu_ps(m0, y + n0));
+      hi = _mm512_add_ps(hi, _mm512_maskz_loadu_ps(m1, y + n0 + 16));
+    }
+    _mm512_mask_storeu_ps(y + n0, m0, lo);
+    _mm512_mask_storeu_ps(y + n0 + 16, m1, hi);
   }
 }
 
@@ -303,5 +347,76 @@ inline void gemm_nt_bf16(tensor_view<const float, 2> X, tensor_view<const bf16, 
   detail::gemm_nt_widening<float, bf16>(X, W, Y, accumulate);
 #endif
 }
+
+/// Output rows per panel of the stored bf16 layout: on AVX512_BF16 targets a bf16 weight [N, K]
+/// is kept as ⌈N/32⌉ panels of [⌈K/2⌉][32] 32-bit words, word (p, j) holding W[32·panel + j][2p]
+/// in its low half and W[..][2p + 1] in its high half, zero past N and K. That is gemm_nt_bf16's
+/// packed B operand, stored whole: prefill multiplies it without repacking and decode streams it
+/// once. Other targets keep W row-major (their kernels widen it row by row).
+inline constexpr index_t bf16_panel_rows = native_bf16 ? 32 : 1;
+
+/// Words of the panel layout of a [N, K] weight.
+inline index_t bf16_panel_words(index_t N, index_t K) { return (N + 31) / 32 * ((K + 1) / 2) * 32; }
+
+/// out [bf16_panel_words(N, K)] = W [N, K] in the panel layout (W any strides).
+inline void pack_bf16_panels(tensor_view<const bf16, 2> W, std::uint32_t* out) {
+  const index_t N = W.extent(0), K = W.extent(1), pairs = (K + 1) / 2;
+  for (index_t panel = 0; panel < (N + 31) / 32; ++panel)
+    for (index_t j = 0; j < 32; ++j) {
+      const index_t n = panel * 32 + j;
+      std::uint32_t* dst = out + panel * pairs * 32 + j;
+      for (index_t p = 0; p < pairs; ++p) {
+        const std::uint32_t lo = n < N ? W(n, 2 * p).bits : 0u, hi = n < N && 2 * p + 1 < K ? W(n, 2 * p + 1).bits : 0u;
+        dst[p * 32] = lo | hi << 16;
+      }
+    }
+}
+
+/// W [N, K] = the weight held in the panel layout `in` (the inverse of pack_bf16_panels).
+inline void unpack_bf16_panels(const std::uint32_t* in, tensor_view<bf16, 2> W) {
+  const index_t N = W.extent(0), K = W.extent(1), pairs = (K + 1) / 2;
+  for (index_t n = 0; n < N; ++n)
+    for (index_t k = 0; k < K; ++k) {
+      const std::uint32_t word = in[(n / 32 * pairs + k / 2) * 32 + n % 32];
+      W(n, k).bits = static_cast<std::uint16_t>(k % 2 ? word >> 16 : word & 0xffffu);
+    }
+}
+
+#if defined(SEQMIX_SIMD_BF16)
+/// Y[:, begin, end) (+)= X · W[begin, end)ᵀ with W [N, K] in the panel layout `wp` (begin a multiple
+/// of 32): each row of X rounded to bf16 once, each panel read once per row.
+inline void gemv_bf16_panels(tensor_view<const float, 2> X, const std::uint32_t* wp, index_t N, tensor_view<float, 2> Y,
+                             index_t begin, index_t end, bool accumulate = false) {
+  const index_t M = X.extent(0), K = X.extent(1), pairs = (K + 1) / 2;
+  check_shape("gemv_bf16_panels", "Y", Y.extents(), {M, N});
+  require(begin % 32 == 0 && 0 <= begin && begin <= end && end <= N && (K <= 1 || X.stride(1) == 1) &&
+              (N <= 1 || Y.stride(1) == 1),
+          "gemv_bf16_panels", "outputs from a multiple of 32, X and Y with unit column stride");
+  if (M == 0 || begin == end) return;
+  std::vector<std::uint32_t> xw(static_cast<std::size_t>(pairs), 0u);
+  for (index_t i = 0; i < M; ++i) {
+    to_bf16(X.data() + i * X.stride(0), reinterpret_cast<bf16*>(xw.data()), K);
+    detail::gemv_bf16_panels(begin / 32, (end + 31) / 32, end, pairs, wp, xw.data(), Y.data() + i * Y.stride(0),
+                             accumulate);
+  }
+}
+
+/// Y (+)= X · Wᵀ with W [N, K] in the panel layout `wp`: gemm_nt_bf16 without packing W.
+inline void gemm_nt_bf16_panels(tensor_view<const float, 2> X, const std::uint32_t* wp, index_t N,
+                                tensor_view<float, 2> Y, bool accumulate = false) {
+  const index_t M = X.extent(0), K = X.extent(1);
+  check_shape("gemm_nt_bf16_panels", "Y", Y.extents(), {M, N});
+  require((K <= 1 || X.stride(1) == 1) && (N <= 1 || Y.stride(1) == 1), "gemm_nt_bf16_panels",
+          "X and Y need unit column stride");
+  if (M == 0 || N == 0) return;
+  if (K == 0) {
+    if (!accumulate)
+      for (index_t i = 0; i < M; ++i) std::fill_n(Y.data() + i * Y.stride(0), N, 0.0f);
+    return;
+  }
+  // W's view supplies the shape only; its data is never read with `stored` set.
+  detail::gemm_nt_bf16_packed(X, tensor_view<const bf16, 2>(nullptr, {N, K}), Y, accumulate, wp);
+}
+#endif
 
 }  // namespace seqmix::simd
