@@ -335,12 +335,7 @@ inline void gemm_nt_bf16(tensor_view<const float, 2> X, tensor_view<const bf16, 
   check_shape("gemm_nt_bf16", "Y", Y.extents(), {M, N});
   require((K <= 1 || (X.stride(1) == 1 && W.stride(1) == 1)) && (N <= 1 || Y.stride(1) == 1), "gemm_nt_bf16",
           "X, W and Y need unit column stride");
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (!accumulate)
-      for (index_t i = 0; i < M; ++i) std::fill_n(Y.data() + i * Y.stride(0), N, 0.0f);
-    return;
-  }
+  if (detail::empty_product(M, N, K, Y, accumulate)) return;
 #if defined(SEQMIX_SIMD_BF16)
   detail::gemm_nt_bf16_packed(X, W, Y, accumulate);
 #else
@@ -408,12 +403,7 @@ inline void gemm_nt_bf16_panels(tensor_view<const float, 2> X, const std::uint32
   check_shape("gemm_nt_bf16_panels", "Y", Y.extents(), {M, N});
   require((K <= 1 || X.stride(1) == 1) && (N <= 1 || Y.stride(1) == 1), "gemm_nt_bf16_panels",
           "X and Y need unit column stride");
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (!accumulate)
-      for (index_t i = 0; i < M; ++i) std::fill_n(Y.data() + i * Y.stride(0), N, 0.0f);
-    return;
-  }
+  if (detail::empty_product(M, N, K, Y, accumulate)) return;
   // W's view supplies the shape only; its data is never read with `stored` set.
   detail::gemm_nt_bf16_packed(X, tensor_view<const bf16, 2>(nullptr, {N, K}), Y, accumulate, wp);
 }

@@ -19,6 +19,17 @@ namespace seqmix::inline SEQMIX_TARGET_NAMESPACE::simd {
 
 namespace detail {
 
+// The products with nothing to multiply: true (and Y zeroed unless accumulating, when K = 0) when
+// M, N or K is 0, so the packed kernels below only see non-empty operands.
+template <class T>
+bool empty_product(index_t M, index_t N, index_t K, tensor_view<T, 2> Y, bool accumulate) {
+  if (M == 0 || N == 0) return true;
+  if (K != 0) return false;
+  if (!accumulate)
+    for (index_t i = 0; i < M; ++i) std::fill_n(Y.data() + i * Y.stride(0), N, T(0));
+  return true;
+}
+
 // One MR × NR tile: c (row stride ldc) = (accumulate ? c : 0) + Σ_p a[p][0..MR) ⊗ b[p][0..NR),
 // with a packed [kc][MR] and b packed [kc][NR].
 template <class T, index_t MR>
@@ -66,12 +77,7 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
   const T* x = X.data();
   const WT* w = W.data();
   T* y = Y.data();
-  if (M == 0 || N == 0) return;
-  if (K == 0) {
-    if (!accumulate)
-      for (index_t i = 0; i < M; ++i) std::fill_n(y + i * ldy, N, T(0));
-    return;
-  }
+  if (empty_product(M, N, K, Y, accumulate)) return;
   auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };
   const index_t kmax = std::min(KC, K);
   std::vector<T, xsimd::aligned_allocator<T, 64>> bp(static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
