@@ -152,7 +152,8 @@ void parts(int threads) {
     const auto& w = shared_layer(W, 4096).params();
     const auto attn = uniform_tensor<float, 3>({1, T, I}, -1, 1, 11), ssm = uniform_tensor<float, 3>({1, T, I}, -1, 1, 12);
     tensor<float, 3> y({1, T, I}), o({1, T, C});
-    const kernels::hymba::inputs<float> in{attn, ssm, w.norm1, w.norm2, w.out_proj.weight, *w.out_proj.bias};
+    const auto w_out = nn::unpacked(w.out_proj.weight);
+    const kernels::hymba::inputs<float> in{attn, ssm, w.norm1, w.norm2, w_out, *w.out_proj.bias};
     for (auto _ : state) {
       kernels::hymba::forward(policy, in, y.view(), o.view());
       benchmark::DoNotOptimize(o.data());

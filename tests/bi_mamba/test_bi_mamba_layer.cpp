@@ -44,10 +44,10 @@ bool within_rule(const tensor<float, 3>& got, const tensor<float, 3>& want, doub
 
 // The float weights of a 1-bit projection: W[o, i] = wscale_i s_oi + wbias_i.
 nn::linear<float> unpacked(const nn::binary_linear<float>& b) {
-  nn::linear<float> l{tensor<float, 2>({b.out_features(), b.in_features()}), b.bias};
+  tensor<float, 2> w({b.out_features(), b.in_features()});
   for (index_t o = 0; o < b.out_features(); ++o)
-    for (index_t i = 0; i < b.in_features(); ++i) l.weight(o, i) = b.wscale(i) * (b.weight.bit(o, i) ? 1.0f : -1.0f) + b.wbias(i);
-  return l;
+    for (index_t i = 0; i < b.in_features(); ++i) w(o, i) = b.wscale(i) * (b.weight.bit(o, i) ? 1.0f : -1.0f) + b.wbias(i);
+  return nn::linear<float>{w, b.bias};
 }
 
 }  // namespace

@@ -116,9 +116,10 @@ TEST_CASE("group_rmsnorm_gated_row matches its definition", "[nn][rmsnorm]") {
 }
 
 TEST_CASE("linear matches its definition on both product paths", "[nn][linear]") {
-  // 150 rows x 70 outputs x 80 inputs takes simd::gemm_nt (also split over 2 threads: 75 rows
-  // each), 5 rows and a 20-wide output take Eigen; with and without bias.
-  for (index_t rows : {5, 150})
+  // 70 outputs x 80 inputs are packed into panels: 5 and 150 rows take the panel GEMM (150 also
+  // split over 2 threads: 75 rows each), 1 and 3 rows the panel GEMV (2 threads split the
+  // outputs); a 20-wide output stays row-major for Eigen; with and without bias.
+  for (index_t rows : {1, 3, 5, 150})
     for (index_t out : {20, 70})
       for (bool with_bias : {false, true})
         for (int threads : {1, 2}) {
@@ -126,11 +127,12 @@ TEST_CASE("linear matches its definition on both product paths", "[nn][linear]")
           nn::linear<float> lin{uniform_tensor<float, 2>({out, in}, -1, 1, 1), std::nullopt};
           if (with_bias) lin.bias = uniform_tensor<float, 1>({out}, -1, 1, 2);
           const auto x = uniform_tensor<float, 2>({rows, in}, -1, 1, 3);
+          const auto w = nn::unpacked(lin.weight);
           tensor<double, 2> want({rows, out});
           for (index_t i = 0; i < rows; ++i)
             for (index_t j = 0; j < out; ++j) {
               double s = with_bias ? double((*lin.bias)(j)) : 0.0;
-              for (index_t p = 0; p < in; ++p) s += double(x(i, p)) * double(lin.weight(j, p));
+              for (index_t p = 0; p < in; ++p) s += double(x(i, p)) * double(w(j, p));
               want(i, j) = s;
             }
           auto y = test::nan_tensor<float, 2>({rows, out});

@@ -88,7 +88,7 @@ tensor<double, 3> spec_block(const block& l, const tensor<float, 3>& x_in) {
     for (index_t t = 0; t < T; ++t) {
       std::vector<double> xr(static_cast<std::size_t>(C));
       for (index_t i = 0; i < C; ++i) xr[std::size_t(i)] = t < M ? double(w.meta_token(t, i)) : double(x_in(b, t - M, i));
-      z[std::size_t(t)] = lin(w.in_proj.weight, xr, w.in_proj.bias);
+      z[std::size_t(t)] = lin(nn::unpacked(w.in_proj.weight), xr, w.in_proj.bias);
       if (c.use_positional_embedding) {
         for (index_t h = 0; h < H; ++h) rope(z[std::size_t(t)], h * D, t);
         for (index_t h = 0; h < Hk; ++h) rope(z[std::size_t(t)], I + h * D, t);
@@ -125,9 +125,9 @@ tensor<double, 3> spec_block(const block& l, const tensor<float, 3>& x_in) {
         }
         xc[std::size_t(ch)] = silu(acc);
       }
-      auto sp = lin(w.x_proj.weight, xc, std::nullopt);
+      auto sp = lin(nn::unpacked(w.x_proj.weight), xc, std::nullopt);
       sp = rms(sp, 0, R, w.dt_norm), sp = rms(sp, R, N, w.B_norm), sp = rms(sp, R + N, N, w.C_norm);
-      const auto dt = lin(w.dt_proj.weight, std::vector<double>(sp.begin(), sp.begin() + R), std::nullopt);
+      const auto dt = lin(nn::unpacked(w.dt_proj.weight), std::vector<double>(sp.begin(), sp.begin() + R), std::nullopt);
       for (index_t ch = 0; ch < I; ++ch) {
         const double v = dt[std::size_t(ch)] + double(w.dt_bias(ch)), delta = v > 20 ? v : std::log1p(std::exp(v));
         double out = 0;
@@ -140,7 +140,7 @@ tensor<double, 3> spec_block(const block& l, const tensor<float, 3>& x_in) {
       }
       attn = rms(attn, 0, I, w.norm1), ssm = rms(ssm, 0, I, w.norm2);
       for (index_t ch = 0; ch < I; ++ch) attn[std::size_t(ch)] = (attn[std::size_t(ch)] + ssm[std::size_t(ch)]) / 2;
-      const auto o = lin(w.out_proj.weight, attn, w.out_proj.bias);
+      const auto o = lin(nn::unpacked(w.out_proj.weight), attn, w.out_proj.bias);
       for (index_t i = 0; i < C; ++i) y(b, t, i) = o[std::size_t(i)];
     }
   }

@@ -220,9 +220,10 @@ TEST_CASE("nn::linear with bf16 weights: GEMV and GEMM, bias, threads", "[bf16][
         REQUIRE(std::bit_cast<std::uint32_t>(y1(m, n)) == std::bit_cast<std::uint32_t>(y2(m, n)));
       }
     // Against the float layer holding the same (widened) weights.
-    nn::linear<float> wide{tensor<float, 2>({70, 130}), lin.bias};
     const auto wb = lin.weight.unpacked();
-    for (index_t i = 0; i < wide.weight.size(); ++i) wide.weight.data()[i] = to_float(wb.data()[i]);
+    tensor<float, 2> wf({70, 130});
+    for (index_t i = 0; i < wf.size(); ++i) wf.data()[i] = to_float(wb.data()[i]);
+    const nn::linear<float> wide{wf, lin.bias};
     tensor<float, 2> yf({rows, 70});
     wide(x.view(), yf.view());
     for (index_t m = 0; m < rows; ++m)
@@ -245,5 +246,75 @@ TEST_CASE("float gemm_nt against a double evaluation", "[linear]") {
       double s = 0, a = 0;
       for (index_t k = 0; k < K; ++k) s += double(x(m, k)) * w(n, k), a += std::abs(double(x(m, k)) * w(n, k));
       REQUIRE(std::abs(double(y(m, n)) - s) <= double(K + 2) * std::ldexp(a, -23));
+    }
+}
+
+TEST_CASE("float packed_matrix: panels unpack bit for bit; GEMM as gemm_nt, GEMV against double", "[linear]") {
+  struct shape {
+    index_t M, N, K;
+  };
+  // Panels from 64 x 64 on: N past a panel (2 vectors) and past a slice of 2048, K past a block
+  // of 512 (the stored panel read from its middle), M below, at and past a tile; then shapes that
+  // stay row-major (fewer than 64 outputs or inputs).
+  const shape shapes[] = {{1, 64, 64},  {3, 65, 100}, {4, 97, 513}, {2, 530, 601}, {13, 2100, 70},
+                          {70, 130, 64}, {2, 20, 80},  {5, 70, 30},  {0, 64, 64}};
+  unsigned seed = 60;
+  for (const auto& [M, N, K] : shapes) {
+    INFO("M " << M << " N " << N << " K " << K);
+    auto w = uniform_tensor<float, 2>({N, K}, -0.5, 0.5, seed++);
+    const nn::packed_matrix<float> packed(w.view());
+    CHECK(packed.panels() == (N >= 64 && K >= 64));
+    {
+      auto payload = w;
+      payload.data()[1] = std::bit_cast<float>(0x7fc00123u);  // a NaN payload survives the round trip
+      const auto back = nn::packed_matrix<float>(payload.view()).unpacked();
+      REQUIRE(back.extents() == payload.extents());
+      for (index_t i = 0; i < w.size(); ++i)
+        REQUIRE(std::bit_cast<std::uint32_t>(back.data()[i]) == std::bit_cast<std::uint32_t>(payload.data()[i]));
+    }
+    const auto xwide = uniform_tensor<float, 2>({M, K + 3}, -2, 2, seed++);
+    const auto x = xwide.view().subrange(1, 1, K);  // strided rows
+    auto wide_y = [&] { return tensor<float, 2>({M, N + 5}, std::numeric_limits<float>::quiet_NaN()); };
+    tensor<float, 2> gw = wide_y(), vw = wide_y(), sw = wide_y(), rw = wide_y();
+    const auto yg = gw.view().subrange(1, 2, N), yv = vw.view().subrange(1, 2, N), ys = sw.view().subrange(1, 2, N),
+               yr = rw.view().subrange(1, 2, N);
+    packed.gemm(x, yg);
+    packed.gemv(x, yv, 0, N);
+    const index_t P = nn::packed_matrix<float>::panel_rows;
+    for (index_t b = 0; b < N; b += 2 * P) packed.gemv(x, ys, b, std::min(N, b + 2 * P));
+    if (packed.panels()) simd::gemm_nt<float>(x, w.view(), yr);
+    for (index_t m = 0; m < M; ++m) {
+      for (const auto* t : {&gw, &vw, &sw})  // nothing outside y written
+        REQUIRE((std::isnan((*t)(m, 0)) && std::isnan((*t)(m, 1)) && std::isnan((*t)(m, N + 2))));
+      for (index_t n = 0; n < N; ++n) {
+        double s = 0, a = 0;
+        for (index_t k = 0; k < K; ++k) s += double(x(m, k)) * w(n, k), a += std::abs(double(x(m, k)) * w(n, k));
+        const double bound = double(K + 2) * std::ldexp(a, -23) + 1e-30;
+        INFO("row " << m << " column " << n);
+        REQUIRE(std::abs(double(yg(m, n)) - s) <= bound);
+        REQUIRE(std::abs(double(yv(m, n)) - s) <= bound);
+        // A GEMV split at panel boundaries gives the bits of the whole; the GEMM over the stored
+        // panels those of gemm_nt packing them per call (the same operands in the same order).
+        REQUIRE(std::bit_cast<std::uint32_t>(ys(m, n)) == std::bit_cast<std::uint32_t>(yv(m, n)));
+        if (packed.panels()) REQUIRE(std::bit_cast<std::uint32_t>(yr(m, n)) == std::bit_cast<std::uint32_t>(yg(m, n)));
+      }
+    }
+  }
+}
+
+TEST_CASE("packed_matrix<double>: the panel products against a double evaluation", "[linear]") {
+  const index_t M = 5, N = 70, K = 81;
+  const auto w = uniform_tensor<double, 2>({N, K}, -1, 1, 90), x = uniform_tensor<double, 2>({M, K}, -1, 1, 91);
+  const nn::packed_matrix<double> packed(w.view());
+  REQUIRE(packed.panels());
+  tensor<double, 2> yg({M, N}), yv({M, N});
+  packed.gemm(x.view(), yg.view());
+  packed.gemv(x.view(), yv.view(), 0, N);
+  for (index_t m = 0; m < M; ++m)
+    for (index_t n = 0; n < N; ++n) {
+      double s = 0;
+      for (index_t k = 0; k < K; ++k) s += x(m, k) * w(n, k);
+      REQUIRE(std::abs(yg(m, n) - s) <= 1e-13);
+      REQUIRE(std::abs(yv(m, n) - s) <= 1e-13);
     }
 }

@@ -84,8 +84,8 @@ tensor<double, 3> unfolded(const block& l, const tensor<float, 3>& x) {
     std::vector<double> h(static_cast<std::size_t>(C));
     for (index_t i = 0; i < C; ++i) h[std::size_t(i)] = x(0, t, i);
     hs[std::size_t(t)] = h;
-    auto q = lin(w.query.weight, h), k = lin(w.key.weight, h);
-    vs[std::size_t(t)] = lin(w.value.weight, h);
+    auto q = lin(nn::unpacked(w.query.weight), h), k = lin(nn::unpacked(w.key.weight), h);
+    vs[std::size_t(t)] = lin(nn::unpacked(w.value.weight), h);
     for (auto* v : {&q, &k}) {
       auto r = *v;
       for (index_t hh = 0; hh < H; ++hh)
@@ -119,15 +119,15 @@ tensor<double, 3> unfolded(const block& l, const tensor<float, 3>& x) {
       for (index_t j = 0; j <= t; ++j)
         for (index_t i = hh * D; i < (hh + 1) * D; ++i) att[std::size_t(i)] += s[std::size_t(j)] / den * vs[std::size_t(j)][std::size_t(i)];
     }
-    auto h = update(hs[std::size_t(t)], lin(w.att_c_proj.weight, att), w.attn_alpha);
-    auto uv = lin(w.c_fc.weight, h);
+    auto h = update(hs[std::size_t(t)], lin(nn::unpacked(w.att_c_proj.weight), att), w.attn_alpha);
+    auto uv = lin(nn::unpacked(w.c_fc.weight), h);
     const double su = c.suv_init_value / c.suv_init_scaling * std::sqrt(double(C));
     std::vector<double> xm(std::size_t(4 * C));
     for (index_t i = 0; i < 4 * C; ++i) {
       const double u = uv[std::size_t(i)] * double(w.suv(i)) * su, v = uv[std::size_t(4 * C + i)] * double(w.suv(4 * C + i)) * su;
       xm[std::size_t(i)] = u * v / (1 + std::exp(-v));
     }
-    h = update(h, lin(w.mlp_c_proj.weight, xm), w.mlp_alpha);
+    h = update(h, lin(nn::unpacked(w.mlp_c_proj.weight), xm), w.mlp_alpha);
     for (index_t i = 0; i < C; ++i) y(0, t, i) = h[std::size_t(i)];
   }
   return y;

@@ -144,6 +144,12 @@ struct poison_nth {
       name = s.name;
     }
   }
+  template <std::size_t FR>
+  void operator()(const layers::weight_spec<FR>& s, nn::packed_matrix<T>& m) {
+    auto w = m.unpacked();
+    (*this)(s, w);
+    m = nn::packed_matrix<T>(w);
+  }
   template <std::size_t FR, std::size_t R>
   void operator()(const layers::weight_spec<FR>& s, std::optional<tensor<T, R>>& m) {
     if (s.present && m) (*this)(s, *m);

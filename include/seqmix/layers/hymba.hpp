@@ -115,8 +115,7 @@ class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
   /// Upstream state_dict entries: see each_weight.
   struct weights {
     nn::linear<T, WeightT> in_proj;  // [3I + 2·Hkv·hd, C] (+ bias); [3I, C] with kv_reuse
-    nn::linear<T> out_proj;          // [C, I] (+ bias); float even with bf16 weights: the fused
-                                     // head combination (kernels::hymba) reads it as T
+    nn::linear<T, WeightT> out_proj; // [C, I] (+ bias)
     tensor<T, 1> norm1, norm2;    // pre_avg_layernorm1/2.weight [I]
     nn::causal_conv1d<T> conv1d;  // mamba.conv1d [I, 1, K] (+ bias)
     nn::linear<T, WeightT> x_proj;   // mamba.x_proj.0 [R + 2N, I]
@@ -449,18 +448,12 @@ class HymbaBlock : public mixer<HymbaBlock<T, WeightT>, T> {
                                                      w_.D, slice(xs_col + I), w_.dt_bias};
     kernels::ssm::selective_scan::forward(policy, in, ys, state.ssm);
 
-    // The two branches combined and projected (the combination written over attn).
-    const kernels::hymba::inputs<T> hin{attn, ys, w_.norm1, w_.norm2, w_.out_proj.weight, *w_.out_proj.bias};
-    const kernels::hymba::options<T> hopt{eps};
-    if (y.is_contiguous()) {
-      kernels::hymba::forward(policy, hin, attn, y, hopt);
-    } else {
-      tensor<T, 3> tmp({B, R, cfg_.hidden_size});
-      kernels::hymba::forward(policy, hin, attn, tmp.view(), hopt);
-      for (index_t b = 0; b < B; ++b)
-        for (index_t t = 0; t < R; ++t)
-          for (index_t c = 0; c < cfg_.hidden_size; ++c) y(b, t, c) = tmp(b, t, c);
-    }
+    // The two branches combined (written over attn; kernels::hymba::combine), then projected by
+    // out_proj, whose weights are packed as every projection's are (the op's fused forward
+    // takes them row-major).
+    const kernels::hymba::inputs<T> hin{attn, ys, w_.norm1, w_.norm2, {}};
+    kernels::hymba::combine(policy, hin, attn, {eps});
+    detail::project_to_sequence<T>(w_.out_proj, attn.template reshape<2>({Nt, I}), y, name, th);
     state.position += R;
   }
 

@@ -23,8 +23,8 @@
 #include "../error.hpp"
 #include "../io/weights.hpp"
 #include "../nn/conv1d.hpp"
-#include "../nn/bf16_matrix.hpp"
 #include "../nn/linear.hpp"
+#include "../nn/packed_matrix.hpp"
 #include "../tensor/bf16.hpp"
 #include "../tensor/tensor.hpp"
 
@@ -144,11 +144,11 @@ struct weight_loader {
     if (!s.present) return void(m = tensor<E, R>());
     m = detail::to_member<R>(s, src.load<E, FR>(s.name, s.shape));
   }
-  template <std::size_t FR>
-  void operator()(const weight_spec<FR>& s, nn::bf16_matrix& m) const {
-    tensor<bf16, 2> t;
+  template <weight_element<T> E, std::size_t FR>
+  void operator()(const weight_spec<FR>& s, nn::packed_matrix<E>& m) const {
+    tensor<E, 2> t;
     (*this)(s, t);
-    m = nn::bf16_matrix(t.view());
+    m = nn::packed_matrix<E>(t.view());
   }
   template <weight_element<T> E, std::size_t FR, std::size_t R>
   void operator()(const weight_spec<FR>& s, std::optional<tensor<E, R>>& m) const {
@@ -168,8 +168,8 @@ struct weight_saver {
   void operator()(const weight_spec<FR>& s, const tensor<E, R>& m) const {
     if (s.present) out.add(prefix + s.name, detail::to_stored(s, m));
   }
-  template <std::size_t FR>
-  void operator()(const weight_spec<FR>& s, const nn::bf16_matrix& m) const {
+  template <weight_element<T> E, std::size_t FR>
+  void operator()(const weight_spec<FR>& s, const nn::packed_matrix<E>& m) const {
     if (s.present) (*this)(s, m.unpacked());
   }
   template <weight_element<T> E, std::size_t FR, std::size_t R>
@@ -189,8 +189,8 @@ struct weight_checker {
     if (!s.present) return require(m.size() == 0, who, "weight '" + s.name + "' is given but not used by this config");
     check_shape(who, "weight '" + s.name + "'", m.extents(), detail::member_shape<R>(s));
   }
-  template <std::size_t FR>
-  void operator()(const weight_spec<FR>& s, const nn::bf16_matrix& m) const {
+  template <weight_element<T> E, std::size_t FR>
+  void operator()(const weight_spec<FR>& s, const nn::packed_matrix<E>& m) const {
     if (!s.present) return require(m.size() == 0, who, "weight '" + s.name + "' is given but not used by this config");
     check_shape(who, "weight '" + s.name + "'", m.extents(), detail::member_shape<2>(s));
   }
@@ -212,8 +212,8 @@ struct finite_checker {
     if (const index_t i = io::detail::first_non_finite(m.data(), m.size()); i >= 0)
       throw error(std::string(who) + ": weight '" + s.name + "' has a non-finite value at element " + std::to_string(i));
   }
-  template <std::size_t FR>
-  void operator()(const weight_spec<FR>& s, const nn::bf16_matrix& m) const {
+  template <weight_element<T> E, std::size_t FR>
+  void operator()(const weight_spec<FR>& s, const nn::packed_matrix<E>& m) const {
     (*this)(s, m.unpacked());
   }
   template <weight_element<T> E, std::size_t FR, std::size_t R>
@@ -252,11 +252,11 @@ struct weight_initializer {
     }
     m = detail::to_member<R>(s, std::move(t));
   }
-  template <std::size_t FR>
-  void operator()(const weight_spec<FR>& s, nn::bf16_matrix& m) const {
-    tensor<bf16, 2> t;
+  template <weight_element<T> E, std::size_t FR>
+  void operator()(const weight_spec<FR>& s, nn::packed_matrix<E>& m) const {
+    tensor<E, 2> t;
     (*this)(s, t);
-    m = nn::bf16_matrix(t.view());
+    m = nn::packed_matrix<E>(t.view());
   }
   template <weight_element<T> E, std::size_t FR, std::size_t R>
   void operator()(const weight_spec<FR>& s, std::optional<tensor<E, R>>& m) const {

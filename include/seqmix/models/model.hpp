@@ -287,7 +287,7 @@ class model {
     const auto w = tensor_view<const W, 2>(head().view()).subrange(0, begin, end - begin);
     const auto ys = y.subrange(1, begin, end - begin);
     if constexpr (std::is_same_v<W, T>) as_row_major(ys).noalias() = as_row_major(x) * as_row_major(w).transpose();
-    else if (x.extent(0) < nn::linear<T, W>::bf16_packed_min) simd::gemv_bf16(x, w, ys);
+    else if (x.extent(0) <= nn::linear<T, W>::gemv_max_rows) simd::gemv_bf16(x, w, ys);
     else simd::gemm_nt_bf16(x, w, ys);
   }
 

@@ -56,8 +56,12 @@ template <class T, index_t MR>
 
 // gemm_nt with weights of storage type WT, converted to T as they are packed (bf16 -> float on
 // targets without bf16 products).
+//
+// `stored`: W already in the panel layout of pack_panels (then W's data is not read, only its
+// shape): the panels are the B operand as they are, and nothing of W is packed per call.
 template <class T, class WT>
-void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, tensor_view<T, 2> Y, bool accumulate) {
+void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, tensor_view<T, 2> Y, bool accumulate,
+                      const T* stored = nullptr) {
   constexpr index_t MR = sizeof(batch<T>) >= 64 ? 12 : 6;  // 32 or 16 vector registers
   constexpr index_t NR = 2 * lanes<T>;
   // A B panel KC x NR (64 KB of floats with AVX-512) serves the MC / MR A panels of a block in
@@ -71,7 +75,7 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
   const index_t M = X.extent(0), K = X.extent(1), N = W.extent(0);
   check_shape("gemm_nt", "W", W.extents(), {N, K});
   check_shape("gemm_nt", "Y", Y.extents(), {M, N});
-  require((K <= 1 || (X.stride(1) == 1 && W.stride(1) == 1)) && (N <= 1 || Y.stride(1) == 1), "gemm_nt",
+  require((K <= 1 || (X.stride(1) == 1 && (stored || W.stride(1) == 1))) && (N <= 1 || Y.stride(1) == 1), "gemm_nt",
           "X, W and Y need unit column stride");
   const index_t ldx = X.stride(0), ldw = W.stride(0), ldy = Y.stride(0);
   const T* x = X.data();
@@ -80,7 +84,7 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
   if (empty_product(M, N, K, Y, accumulate)) return;
   auto round_up = [](index_t v, index_t to) { return (v + to - 1) / to * to; };
   const index_t kmax = std::min(KC, K);
-  std::vector<T, xsimd::aligned_allocator<T, 64>> bp(static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
+  std::vector<T, xsimd::aligned_allocator<T, 64>> bp(stored ? 0 : static_cast<std::size_t>(kmax * round_up(std::min(NC, N), NR))),
       ap(static_cast<std::size_t>(round_up(std::min(MC, M), MR) * kmax));
   alignas(64) T edge[MR * NR];
   for (index_t jc = 0; jc < N; jc += NC) {
@@ -88,8 +92,11 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
     for (index_t pc = 0; pc < K; pc += KC) {
       const index_t kc = std::min(KC, K - pc);
       const bool acc = accumulate || pc > 0;
+      // The B panel of columns jc + j0: b + j0 · step (stored: panel (jc + j0) / NR, from row pc).
+      const T* b = stored ? stored + jc * K + pc * NR : bp.data();
+      const index_t step = stored ? K : kc;
       // Wᵀ[pc.., jc..] as panels [nc/NR][kc][NR], zero-padded past N.
-      for (index_t j0 = 0; j0 < nc; j0 += NR) {
+      for (index_t j0 = 0; !stored && j0 < nc; j0 += NR) {
         T* dst = bp.data() + j0 * kc;
         const index_t nr = std::min(NR, nc - j0);
         for (index_t j = 0; j < NR; ++j) {
@@ -116,11 +123,11 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
             const index_t mr = std::min(MR, mc - i0);
             T* c = y + (ic + i0) * ldy + jc + j0;
             if (mr == MR && nr == NR) {
-              detail::gemm_nt_tile<T, MR>(kc, ap.data() + i0 * kc, bp.data() + j0 * kc, c, ldy, acc);
+              detail::gemm_nt_tile<T, MR>(kc, ap.data() + i0 * kc, b + j0 * step, c, ldy, acc);
             } else {
               for (index_t i = 0; i < mr; ++i)
                 for (index_t j = 0; j < nr; ++j) edge[i * NR + j] = acc ? c[i * ldy + j] : T(0);
-              detail::gemm_nt_tile<T, MR>(kc, ap.data() + i0 * kc, bp.data() + j0 * kc, edge, NR, true);
+              detail::gemm_nt_tile<T, MR>(kc, ap.data() + i0 * kc, b + j0 * step, edge, NR, true);
               for (index_t i = 0; i < mr; ++i)
                 for (index_t j = 0; j < nr; ++j) c[i * ldy + j] = edge[i * NR + j];
             }
@@ -131,6 +138,38 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
   }
 }
 
+// y[NR·p0 .. min(NR·p1, N)) (+)= W · x over the stored panels p0..p1 (pack_panels). Each panel
+// is one sequential stream of K × NR values, so a decode step reads its weights in one pass with
+// no horizontal sums; four k per step, each into its own accumulators, hide the FMA latency.
+template <class T>
+void gemv_panels(index_t p0, index_t p1, index_t N, index_t K, const T* wp, const T* x, T* y, bool accumulate) {
+  constexpr index_t L = lanes<T>, NR = 2 * L, U = 4;
+  alignas(64) T part[NR];
+  for (index_t panel = p0; panel < p1; ++panel) {
+    const T* b = wp + panel * K * NR;
+    batch<T> a0[U], a1[U];
+    for (index_t u = 0; u < U; ++u) a0[u] = a1[u] = batch<T>(T(0));
+    index_t k = 0;
+    for (; k + U <= K; k += U)
+      SEQMIX_UNROLL for (index_t u = 0; u < U; ++u) {
+        const batch<T> xv(x[k + u]);
+        a0[u] = xsimd::fma(xv, load(b + (k + u) * NR), a0[u]);
+        a1[u] = xsimd::fma(xv, load(b + (k + u) * NR + L), a1[u]);
+      }
+    for (; k < K; ++k) {
+      const batch<T> xv(x[k]);
+      a0[0] = xsimd::fma(xv, load(b + k * NR), a0[0]);
+      a1[0] = xsimd::fma(xv, load(b + k * NR + L), a1[0]);
+    }
+    const index_t n0 = panel * NR, live = std::min(NR, N - n0);
+    T* out = live == NR ? y + n0 : part;
+    store(out, (a0[0] + a0[1]) + (a0[2] + a0[3]) + (accumulate && live == NR ? load(out) : batch<T>(T(0))));
+    store(out + L, (a1[0] + a1[1]) + (a1[2] + a1[3]) + (accumulate && live == NR ? load(out + L) : batch<T>(T(0))));
+    if (live < NR)
+      for (index_t j = 0; j < live; ++j) y[n0 + j] = accumulate ? y[n0 + j] + part[j] : part[j];
+  }
+}
+
 }  // namespace detail
 
 /// Y (+)= X · Wᵀ: X [M, K], W [N, K], Y [M, N], each with unit column stride (rows may be
@@ -138,6 +177,64 @@ void gemm_nt_widening(tensor_view<const T, 2> X, tensor_view<const WT, 2> W, ten
 template <class T>
 void gemm_nt(tensor_view<const T, 2> X, tensor_view<const T, 2> W, tensor_view<T, 2> Y, bool accumulate = false) {
   detail::gemm_nt_widening<T, T>(X, W, Y, accumulate);
+}
+
+/// Output rows per panel of gemm_nt's stored weight layout: a weight [N, K] is kept as ⌈N/NR⌉
+/// panels of [K][NR] values, element (k, j) of a panel holding W[NR·panel + j][k], zero past N.
+/// That is gemm_nt's packed B operand (NR = the tile's two vectors), stored whole: prefill
+/// multiplies it without repacking and decode streams it once. The layout depends on the target.
+template <class T>
+inline constexpr index_t panel_rows = 2 * lanes<T>;
+
+/// Elements of the panel layout of a [N, K] weight.
+template <class T>
+index_t panel_elements(index_t N, index_t K) {
+  return (N + panel_rows<T> - 1) / panel_rows<T> * K * panel_rows<T>;
+}
+
+/// out [panel_elements(N, K)] = W [N, K] in the panel layout (W any strides).
+template <class T>
+void pack_panels(tensor_view<const T, 2> W, T* out) {
+  constexpr index_t NR = panel_rows<T>;
+  const index_t N = W.extent(0), K = W.extent(1);
+  for (index_t panel = 0; panel < (N + NR - 1) / NR; ++panel)
+    for (index_t j = 0; j < NR; ++j) {
+      const index_t n = panel * NR + j;
+      T* dst = out + panel * K * NR + j;
+      for (index_t k = 0; k < K; ++k) dst[k * NR] = n < N ? W(n, k) : T(0);
+    }
+}
+
+/// W [N, K] = the weight held in the panel layout `in` (the inverse of pack_panels).
+template <class T>
+void unpack_panels(const T* in, tensor_view<T, 2> W) {
+  constexpr index_t NR = panel_rows<T>;
+  const index_t N = W.extent(0), K = W.extent(1);
+  for (index_t n = 0; n < N; ++n)
+    for (index_t k = 0; k < K; ++k) W(n, k) = in[(n / NR * K + k) * NR + n % NR];
+}
+
+/// Y (+)= X · Wᵀ with W [N, K] in the panel layout `wp`: gemm_nt without packing W.
+template <class T>
+void gemm_nt_panels(tensor_view<const T, 2> X, const T* wp, index_t N, tensor_view<T, 2> Y, bool accumulate = false) {
+  // W's view supplies the shape only; its data is never read with `stored` set.
+  detail::gemm_nt_widening<T, T>(X, tensor_view<const T, 2>(nullptr, {N, X.extent(1)}), Y, accumulate, wp);
+}
+
+/// Y[:, begin, end) (+)= X · W[begin, end)ᵀ with W [N, K] in the panel layout `wp` (begin a
+/// multiple of panel_rows<T>): each panel read once per row of X.
+template <class T>
+void gemv_panels(tensor_view<const T, 2> X, const T* wp, index_t N, tensor_view<T, 2> Y, index_t begin, index_t end,
+                 bool accumulate = false) {
+  constexpr index_t NR = panel_rows<T>;
+  const index_t M = X.extent(0), K = X.extent(1);
+  check_shape("gemv_panels", "Y", Y.extents(), {M, N});
+  require(begin % NR == 0 && 0 <= begin && begin <= end && end <= N && (K <= 1 || X.stride(1) == 1) &&
+              (N <= 1 || Y.stride(1) == 1),
+          "gemv_panels", "outputs from a multiple of the panel rows, X and Y with unit column stride");
+  for (index_t i = 0; i < M && begin < end; ++i)
+    detail::gemv_panels(begin / NR, (end + NR - 1) / NR, end, K, wp, X.data() + i * X.stride(0),
+                        Y.data() + i * Y.stride(0), accumulate);
 }
 
 }  // namespace seqmix::simd
