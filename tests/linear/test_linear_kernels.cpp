@@ -179,6 +179,11 @@ TEST_CASE("bf16_matrix: packed once, unpacked bit for bit; a GEMV split at panel
     const auto back = m.unpacked();
     REQUIRE(back.extents() == w.extents());
     for (index_t i = 0; i < w.size(); ++i) REQUIRE(back.data()[i].bits == w.data()[i].bits);
+    std::vector<float> r(static_cast<std::size_t>(K));  // each row read out of the panels, widened exactly
+    for (index_t n = 0; n < N; ++n) {
+      m.row(n, r.data());
+      for (index_t k = 0; k < K; ++k) REQUIRE(std::bit_cast<std::uint32_t>(r[std::size_t(k)]) == std::bit_cast<std::uint32_t>(to_float(w(n, k))));
+    }
     if (w.size() > 2) w.data()[1] = bf16(0.5f);
     const nn::bf16_matrix finite(w.view());
     const auto x = uniform_tensor<float, 2>({2, K}, -1, 1, seed++);
@@ -267,10 +272,18 @@ TEST_CASE("float packed_matrix: panels unpack bit for bit; GEMM as gemm_nt, GEMV
     {
       auto payload = w;
       payload.data()[1] = std::bit_cast<float>(0x7fc00123u);  // a NaN payload survives the round trip
-      const auto back = nn::packed_matrix<float>(payload.view()).unpacked();
+      const nn::packed_matrix<float> m(payload.view());
+      const auto back = m.unpacked();
       REQUIRE(back.extents() == payload.extents());
       for (index_t i = 0; i < w.size(); ++i)
         REQUIRE(std::bit_cast<std::uint32_t>(back.data()[i]) == std::bit_cast<std::uint32_t>(payload.data()[i]));
+      std::vector<float> r(std::size_t(K) + 1, -7.0f);  // each row read out of the panels (an embedding lookup)
+      for (index_t n = 0; n < N; ++n) {
+        m.row(n, r.data());
+        for (index_t k = 0; k < K; ++k) REQUIRE(std::bit_cast<std::uint32_t>(r[std::size_t(k)]) == std::bit_cast<std::uint32_t>(payload(n, k)));
+        REQUIRE(r[std::size_t(K)] == -7.0f);
+      }
+      REQUIRE_THROWS_AS(m.row(N, r.data()), error);
     }
     const auto xwide = uniform_tensor<float, 2>({M, K + 3}, -2, 2, seed++);
     const auto x = xwide.view().subrange(1, 1, K);  // strided rows

@@ -62,11 +62,13 @@ class model {
   using State = model_state<T, W>;
   using mixer_type = typename families_with_t<T, W>::mixer;
 
-  /// Weights outside the blocks; head is empty when tied to the embedding.
+  /// Weights outside the blocks; head is empty when tied to the embedding. Both are projections
+  /// (packed once, as every projection's weights): the head's product streams its panels, and
+  /// a token's embedding row is read out of them.
   struct weights {
-    tensor<W, 2> embed;
+    nn::linear<T, W> embed;  // model.embed_tokens.weight [V, C] (no bias)
     tensor<T, 1> norm;
-    tensor<W, 2> head;  // lm_head.weight [V, C], row-major as the embedding it may replace
+    nn::linear<T, W> head;   // lm_head.weight [V, C] (no bias)
   };
 
   /// A model with reproducible random weights: the top-level weights from `seed`, block N's (its
@@ -199,7 +201,7 @@ class model {
       const index_t n = std::min(rows, L - 1 - r0);
       const auto hv = hn.view().subrange(0, 0, n), zv = z.view().subrange(0, 0, n);
       rmsnorm_rows<T>(x.rows.subrange(0, r0, n), w_.norm, hv, cfg_.rms_norm_eps);
-      head_product(hv, zv, 0, V);
+      head()(hv, zv, "model", policy.threads);
       for (index_t r = 0; r < n; ++r) {
         const T* zr = zv.ptr(r, 0);
         const double top = *std::max_element(zr, zr + V);
@@ -225,9 +227,9 @@ class model {
     using layers::init_rule, layers::weight_spec;
     const index_t V = c.vocab_size, C = c.hidden_size;
     // Embedding and head ±1/√C: a random model's logits are O(1), not peaked at the input token.
-    f(weight_spec<2>{"model.embed_tokens.weight", {V, C}}, w.embed);
+    f(weight_spec<2>{"model.embed_tokens.weight", {V, C}}, w.embed.weight);
     f(weight_spec<1>{"model.norm.weight", {C}, init_rule::ones()}, w.norm);
-    f(weight_spec<2>{"lm_head.weight", {V, C}, {}, !c.tie_word_embeddings}, w.head);
+    f(weight_spec<2>{"lm_head.weight", {V, C}, {}, !c.tie_word_embeddings}, w.head.weight);
   }
 
  private:
@@ -280,16 +282,7 @@ class model {
     }
   }
 
-  const tensor<W, 2>& head() const { return cfg_.tie_word_embeddings ? w_.embed : w_.head; }
-
-  // y [n, V] = x [n, C] · headᵀ over the vocabulary columns [begin, end).
-  void head_product(tensor_view<const T, 2> x, tensor_view<T, 2> y, index_t begin, index_t end) const {
-    const auto w = tensor_view<const W, 2>(head().view()).subrange(0, begin, end - begin);
-    const auto ys = y.subrange(1, begin, end - begin);
-    if constexpr (std::is_same_v<W, T>) as_row_major(ys).noalias() = as_row_major(x) * as_row_major(w).transpose();
-    else if (x.extent(0) <= nn::linear<T, W>::gemv_max_rows) simd::gemv_bf16(x, w, ys);
-    else simd::gemm_nt_bf16(x, w, ys);
-  }
+  const nn::linear<T, W>& head() const { return cfg_.tie_word_embeddings ? w_.embed : w_.head; }
 
   // The packed tokens (sequence b: tokens[offsets[b], offsets[b+1]) after states[b]) through every
   // block; returns the final hidden rows [N, C] (in states[0]'s buffers) and the sequences' ends.
@@ -331,8 +324,7 @@ class model {
       require(id >= 0 && id < cfg_.vocab_size, "model",
               "token " + std::to_string(id) + " at position " + std::to_string(t) + " is outside the vocabulary [0, " +
                   std::to_string(cfg_.vocab_size) + ")");
-      const W* row = w_.embed.view().ptr(index_t(id), 0);
-      std::transform(row, row + C, x.ptr(t, 0), [](W v) { return static_cast<T>(v); });  // (widened from bf16)
+      w_.embed.weight.row(index_t(id), x.ptr(t, 0));  // (widened from bf16)
     }
     // x += y, shown to the observer as part p of block i.
     const auto add = [&](std::size_t i, part p) {
@@ -393,9 +385,8 @@ class model {
     tensor<T, 2> hn({B, C}), out({B, V});
     for (index_t b = 0; b < B; ++b)
       nn::rmsnorm_row(x.rows.ptr(x.offsets[std::size_t(b) + 1] - 1, 0), w_.norm.data(), hn.view().ptr(b, 0), C, T(cfg_.rms_norm_eps));
-    P split = policy;
-    split.threads = threads_for_work(policy.threads, double(V) * double(C) * double(B));
-    parallel_ranges(split, V, [&](index_t begin, index_t end) { head_product(hn.view(), out.view(), begin, end); });
+    const pool_scope scope(policy.pool);
+    head()(hn.view(), out.view(), "model", policy.threads);
     return {std::move(out)};
   }
 

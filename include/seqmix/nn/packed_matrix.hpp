@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <type_traits>
 
 #include "../error.hpp"
@@ -75,6 +76,25 @@ class packed_matrix {
       simd::unpack_panels(panels_.data(), w.view());
     }
     return w;
+  }
+
+  /// out[0, in) = row n (an output's weights) converted to T: an embedding lookup, when the
+  /// matrix is an embedding tied to the LM head. In the panel layout the row is strided (one
+  /// value per NR outputs).
+  template <class T>
+  void row(index_t n, T* out) const {
+    require(0 <= n && n < extent(0), "packed_matrix", "row " + std::to_string(n) + " outside [0, " + std::to_string(extent(0)) + ")");
+    const index_t K = extent(1), P = panel_rows;
+    for (index_t k = 0; k < K; ++k) {
+      if (!panels_used_) {
+        out[k] = static_cast<T>(rows_(n, k));
+      } else if constexpr (is_bf16) {
+        const std::uint32_t word = panels_.data()[(n / P * ((K + 1) / 2) + k / 2) * P + n % P];
+        out[k] = static_cast<T>(to_float(bf16::from_bits(static_cast<std::uint16_t>(k % 2 ? word >> 16 : word & 0xffffu))));
+      } else {
+        out[k] = static_cast<T>(panels_.data()[(n / P * K + k) * P + n % P]);
+      }
+    }
   }
 
   /// Y[:, begin, end) = X · W[begin, end)ᵀ for few rows of X (decode): each row of X reads the
