@@ -172,6 +172,27 @@ TEST_CASE("prefill of a prompt then step() equals one prefill of the longer prom
   }
 }
 
+TEST_CASE("a model runs its blocks, MLPs and head on the policy's pool", "[models][threads]") {
+  // Jamba-like stack, 300 tokens: the MLP projections split their rows over 2 threads.
+  const M m = M::init(parse_model_config(stacks[0]), 12);
+  const auto seq = tokens(300, 8);
+  seqmix::thread_pool mine(1);
+  const auto default_jobs = seqmix::thread_pool::default_pool().jobs();
+  auto one = m.make_state(), two = m.make_state();
+  const auto want = m.prefill(exec::recurrent{}, seq, one);
+  const auto got = m.prefill(exec::automatic{.threads = 2, .pool = &mine}, seq, two);
+  const auto jobs = mine.jobs();
+  CHECK(jobs >= 1);
+  SEQMIX_CHECK_WITHIN(got, want, test::tolerance<float>(300.0 * 3 * 64 * 64));
+  auto s = m.make_state();
+  const double nll1 = m.negative_log_likelihood(exec::recurrent{}, seq, s);
+  s = m.make_state();
+  const double nll2 = m.negative_log_likelihood(exec::automatic{.threads = 2, .pool = &mine}, seq, s);
+  CHECK(mine.jobs() > jobs);
+  CHECK(std::abs(nll2 - nll1) <= 1e-3 * std::abs(nll1));
+  CHECK(seqmix::thread_pool::default_pool().jobs() == default_jobs);
+}
+
 TEST_CASE("a forked state continues identically, and reset() starts a fresh sequence", "[models]") {
   const int which = GENERATE(0, 1, 2, 3);
   INFO("stack " << which);

@@ -191,6 +191,7 @@ class model {
   double negative_log_likelihood(const P& policy, std::span<const token_id> tokens, State& s,
                                  const run_options<T>& options = {}) const {
     exec::check(policy, "model");
+    const pool_scope scope(policy);  // the policy's pool runs the blocks and the head
     require(tokens.size() >= 2, "model", "a log-likelihood needs at least two tokens");
     const index_t L = index_t(tokens.size()), C = cfg_.hidden_size, V = cfg_.vocab_size, rows = 64;
     const index_t ends[] = {0, L};
@@ -293,6 +294,7 @@ class model {
   template <exec::policy P>
   hidden run(const P& policy, std::span<const token_id> tokens, std::span<const index_t> offsets,
              std::span<State> states, const run_options<T>& opt) const {
+    const pool_scope scope(policy);  // the policy's pool runs the MLPs too, not only the mixers
     const index_t N = index_t(tokens.size()), C = cfg_.hidden_size;
     const std::size_t B = states.size();
     require(B > 0 && offsets.size() == B + 1, "model",
@@ -385,7 +387,7 @@ class model {
     tensor<T, 2> hn({B, C}), out({B, V});
     for (index_t b = 0; b < B; ++b)
       nn::rmsnorm_row(x.rows.ptr(x.offsets[std::size_t(b) + 1] - 1, 0), w_.norm.data(), hn.view().ptr(b, 0), C, T(cfg_.rms_norm_eps));
-    const pool_scope scope(policy.pool);
+    const pool_scope scope(policy);
     head()(hn.view(), out.view(), "model", policy.threads);
     return {std::move(out)};
   }
